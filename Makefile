@@ -1,0 +1,32 @@
+# Two commands for a new user: `make demo` and `make test` (see README.md).
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+# Pinned here (they lie on local disk on the project's machines); pyproject.toml asks
+# only for compatible ranges so that users elsewhere get current releases.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test golden bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/resbench flops
+	@echo "Complexity of every paper model printed above (as JSON: resbench flops --json)."
+
+test: install
+	$(BIN)/pytest
+
+# Regenerate the complexity golden file deliberately, after an intended model change.
+golden: install
+	$(BIN)/resbench flops --write-golden tests/golden/complexity.csv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

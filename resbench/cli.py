@@ -1,0 +1,73 @@
+"""The `resbench` command. Thin: it parses arguments and calls the library."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr and a non-zero exit: how every user error ends."""
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command("list")
+def list_experiments() -> None:
+    """Show the declared experiments (experiments/*.toml) and their rows."""
+    from .spec import all_experiments
+
+    for exp in all_experiments():
+        table = Table(title=f"[bold]{exp.name}[/]  {exp.title}", title_justify="left", expand=False)
+        for col in ("row", "model", "options", *exp.metrics, "note"):
+            table.add_column(col)
+        for row in exp.rows:
+            model = row.model or (", ".join(row.members) if row.members else "[dim]-[/]")
+            opts = " ".join(f"{k}={v}" for k, v in row.options.items())
+            values = [str(row.paper.get(m, "")) for m in exp.metrics]
+            table.add_row(row.id, model, opts, *values, row.note)
+        console.print(table)
+
+
+@app.command()
+def flops(
+    models: Optional[List[str]] = typer.Argument(None, help="model names (default: every paper model)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a table"),
+    write_golden: Optional[Path] = typer.Option(None, help="write the golden CSV the CI check compares with"),
+) -> None:
+    """Parameters and multiply-adds (fvcore, cross-checked by FlopCounterMode) vs the paper."""
+    from .probes.complexity import complexity, paper_models, paper_reference
+    from .probes import complexity as cx
+
+    names = models or paper_models()
+    try:
+        rows = [complexity(n) for n in names]
+    except ValueError as err:
+        fail(str(err))
+    if write_golden:
+        cx.write_golden(str(write_golden), rows)
+        console.print(f"wrote {len(rows)} models to {write_golden}")
+        return
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=1))
+        return
+    table = Table(title="Complexity: 1 FLOP = 1 multiply-add of conv/FC layers (the paper's convention)")
+    for col in ("model", "input", "params (M)", "GMACs", "paper", "ours / paper"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        ref = paper_reference(r.model)
+        paper, ratio = "", ""
+        if ref:
+            metric, value, scale = ref
+            ours = r.macs if metric == "flops" else r.params
+            paper, ratio = f"{value} {'G' if metric == 'flops' else 'M params'}", f"{ours / scale / value:.3f}"
+        table.add_row(r.model, f"{r.input_size}²", f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.3f}", paper, ratio)
+    console.print(table)

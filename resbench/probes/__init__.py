@@ -1,0 +1,1 @@
+"""Instruments that look inside a model: complexity counters and BN-response hooks."""
