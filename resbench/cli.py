@@ -71,3 +71,44 @@ def flops(
             paper, ratio = f"{value} {'G' if metric == 'flops' else 'M params'}", f"{ours / scale / value:.3f}"
         table.add_row(r.model, f"{r.input_size}²", f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.3f}", paper, ratio)
     console.print(table)
+
+
+def _split(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def run(
+    experiment: str = typer.Argument(..., help="table6, figure1, figure6 or figure7 (see `resbench list`)"),
+    preset: str = typer.Option("paper", help="paper: the full recipe; smoke: a tiny real run (CPU, minutes)"),
+    models: Optional[str] = typer.Option(None, help="comma-separated subset of the rows, e.g. resnet20,plain56"),
+    seeds: int = typer.Option(1, min=1, help="runs per row, seeds 0..N-1 (the paper: 5 for ResNet-110)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    out: Path = typer.Option(Path("runs"), help="results folder: one run directory per run"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10 (else $RESBENCH_DATA, ...)"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: on GPU)"),
+    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode"),
+    fp32: bool = typer.Option(False, "--fp32", help="no bf16 autocast (the plain path, for comparison)"),
+    deterministic: bool = typer.Option(False, help="deterministic kernels (slower)"),
+    time_limit: Optional[float] = typer.Option(None, help="minutes; checkpoint and stop (status paused) after"),
+    fresh: bool = typer.Option(False, "--fresh", help="start unfinished or finished runs again from scratch"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
+    from .data import DataError
+    from .runner import run_experiment
+    from .train.engine import Engine
+
+    engine = Engine(device=device, precision="fp32" if fp32 else "auto", compile=compile,
+                    compile_mode=compile_mode, deterministic=deterministic)
+    try:
+        results = run_experiment(experiment, preset, _split(models), seeds, out, data_root=data_root,
+                                 engine=engine, progress=not quiet,
+                                 time_limit_s=time_limit * 60 if time_limit else None, say=console.print)
+    except (DataError, ValueError, KeyError) as err:
+        fail(str(err).strip("'\""))
+    except OSError as err:
+        fail(f"cannot write results to {out}: {err.strerror or err}")
+    done = sum(r["status"] == "done" for r in results)
+    console.print(f"{done}/{len(results)} runs done; results in {out}/ "
+                  f"(report: resbench report --table 6 --runs {out})")

@@ -11,3 +11,26 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared (paper transcription, CIFAR-10 JPEG) is not beside this checkout")
     return SHARED
+
+
+import torch
+
+from resbench.data.cifar import CifarData
+
+
+def make_images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Learnable tiny data: each class is a bright square at its own place, plus noise."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 96, (n, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    for i, c in enumerate(labels.tolist()):
+        r, q = divmod(c, 5)
+        images[i, c % 3, 4 + 14 * r: 14 + 14 * r, 2 + 6 * q: 8 + 6 * q] = 250
+    return images, labels
+
+
+@pytest.fixture
+def tiny_data() -> CifarData:
+    train_x, train_y = make_images(320, seed=0)
+    test_x, test_y = make_images(100, seed=1)
+    return CifarData(train_x, train_y, test_x, test_y, "synthetic", "generated in tests")

@@ -6,7 +6,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import vgg16 as tv_vgg16, vgg19 as tv_vgg19
 
 from .blocks import SHORTCUTS, BasicBlock, Bottleneck, ConvBN, Shortcut, he_init
 
@@ -66,4 +65,6 @@ def imagenet_plain(depth: int) -> ImageNetNet:
 
 def vgg(depth: Literal[16, 19]) -> nn.Module:
     """torchvision's VGG-16/19 (no BN), used only for the complexity comparison of Table 1."""
-    return {16: tv_vgg16, 19: tv_vgg19}[depth](weights=None)
+    from torchvision import models  # imported here: it costs a second at every CLI start
+
+    return {16: models.vgg16, 19: models.vgg19}[depth](weights=None)

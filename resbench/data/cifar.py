@@ -1,0 +1,171 @@
+"""CIFAR-10 readers: the original `cifar-10-batches-py`, or the packed JPEG-q75 archives.
+
+Everything is decoded once into uint8 tensors (N, 3, 32, 32); the training pipeline
+(`resbench.data.pipeline`) keeps them resident on the device.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import DataError
+
+JPEG_DIR = "cifar10-jpeg"
+ORIGINAL_DIR = "cifar-10-batches-py"
+VARIANTS = {ORIGINAL_DIR: "cifar10-original", JPEG_DIR: "cifar10-jpeg-q75"}
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class CifarData:
+    train_x: torch.Tensor  # uint8 (N, 3, 32, 32)
+    train_y: torch.Tensor  # int64 (N,)
+    test_x: torch.Tensor  # the 10k test set, or the 5k validation split
+    test_y: torch.Tensor
+    variant: str  # cifar10-original | cifar10-jpeg-q75 (| synthetic in tests)
+    source: str  # the folder it was read from
+    sha256: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    split: str = "train/test"  # or "45k/5k" (validation split, for choosing schedules)
+
+    def provenance(self) -> dict:
+        return {"variant": self.variant, "source": self.source, "sha256": self.sha256,
+                "split": self.split, "train": len(self.train_y), "test": len(self.test_y)}
+
+
+def candidate_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
+    """Where CIFAR-10 is looked for, in order (documented in README.md)."""
+    roots = [data_root, os.environ.get("RESBENCH_DATA"), "data", "../shared/data",
+             Path.home() / ".cache" / "resbench"]
+    return [Path(r).expanduser() for r in roots if r]
+
+
+def find_cifar10(data_root: str | os.PathLike | None = None) -> tuple[str, Path]:
+    """(layout, folder) of the first CIFAR-10 found; the lossless original wins in a root."""
+    explicit = Path(data_root).expanduser() if data_root else None
+    for root in candidate_roots(data_root):
+        for layout in (ORIGINAL_DIR, JPEG_DIR):
+            for folder in (root / layout, root):
+                if _has_layout(folder, layout):
+                    return layout, folder
+        if root == explicit:  # a root the user named must hold the data: don't look elsewhere
+            raise DataError(f"no CIFAR-10 in {root}: expected {ORIGINAL_DIR}/ or {JPEG_DIR}/ "
+                            f"(train.npz, test.npz) there")
+    looked = ", ".join(str(r) for r in candidate_roots(data_root))
+    raise DataError(f"CIFAR-10 not found (looked in {looked}); pass --data-root DIR or set "
+                    f"RESBENCH_DATA to a folder holding {ORIGINAL_DIR}/ or {JPEG_DIR}/")
+
+
+def _has_layout(folder: Path, layout: str) -> bool:
+    if layout == ORIGINAL_DIR:
+        return (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file()
+    return (folder / "train.npz").is_file() and (folder / "test.npz").is_file()
+
+
+def load_cifar10(data_root: str | os.PathLike | None = None, val_split: bool = False,
+                 split_seed: int = 0) -> CifarData:
+    """Read CIFAR-10 from the first root that has it (see `candidate_roots`)."""
+    layout, folder = find_cifar10(data_root)
+    reader = _read_original if layout == ORIGINAL_DIR else _read_jpeg_npz
+    files = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+             "test_batch"] if layout == ORIGINAL_DIR else ["train.npz", "test.npz"]
+    (train_x, train_y), (test_x, test_y) = reader(folder)
+    data = CifarData(train_x, train_y, test_x, test_y, VARIANTS[layout], str(folder.resolve()),
+                     {f: sha256_file(folder / f) for f in files})
+    return validation_split(data, split_seed) if val_split else data
+
+
+def validation_split(data: CifarData, seed: int = 0, n_val: int = 5000) -> CifarData:
+    """The paper's 45k/5k split: random, seeded, stratified by class (the JPEG set is sorted)."""
+    train_idx, val_idx = stratified_split(data.train_y, n_val, seed)
+    return CifarData(data.train_x[train_idx], data.train_y[train_idx], data.train_x[val_idx],
+                     data.train_y[val_idx], data.variant, data.source, data.sha256,
+                     split=f"{len(train_idx) // 1000}k/{n_val // 1000}k seed {seed}")
+
+
+def stratified_split(labels: torch.Tensor, n_val: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    classes = labels.unique()
+    per_class = n_val // len(classes)
+    val = []
+    for c in classes:
+        idx = (labels == c).nonzero().flatten()
+        val.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]])
+    val_idx = torch.cat(val).sort().values
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[val_idx] = False
+    return mask.nonzero().flatten(), val_idx
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_jpeg_npz(folder: Path) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    return tuple(_decode_npz(folder / name) for name in ("train.npz", "test.npz"))
+
+
+def _decode_jpeg(blob: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(blob)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _decode_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every image once with PIL (about 5 s for 50k images on one core)."""
+    try:
+        with np.load(path) as z:
+            jpeg, offsets, labels = z["jpeg"], z["offsets"], z["labels"]
+        if len(offsets) != len(labels) + 1 or offsets[-1] != len(jpeg):
+            raise ValueError("offsets do not match the JPEG bytes")
+        blobs = [jpeg[a:b].tobytes() for a, b in zip(offsets[:-1], offsets[1:])]
+        images = [_decode_jpeg(blob) for blob in blobs]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{path} is corrupt or truncated ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else 'no detail'}); copy it again") from None
+    if any(img.shape != (32, 32, 3) for img in images):
+        raise DataError(f"{path}: every image must decode to 32x32 RGB; copy the file again")
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
+
+
+def _read_original(folder: Path) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    train = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test = _unpickle(folder / "test_batch")
+    train_x = torch.cat([x for x, _ in train])
+    train_y = torch.cat([y for _, y in train])
+    return (train_x, train_y), test
+
+
+def _unpickle(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
+        raise DataError(f"{path} is corrupt or truncated ({type(err).__name__}); "
+                        f"unpack cifar-10-python.tar.gz again") from None
+    return torch.from_numpy(x.copy()), torch.from_numpy(y)
+
+
+def write_jpeg_npz(path: Path, images: torch.Tensor, labels: torch.Tensor, quality: int = 75) -> None:
+    """Pack uint8 images (N, 3, H, W) in the shared JPEG format (used by tests and tools)."""
+    blobs = []
+    for img in images:
+        buffer = io.BytesIO()
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality)
+        blobs.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    np.savez(path, jpeg=np.concatenate(blobs), offsets=offsets,
+             labels=labels.numpy().astype(np.uint8), classes=np.array(CLASSES))

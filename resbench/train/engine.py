@@ -1,0 +1,101 @@
+"""How a step runs on the hardware: device, precision, memory layout, compilation.
+
+None of this changes what is computed, only how fast (bf16 changes rounding; the
+resolved precision is part of a run's config). The defaults pick the fast path on a GPU
+(bf16 autocast, channels_last, torch.compile, fused SGD) and plain fp32 eager elsewhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PRECISIONS = ("bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class Engine:
+    device: str = "auto"  # auto: cuda if available, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on cuda, fp32 elsewhere
+    compile: bool | None = None  # None: on for cuda
+    # reduce-overhead = inductor kernels + CUDA graphs: at batch 128 the small CIFAR
+    # nets are launch-bound, which CUDA graphs remove. `resbench bench cifar --compile-mode`
+    # compares the modes on the GPU.
+    compile_mode: str = "reduce-overhead"
+    channels_last: bool = True
+    deterministic: bool = False  # deterministic kernels (for exact resume checks)
+
+    def resolve(self) -> "Engine":
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but this machine has no CUDA GPU; use --device cpu")
+        cuda = device.startswith("cuda")
+        precision = self.precision if self.precision != "auto" else ("bf16" if cuda else "fp32")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        compile_ = cuda if self.compile is None else self.compile
+        return Engine(device, precision, compile_, self.compile_mode, self.channels_last, self.deterministic)
+
+    def apply_global_settings(self) -> None:
+        torch.backends.cudnn.benchmark = not self.deterministic
+        torch.use_deterministic_algorithms(self.deterministic, warn_only=False)
+        if self.deterministic and self.device.startswith("cuda"):
+            import os
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
+                   device: str) -> torch.optim.SGD:
+    fused = {"fused": True} if device.startswith("cuda") else {}
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, **fused)
+
+
+def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_splits: int, engine: Engine):
+    """step(x, y, lr) -> (loss, number wrong), both 0-d tensors left on the device."""
+    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
+    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
+
+    def forward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
+            # BN statistics per split, as the paper's data-parallel GPUs each had their own
+            logits = torch.cat([model(part) for part in x.chunk(bn_splits)]) if bn_splits > 1 else model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        return loss, (logits.argmax(1) != y).sum()
+
+    if engine.compile:
+        forward = torch.compile(forward, mode=engine.compile_mode)
+
+    def step(x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, wrong = forward(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach().clone(), wrong.detach().clone()
+
+    return step
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, engine: Engine) -> tuple[float, float]:
+    """(mean loss, error %) over `batches` in eval mode."""
+    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
+    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
+    was_training = model.training
+    model.eval()
+    loss_sum, wrong, n = 0.0, 0, 0
+    for x, y in batches:
+        with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        wrong += (logits.argmax(1) != y).sum().item()
+        n += len(y)
+    model.train(was_training)
+    return loss_sum / n, 100.0 * wrong / n

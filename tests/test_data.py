@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from resbench.data import DataError
+from resbench.data.cifar import find_cifar10, load_cifar10, stratified_split, write_jpeg_npz
+from resbench.data.pipeline import DeviceLoader, augment, epoch_plan, normalize
+
+from conftest import make_images
+
+
+def reference_augment(img, mean, dx, dy, flip):
+    """The paper's augmentation for one image, written the obvious way."""
+    x = F.pad(img.float() / 255 - mean, (4, 4, 4, 4))
+    x = x[:, dy:dy + 32, dx:dx + 32]
+    return x.flip(2) if flip else x
+
+
+def test_batched_augmentation_equals_per_image_reference():
+    images, _ = make_images(64)
+    mean = images.float().div(255).mean(0)
+    plan = epoch_plan(64, seed=3, epoch=0)
+    out = augment(images, mean, plan.dx, plan.dy, plan.flip)
+    assert out.shape == (64, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
+    for i in range(64):
+        ref = reference_augment(images[i], mean, plan.dx[i].item(), plan.dy[i].item(), plan.flip[i].item())
+        torch.testing.assert_close(out[i], ref)
+
+
+def test_crop_offsets_pad_with_zeros_and_flip_mirrors():
+    images = torch.full((2, 3, 32, 32), 200, dtype=torch.uint8)
+    images[:, :, :, 0] = 0  # a dark left column, to see the flip
+    mean = torch.zeros(3, 32, 32)
+    out = augment(images, mean, torch.tensor([0, 8]), torch.tensor([0, 8]), torch.tensor([False, True]))
+    # offset (0, 0): the top-left 4x4 is padding (zeros); offset (8, 8) + flip: the bottom-left is
+    assert not out[0, :, :4, :4].any() and not out[1, :, -4:, :4].any()
+    assert out[0, 0, 10, 4] == 0 and out[1, 0, 10, 4 + 23 - 8 - 4] != 0  # dark column moved
+    assert torch.equal(out[1, :, :24, 4:], out[1, :, :24, 4:])
+
+
+def test_mean_is_subtracted_per_pixel():
+    images, labels = make_images(40)
+    loader = DeviceLoader(images, labels, batch_size=8, seed=0)
+    assert loader.mean.shape == (3, 32, 32)
+    torch.testing.assert_close(loader.mean, images.float().div(255).mean(0))
+    x, _ = next(loader.eval_batches(images, labels, batch_size=40))
+    torch.testing.assert_close(x.mean(0), torch.zeros(3, 32, 32), atol=1e-5, rtol=0)
+
+
+def test_epochs_are_seeded_permutations():
+    a, b, c = epoch_plan(100, 0, 0), epoch_plan(100, 0, 0), epoch_plan(100, 0, 1)
+    assert torch.equal(a.order, b.order) and not torch.equal(a.order, c.order)
+    assert sorted(a.order.tolist()) == list(range(100))
+    assert a.dx.min() >= 0 and a.dx.max() <= 8
+
+
+def test_batches_cover_an_epoch_then_reshuffle():
+    images, labels = make_images(40)
+    loader = DeviceLoader(images, labels, batch_size=8, seed=0)
+    assert loader.steps_per_epoch == 5
+    seen = torch.cat([loader.batch(i)[1] for i in range(5)])
+    assert sorted(seen.tolist()) == sorted(labels.tolist())
+
+
+def test_stratified_split_is_balanced_and_disjoint():
+    labels = torch.arange(1000) // 100  # sorted by class, like the JPEG archive
+    train, val = stratified_split(labels, 100, seed=0)
+    assert labels[val].bincount().tolist() == [10] * 10
+    assert len(set(train.tolist()) & set(val.tolist())) == 0 and len(train) + len(val) == 1000
+
+
+def test_reads_the_jpeg_archive_format(tmp_path):
+    folder = tmp_path / "cifar10-jpeg"
+    folder.mkdir()
+    for name, n in (("train.npz", 30), ("test.npz", 20)):
+        images, labels = make_images(n)
+        write_jpeg_npz(folder / name, images, labels)
+    data = load_cifar10(tmp_path)
+    assert data.train_x.shape == (30, 3, 32, 32) and data.train_x.dtype == torch.uint8
+    assert data.variant == "cifar10-jpeg-q75" and len(data.sha256["train.npz"]) == 64
+    # lossy, but each image keeps its average brightness
+    per_image = lambda x: x.float().mean((1, 2, 3))  # noqa: E731
+    assert (per_image(data.train_x) - per_image(make_images(30)[0])).abs().max() < 2
+
+
+def test_reads_the_original_python_batches(tmp_path):
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        images, labels = make_images(10)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": images.reshape(10, -1).numpy(), b"labels": labels.tolist()}, f)
+    data = load_cifar10(tmp_path)
+    assert data.variant == "cifar10-original" and len(data.train_y) == 50
+    assert torch.equal(data.test_x, make_images(10)[0])
+
+
+def test_missing_data_lists_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESBENCH_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr("resbench.data.cifar.candidate_roots",
+                        lambda root=None: [tmp_path / "nowhere", tmp_path / "data"])
+    with pytest.raises(DataError, match="not found.*--data-root"):
+        find_cifar10()
+
+
+def test_corrupt_archive_is_a_one_line_error(tmp_path):
+    folder = tmp_path / "cifar10-jpeg"
+    folder.mkdir()
+    images, labels = make_images(10)
+    write_jpeg_npz(folder / "train.npz", images, labels)
+    (folder / "test.npz").write_bytes((folder / "train.npz").read_bytes()[:500])  # truncated
+    with pytest.raises(DataError, match="test.npz is corrupt or truncated") as err:
+        load_cifar10(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_real_shared_cifar10_is_found_and_intact(shared_dir):
+    data = load_cifar10(shared_dir / "data")
+    assert data.train_x.shape == (50_000, 3, 32, 32) and data.test_x.shape == (10_000, 3, 32, 32)
+    assert data.train_y.bincount().tolist() == [5000] * 10
+    assert data.sha256["test.npz"].startswith("95e2e82d")
+    channel_means = data.test_x.float().div(255).mean((0, 2, 3))
+    torch.testing.assert_close(channel_means, torch.tensor([0.4942, 0.4851, 0.4504]), atol=2e-3, rtol=0)

@@ -1,0 +1,95 @@
+import subprocess
+import sys
+
+import pytest
+
+from resbench.data.cifar import write_jpeg_npz
+from resbench.results import load_curves, load_responses, load_runs
+from resbench.runner import plan, run_experiment
+from resbench.spec import load_experiment
+from resbench.train.engine import Engine
+
+from conftest import make_images
+
+CPU = Engine(device="cpu", precision="fp32", compile=False)
+
+
+def test_plan_covers_rows_and_seeds_with_row_options():
+    planned = plan(load_experiment("table6"), "paper", seeds=5)
+    assert len(planned) == 6 * 5
+    r110 = [p for p in planned if p.run.model == "resnet110"]
+    assert [p.run.seed for p in r110] == [0, 1, 2, 3, 4] and all(p.run.recipe.warmup for p in r110)
+    assert not any(p.run.recipe.warmup for p in planned if p.run.model == "resnet20")
+
+
+def test_smoke_skips_resnet1202_unless_named():
+    skipped = [p.run.model for p in plan(load_experiment("table6"), "smoke") if p.skip_reason]
+    assert skipped == ["resnet1202"]
+    assert not plan(load_experiment("table6"), "smoke", models=["resnet1202"])[0].skip_reason
+
+
+@pytest.mark.parametrize("name, models, message", [
+    ("table3", None, "ImageNet"), ("table1", None, "resbench flops"),
+    ("table6", ["plain20"], "no rows for plain20")])
+def test_plan_refuses_what_it_cannot_run(name, models, message):
+    with pytest.raises(ValueError, match=message):
+        plan(load_experiment(name), "smoke", models=models)
+
+
+def test_run_experiment_skips_finished_runs_and_loads_as_dataframes(tiny_data, tmp_path):
+    kwargs = dict(preset="smoke", models=["plain20"], seeds=2, out=tmp_path, data=tiny_data, engine=CPU,
+                  progress=False, say=lambda _: None)
+    first = run_experiment("figure1", **kwargs)
+    assert [r["status"] for r in first] == ["done", "done"]
+    said = []
+    again = run_experiment("figure1", **{**kwargs, "say": said.append})
+    assert all(s.startswith("done already") for s in said) and again == first
+
+    runs = load_runs(tmp_path)
+    assert sorted(runs["seed"]) == [0, 1] and set(runs["status"]) == {"done"}
+    assert runs["data_variant"].eq("synthetic").all() and runs["git_commit"].notna().all()
+    assert runs.set_index("seed")["test_error"].to_dict() == {r["seed"]: r["test_error"] for r in (
+        {"seed": int(d.rsplit("-s", 1)[1]), "test_error": s["test_error"]} for d, s in
+        ((x["dir"], x) for x in first))}
+    curves = load_curves(tmp_path)
+    assert {"train", "test"} <= set(curves["split"]) and curves["iter"].max() == 60
+    responses = load_responses(tmp_path)
+    assert len(responses) == 2 * 19
+
+
+def test_a_row_shared_by_two_experiments_is_trained_once(tiny_data, tmp_path):
+    kwargs = dict(preset="smoke", models=["resnet20"], out=tmp_path, data=tiny_data, engine=CPU, progress=False)
+    said = []
+    run_experiment("table6", **kwargs, say=said.append)
+    run_experiment("figure7", **kwargs, say=said.append)
+    assert said[-1].startswith("done already") and len(load_runs(tmp_path)) == 1
+
+
+def resbench(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "resbench", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_runs_a_smoke_row_on_a_jpeg_folder(tmp_path):
+    folder = tmp_path / "data" / "cifar10-jpeg"
+    folder.mkdir(parents=True)
+    for name, n in (("train.npz", 64), ("test.npz", 20)):
+        write_jpeg_npz(folder / name, *make_images(n))
+    proc = resbench("run", "figure1", "--preset", "smoke", "--models", "plain20", "--device", "cpu", "-q",
+                    "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    runs = load_runs(tmp_path / "runs")
+    assert runs["model"].tolist() == ["plain20"] and runs["data_variant"].tolist() == ["cifar10-jpeg-q75"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "table6", "--data-root", "/nonexistent"], "no CIFAR-10 in /nonexistent"),
+    (["run", "table6", "--preset", "huge"], "unknown preset"),
+    (["run", "table6", "--models", "resnet21"], "no rows for resnet21"),
+    (["run", "table7"], "unknown experiment"),
+    (["run", "table6", "--device", "cuda"], "no CUDA GPU"),
+])
+def test_cli_bad_inputs_are_one_line_errors(args, message):
+    proc = resbench(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,151 @@
+import json
+
+import pytest
+import torch
+
+from resbench.probes.responses import response_layers, response_stds
+from resbench.models import build_model
+from resbench.train.loop import CifarRun, train_cifar
+from resbench.train.recipe import CifarRecipe, cifar_recipe
+
+CPU = dict(device="cpu", precision="fp32", compile=False, deterministic=True)
+
+
+def tiny_recipe(**kw) -> CifarRecipe:
+    base = dict(batch_size=32, iterations=24, milestones=(16, 20), log_every=4, eval_every=8,
+                checkpoint_every=8)
+    return CifarRecipe(**{**base, **kw}).validate()
+
+
+def records(run_dir, split):
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if r["split"] == split]
+
+
+def engine():
+    from resbench.train.engine import Engine
+    return Engine(**CPU)
+
+
+def test_paper_schedule_divides_at_32k_and_48k_and_stops_at_64k():
+    r = cifar_recipe("paper")
+    assert (r.batch_size, r.momentum, r.weight_decay, r.iterations) == (128, 0.9, 1e-4, 64_000)
+    assert [r.lr_at(i) for i in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == \
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    assert r.lr_at(5, warming_up=True) == 0.01
+
+
+@pytest.mark.parametrize("bad", [dict(lr=-0.1), dict(bn_splits=3), dict(milestones=(48_000, 32_000)),
+                                 dict(momentum=1.5), dict(iterations=0), dict(test_subset=3)])
+def test_recipe_rejects_nonsense(bad):
+    with pytest.raises(ValueError, match="invalid recipe"):
+        CifarRecipe(**bad).validate()
+
+
+def test_unknown_option_and_preset_fail_clearly():
+    with pytest.raises(ValueError, match="unknown recipe options.*wamrup"):
+        cifar_recipe("paper", wamrup=True)
+    with pytest.raises(ValueError, match="unknown preset"):
+        cifar_recipe("huge")
+
+
+def test_tiny_model_learns_tiny_data(tiny_data, tmp_path):
+    recipe = tiny_recipe(iterations=120, milestones=(80, 100), log_every=20, eval_every=40, checkpoint_every=120)
+    summary = train_cifar(CifarRun("resnet8", recipe, seed=0), tiny_data, tmp_path, engine(), progress=False)
+    train = records(tmp_path, "train")
+    assert summary["status"] == "done"
+    assert train[-1]["loss"] < 0.5 * train[0]["loss"]
+    assert summary["test_error"] < 30  # chance is 90%
+
+
+def test_warmup_ends_when_training_error_drops_below_the_threshold(tiny_data, tmp_path):
+    # threshold 100%: any window ends the warm-up, at the first check
+    quick = train_cifar(CifarRun("resnet8", tiny_recipe(warmup=True, warmup_until=100.0, warmup_window=4), 0),
+                        tiny_data, tmp_path / "quick", engine(), progress=False)
+    assert quick["warmup_ended_at"] == 4
+    assert [r["lr"] for r in records(tmp_path / "quick", "train")][:2] == [0.01, 0.1]
+    # threshold 0%: the error never gets there, so the lr stays 0.01 and then decays from it
+    never = train_cifar(CifarRun("resnet8", tiny_recipe(warmup=True, warmup_until=1e-9, warmup_window=4), 0),
+                        tiny_data, tmp_path / "never", engine(), progress=False)
+    assert never["warmup_ended_at"] is None
+    assert {r["lr"] for r in records(tmp_path / "never", "train")} == {0.01}
+
+
+def test_warmup_switches_at_the_first_window_below_the_threshold(tiny_data, tmp_path):
+    recipe = tiny_recipe(iterations=60, milestones=(), warmup=True, warmup_until=80.0, warmup_window=4)
+    summary = train_cifar(CifarRun("resnet8", recipe, 0), tiny_data, tmp_path, engine(), progress=False)
+    checks = records(tmp_path, "warmup")
+    assert summary["warmup_ended_at"] is not None and summary["warmup_ended_at"] > 4  # not at once
+    assert checks[-1]["iter"] == summary["warmup_ended_at"] and checks[-1]["error"] < 80.0
+    assert all(c["error"] >= 80.0 for c in checks[:-1])
+    lrs = {r["iter"]: r["lr"] for r in records(tmp_path, "train")}
+    assert all(lr == (0.01 if it <= summary["warmup_ended_at"] else 0.1) for it, lr in lrs.items())
+
+
+def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    recipe = tiny_recipe()
+    run = CifarRun("resnet8", recipe, seed=1)
+    train_cifar(run, tiny_data, tmp_path / "straight", engine(), progress=False)
+
+    from resbench.data.pipeline import DeviceLoader
+    real_batch = DeviceLoader.batch
+
+    def crash_at_13(self, iteration):
+        if iteration == 13:
+            raise KeyboardInterrupt  # killed mid-run, after the checkpoint at 8
+        return real_batch(self, iteration)
+    monkeypatch.setattr(DeviceLoader, "batch", crash_at_13)
+    with pytest.raises(KeyboardInterrupt):
+        train_cifar(run, tiny_data, tmp_path / "resumed", engine(), progress=False)
+    monkeypatch.setattr(DeviceLoader, "batch", real_batch)
+    train_cifar(run, tiny_data, tmp_path / "resumed", engine(), progress=False)
+
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert records(tmp_path / "straight", "test") == records(tmp_path / "resumed", "test")
+    assert [r["iter"] for r in records(tmp_path / "resumed", "train")] == list(range(4, 25, 4))
+
+
+def test_time_limit_pauses_with_a_checkpoint_and_resume_finishes(tiny_data, tmp_path):
+    run = CifarRun("resnet8", tiny_recipe(), seed=0)
+    paused = train_cifar(run, tiny_data, tmp_path, engine(), progress=False, time_limit_s=0.0)
+    assert paused["status"] == "paused" and paused["iteration"] == 4
+    done = train_cifar(run, tiny_data, tmp_path, engine(), progress=False)
+    assert done["status"] == "done" and done["iteration"] == 24
+
+
+def test_diverged_run_stops_and_says_so(tiny_data, tmp_path):
+    summary = train_cifar(CifarRun("resnet8", tiny_recipe(lr=1e6, milestones=(), iterations=40), 0),
+                          tiny_data, tmp_path, engine(), progress=False)
+    assert summary["status"] == "diverged" and "loss" in summary["reason"]
+    assert summary["test_error"] is None
+
+
+@pytest.mark.parametrize("name, layers", [("resnet20", 19), ("plain20", 19), ("resnet56", 55),
+                                          ("plain110", 109), ("resnet20_B", 19)])
+def test_fig7_hooks_find_depth_minus_one_3x3_layers(name, layers):
+    model = build_model(name)
+    assert len(response_layers(model)) == layers
+    stds = response_stds(model, [(torch.randn(4, 3, 32, 32), None)])
+    assert [s["layer"] for s in stds] == list(range(1, layers + 1))
+    assert stds[0]["name"] == "stem" and all(s["std"] > 0 for s in stds)
+
+
+def test_fig7_std_is_the_std_of_the_bn_output():
+    model = build_model("resnet8").eval()
+    captured = []
+    model.stem.register_forward_hook(lambda m, i, o: captured.append(o))
+    x = torch.randn(16, 3, 32, 32)
+    stds = response_stds(model, [(x[:8], None), (x[8:], None)])
+    assert stds[0]["std"] == pytest.approx(torch.cat(captured).double().std(unbiased=False).item(), rel=1e-6)
+
+
+def test_a_finished_run_writes_everything_a_report_needs(tiny_data, tmp_path):
+    train_cifar(CifarRun("resnet8", tiny_recipe(), seed=0), tiny_data, tmp_path, engine(), progress=False)
+    for name in ("env.json", "metrics.jsonl", "responses.json", "summary.json", "checkpoint.pt"):
+        assert (tmp_path / name).exists(), name
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert {"git", "torch", "device", "gpu", "data"} <= set(env) and env["data"]["variant"] == "synthetic"
+    assert len(json.loads((tmp_path / "responses.json").read_text())) == 7
