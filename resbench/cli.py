@@ -112,3 +112,55 @@ def run(
     done = sum(r["status"] == "done" for r in results)
     console.print(f"{done}/{len(results)} runs done; results in {out}/ "
                   f"(report: resbench report --table 6 --runs {out})")
+
+
+bench_app = typer.Typer(help="Throughput benchmarks (img/s), measured side by side in one run.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("cifar")
+def bench_cifar(
+    models: str = typer.Option("resnet20,resnet56,resnet110", help="comma-separated models"),
+    iterations: int = typer.Option(200, min=1, help="timed iterations per loop"),
+    warmup: int = typer.Option(30, min=0, help="untimed iterations first (compilation, cudnn autotune)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    workers: int = typer.Option(8, min=0, help="DataLoader workers of the plain loop"),
+    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode of the fast loop"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    bn_splits: int = typer.Option(2, min=1, help="fast loop: BN groups per batch (2 = the paper's 2x64)"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """The plain loop (DataLoader + PIL + fp32 eager) vs resbench's fast loop: img/s and ratio."""
+    from dataclasses import asdict
+
+    from .bench import fast_loop, plain_loop
+    from .data import DataError
+    from .data.cifar import load_cifar10
+    from .results import environment, write_json
+    from .train.engine import Engine
+    from .train.recipe import CifarRecipe
+
+    try:
+        engine = Engine(device=device, compile=compile, compile_mode=compile_mode).resolve()
+        recipe = CifarRecipe(bn_splits=bn_splits).validate()
+        data = load_cifar10(data_root)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    table = Table(title=f"CIFAR-10 training throughput on {engine.device}, batch 128")
+    for col in ("model", "plain img/s", "fast img/s", "fast / plain", "fast loop"):
+        table.add_column(col, justify="left" if col in ("model", "fast loop") else "right")
+    results = []
+    for name in _split(models) or []:
+        plain = plain_loop(name, data, engine.device, iterations, warmup, workers)
+        fast = fast_loop(name, data, engine, iterations, warmup, recipe)
+        results += [plain, fast]
+        table.add_row(name, f"{plain.img_per_s:,.0f}", f"{fast.img_per_s:,.0f}",
+                      f"{fast.img_per_s / plain.img_per_s:.2f}x", fast.detail)
+    console.print(table)
+    if out:
+        import torch
+
+        write_json(out, {"results": [asdict(r) for r in results],
+                         "env": environment(torch.device(engine.device), data.provenance())})
+        console.print(f"wrote {out}")

@@ -93,3 +93,19 @@ def test_cli_bad_inputs_are_one_line_errors(args, message):
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bench_cifar_measures_both_loops(tmp_path):
+    import json
+
+    folder = tmp_path / "cifar10-jpeg"
+    folder.mkdir()
+    for name, n in (("train.npz", 256), ("test.npz", 10)):
+        write_jpeg_npz(folder / name, *make_images(n))
+    proc = resbench("bench", "cifar", "--models", "resnet8", "--iterations", "2", "--warmup", "1",
+                    "--workers", "0", "--device", "cpu", "--data-root", str(tmp_path),
+                    "--out", str(tmp_path / "bench.json"))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert [r["loop"] for r in results] == ["plain", "fast"] and all(r["img_per_s"] > 0 for r in results)
+    assert "fast / plain" in proc.stdout
