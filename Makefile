@@ -17,11 +17,15 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# A small real experiment: Table 6's ResNets, 60 iterations each on the real CIFAR-10 (CPU, minutes).
+# A small real experiment: Table 6's ResNets and Fig. 7's plain nets, 60 iterations each on the
+# real CIFAR-10 (CPU, a few minutes), then their reports.
 demo: install
 	$(BIN)/resbench flops resnet20 resnet56 resnet110 resnet50 resnet50_v1.5
 	$(BIN)/resbench run table6 --preset smoke --out runs/demo
-	@echo "Runs (metrics, Fig. 7 responses, summaries) are in runs/demo/."
+	$(BIN)/resbench run figure7 --preset smoke --out runs/demo
+	$(BIN)/resbench report --figure 7 --runs runs/demo --out reports/demo
+	$(BIN)/resbench report --table 6 --runs runs/demo --out reports/demo
+	@echo "Runs are in runs/demo/; reports in reports/demo/ (start with reports/demo/table6/README.md)."
 
 test: install
 	$(BIN)/pytest

@@ -164,3 +164,35 @@ def bench_cifar(
         write_json(out, {"results": [asdict(r) for r in results],
                          "env": environment(torch.device(engine.device), data.provenance())})
         console.print(f"wrote {out}")
+
+
+@app.command()
+def report(
+    table: Optional[int] = typer.Option(None, "--table", help="1-6"),
+    figure: Optional[int] = typer.Option(None, "--figure", help="1, 4, 6 or 7"),
+    all_: bool = typer.Option(False, "--all", help="every table and figure"),
+    runs: Path = typer.Option(Path("runs"), help="folder of run directories (resbench run --out)"),
+    out: Path = typer.Option(Path("reports"), help="reports folder"),
+    preset: Optional[str] = typer.Option(None, help="paper or smoke (default: paper runs if any, else smoke)"),
+) -> None:
+    """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
+    from .report.build import build_report
+    from .spec import experiment_names
+
+    names = list(experiment_names()) if all_ else \
+        [n for n in (table and f"table{table}", figure and f"figure{figure}") if n]
+    if not names:
+        fail("say what to report: --table N, --figure N or --all")
+    if not runs.is_dir():
+        console.print(f"[yellow]no runs in {runs}/[/]: tables will show computed values and 'not run'")
+    for name in names:
+        try:
+            out_dir = build_report(name, runs, out, preset)
+        except KeyError as err:
+            fail(str(err).strip("'\""))
+        summary = json.loads((out_dir / "summary.json").read_text())
+        verdicts = ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items() if v) or "no paper numbers"
+        claims = ", ".join(f"{c['claim']} {c['status']}" for c in summary["claims"])
+        console.print(f"{name}: {out_dir}/README.md  ({summary['runs']} runs, {summary['preset']}; {verdicts}"
+                      + (f"; claims: {claims})" if claims else ")"))
+    console.print(f"index: {out}/README.md")

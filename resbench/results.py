@@ -104,10 +104,15 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).glob("*/config.json"))
 
 
+RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "data_variant", "precision",
+               "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error", "train_error",
+               "iteration", "train_s", "img_per_s", "params"]
+
+
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
-    """One row per run under `root`: config, provenance and summary, flattened."""
+    """One row per run under `root` (none if it does not exist): config, provenance, summary."""
     rows = []
-    for d in run_dirs(Path(root)):
+    for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
         cfg = read_json(d / "config.json")
         env = read_json(d / "env.json") if (d / "env.json").exists() else {}
         summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {"status": "running"}
@@ -119,9 +124,9 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
             "git_commit": env.get("git", {}).get("commit"), "git_dirty": env.get("git", {}).get("dirty"),
             "gpu": env.get("gpu"), "torch": env.get("torch"),
             **{k: summary.get(k) for k in ("status", "test_error", "train_error", "iteration",
-                                           "wall_s", "img_per_s", "params")},
+                                           "train_s", "img_per_s", "params")},
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def load_curves(root: str | os.PathLike) -> pd.DataFrame:

@@ -45,6 +45,9 @@ class Experiment:
     recipe: str | None = None
     test: str = "single"  # how the test error is measured (ImageNet: 10-crop, multiscale)
     claims: tuple[str, ...] = ()
+    panels: tuple[tuple[str, ...], ...] = ()  # figures: the models of each panel
+    # verdict thresholds on |ours - paper| in the metric's unit (percentage points for errors)
+    tolerance: dict[str, float] = field(default_factory=lambda: {"reproduced": 0.5, "close": 1.5})
 
     def row(self, row_id: str) -> Row:
         for row in self.rows:
@@ -83,7 +86,8 @@ def load_experiment(name: str) -> Experiment:
     text = resources.files("resbench.experiments").joinpath(f"{name}.toml").read_text()
     raw = tomllib.loads(text)
     rows = tuple(_row(r, f"{name}.toml") for r in raw.pop("rows"))
-    exp = Experiment(name=name, rows=rows, claims=tuple(raw.pop("claims", ())), **raw)
+    panels = tuple(tuple(p) for p in raw.pop("panels", ()))
+    exp = Experiment(name=name, rows=rows, claims=tuple(raw.pop("claims", ())), panels=panels, **raw)
     if exp.kind not in KINDS or exp.dataset not in DATASETS:
         raise ValueError(f"{name}.toml: kind must be one of {KINDS} and dataset one of {DATASETS}")
     return exp

@@ -1,0 +1,129 @@
+"""A report of one table or figure: our runs, diffed against the paper's values."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..probes.complexity import Complexity, complexity
+from ..results import load_curves, load_responses, load_runs, write_json
+from ..spec import Experiment, load_experiment
+from . import diff as diffs
+from .claims import check_claims
+from .figures import curves_figure, responses_figure, table_figure
+
+
+@dataclass
+class Report:
+    exp: Experiment
+    preset: str  # which runs the report reads: paper (the full recipe) or smoke
+    runs: pd.DataFrame  # every run of the experiment's rows with that preset
+    curves: pd.DataFrame
+    responses: pd.DataFrame
+    complexity: dict[str, Complexity]
+    diff: pd.DataFrame
+    claims: pd.DataFrame
+
+    @classmethod
+    def build(cls, name: str, runs_dir: str | Path = "runs", preset: str | None = None) -> "Report":
+        exp = load_experiment(name)
+        runs = load_runs(runs_dir)
+        if preset is None:  # the paper's recipe where it was run, else whatever smoke runs exist
+            preset = "paper" if runs.empty or (runs["preset"] == "paper").any() else "smoke"
+        mine = pd.concat([runs.iloc[0:0], *(diffs.row_runs(exp, r, runs, preset) for r in exp.runnable_rows)])
+        mine = mine.drop_duplicates("run")
+        curves = load_curves(runs_dir) if len(mine) else pd.DataFrame()
+        responses = load_responses(runs_dir) if len(mine) else pd.DataFrame()
+        needs_complexity = exp.kind == "complexity" or exp.dataset == "imagenet" or \
+            any(m in ("params", "flops") for r in exp.rows for m in r.paper)
+        cx = {r.model: complexity(r.model) for r in exp.runnable_rows if r.model} if needs_complexity else {}
+        return cls(exp, preset, mine, curves, responses, cx, diffs.diff_table(exp, mine, preset, cx),
+                   check_claims(exp, mine, responses, preset))
+
+    @property
+    def run_names(self) -> list[str]:
+        return list(self.runs["run"])
+
+    def verdicts(self) -> dict[str, int]:
+        counts = self.diff["verdict"].value_counts().to_dict()
+        return {v: int(counts.get(v, 0)) for v in diffs.VERDICTS}
+
+    def table(self) -> pd.DataFrame:
+        """The table as a reader wants it: one line per row, paper and ours side by side."""
+        lines = []
+        for row in self.exp.rows:
+            line = {"row": row.id, "model": row.model or "(other paper)"}
+            if row.model in self.complexity:
+                c = self.complexity[row.model]
+                line.update({"params (M)": round(c.params / 1e6, 3), "GMACs": round(c.macs / 1e9, 3)})
+            for _, d in self.diff[self.diff["row"] == row.id].iterrows():
+                line[f"{d.metric} paper"] = d.paper
+                line[f"{d.metric} ours"] = _ours(d)
+                line[f"{d.metric} verdict"] = d.verdict
+            lines.append(line)
+        return pd.DataFrame(lines)
+
+    def figure(self):
+        if self.exp.name == "figure7":
+            return responses_figure(self.exp, self.responses, self.run_names)
+        if self.exp.name.startswith("figure"):
+            return curves_figure(self.exp, self.curves, self.run_names)
+        return table_figure(self.exp, self.diff, self.complexity)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """diff.csv, claims.csv, runs.csv, <name>.png/.svg and README.md into `out_dir`."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.diff.to_csv(out / "diff.csv", index=False)  # full precision: it is the record
+        self.claims.to_csv(out / "claims.csv", index=False)
+        self.runs.drop(columns=["dir"]).to_csv(out / "runs.csv", index=False)
+        fig = self.figure()
+        if fig is not None:
+            for ext in ("png", "svg"):
+                fig.savefig(out / f"{self.exp.name}.{ext}", dpi=130, bbox_inches="tight")
+        (out / "README.md").write_text(self.markdown(has_figure=fig is not None))
+        write_json(out / "summary.json", {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
+                                          "verdicts": self.verdicts(), "runs": len(self.run_names),
+                                          "claims": self.claims[["claim", "status"]].to_dict("records")})
+        return out
+
+    def markdown(self, has_figure: bool = True) -> str:
+        v = self.verdicts()
+        lines = [f"# {self.exp.title}", "",
+                 f"Runs read: {len(self.run_names)} ({self.preset} preset). "
+                 + ", ".join(f"{k}: {n}" for k, n in v.items() if n) + ".", ""]
+        if self.preset != "paper" and self.run_names:
+            lines += ["**These are smoke runs** (a few iterations): they show that the pipeline works; "
+                      "none is a reproduction of the paper's number.", ""]
+        if self.exp.dataset == "imagenet":
+            lines += ["**No ImageNet run was made**: ImageNet is not available on this project's machines. "
+                      "Complexity is computed from the models; every error is `not run`.", ""]
+        if has_figure:
+            lines += [f"![{self.exp.name}]({self.exp.name}.png)", ""]
+        lines += ["## Diff against the paper", "", _markdown_table(self.diff), ""]
+        if not self.claims.empty:
+            lines += ["## The paper's claims", "", _markdown_table(self.claims), ""]
+        lines += ["## How verdicts are decided", "", diffs.__doc__.split("\n\n", 1)[1].strip(), "",
+                  f"Tolerances for this experiment: {json.dumps(self.exp.tolerance)}.", ""]
+        return "\n".join(lines)
+
+
+def _ours(d) -> str:
+    if pd.isna(d.ours_mean):
+        return "—"
+    if d.n and d.n > 1:
+        return f"{d.ours_best:.2f} (best), {d.ours_mean:.2f}±{d.ours_std:.2f} (n={int(d.n)})"
+    return f"{d.ours_mean:.3g}"
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if pd.isna(v) else f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+    head = "| " + " | ".join(df.columns) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])

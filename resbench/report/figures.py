@@ -1,0 +1,106 @@
+"""Figures in the paper's style, from run results (seaborn/matplotlib; inline in the notebooks)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from ..spec import Experiment, load_experiment
+
+sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+
+
+def _palette(models: list[str]) -> dict[str, tuple]:
+    return dict(zip(models, sns.color_palette("tab10", len(models))))
+
+
+def _paper_final_error(model: str) -> float | None:
+    for name in ("table6", "figure6"):
+        for row in load_experiment(name).rows:
+            if row.model == model and "error" in row.paper:
+                return row.paper["error"]
+    return None
+
+
+def curves_figure(exp: Experiment, curves: pd.DataFrame, runs: list[str]) -> plt.Figure | None:
+    """Fig. 1/4/6: training error dashed, test error bold, error (%) vs iterations, per panel.
+
+    Curves are averaged over seeds; the paper's final test errors (Table 6) are marked with x.
+    """
+    if curves.empty or not runs:
+        return None
+    mine = curves[curves["run"].isin(runs)]
+    panels = exp.panels or (tuple(r.model for r in exp.runnable_rows),)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False, sharey=False)
+    for ax, models in zip(axes[0], panels):
+        colors = _palette(list(models))
+        for model in models:
+            for split, style in (("train", dict(ls="--", lw=1.0)), ("test", dict(ls="-", lw=2.2))):
+                points = mine[(mine["model"] == model) & (mine["split"] == split)]
+                if points.empty:
+                    continue
+                mean = points.groupby("iter")["error"].mean()
+                ax.plot(mean.index / 1e4, mean.values, color=colors[model],
+                        label=f"{model}" if split == "test" else None, **style)
+                paper = _paper_final_error(model)
+                if split == "test" and paper is not None and mean.index.max() >= 60_000:
+                    ax.plot(mean.index.max() / 1e4, paper, "x", color=colors[model], ms=9, mew=2)
+        ax.set_xlabel("iter. (1e4)")
+        ax.set_ylabel("error (%)")
+        ax.set_ylim(bottom=0)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(title="bold: test, dashed: train", fontsize=8, title_fontsize=8)
+    fig.suptitle(exp.title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def responses_figure(exp: Experiment, responses: pd.DataFrame, runs: list[str]) -> plt.Figure | None:
+    """Fig. 7: std of each 3x3 layer's response, in layer order (top) and sorted (bottom)."""
+    mine = responses[responses["run"].isin(runs)] if not responses.empty else responses
+    if mine.empty:
+        return None
+    models = [m for m in (exp.panels[0] if exp.panels else sorted(mine["model"].unique()))
+              if m in set(mine["model"])]
+    colors = _palette(models)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7))
+    for model in models:
+        stds = mine[mine["model"] == model].groupby("layer")["std"].mean()
+        style = dict(color=colors[model], lw=1.6, ls="-" if model.startswith("resnet") else "--", label=model)
+        top.plot(stds.index, stds.values, **style)
+        bottom.plot(range(1, len(stds) + 1), sorted(stds.values, reverse=True), **style)
+    top.set(xlabel="layer index (original)", ylabel="std")
+    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
+    top.legend(fontsize=8)
+    fig.suptitle(exp.title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict) -> plt.Figure | None:
+    """Tables: ours vs the paper per row (error bars: std over seeds); complexity if no error was run."""
+    errors = diff[diff["metric"].isin(["error", "top1_err", "top5_err"]) & diff["ours_mean"].notna()]
+    bars = len(errors) if not errors.empty else len(complexity)
+    fig, ax = plt.subplots(figsize=(min(12.0, max(5.0, 0.9 * bars + 2)), 4))
+    if not errors.empty:
+        x = range(len(errors))
+        ax.bar([i - 0.2 for i in x], errors["paper"], width=0.4, label="paper", color="0.65")
+        ax.bar([i + 0.2 for i in x], errors["ours_mean"], width=0.4, label="ours (mean)", color="C0",
+               yerr=errors["ours_std"].fillna(0), capsize=3)
+        ax.set_xticks(list(x), [f"{r}\n{m}" for r, m in zip(errors["row"], errors["metric"])], fontsize=8)
+        ax.set_ylabel("error (%)")
+    elif complexity:
+        names = list(complexity)
+        ax.bar(names, [complexity[n].macs / 1e9 for n in names], color="C0", label="ours (computed)")
+        paper = [next((r.paper.get("flops") for r in exp.rows if r.model == n), None) for n in names]
+        ax.plot([n for n, p in zip(names, paper) if p], [p for p in paper if p], "x", color="k", ms=9,
+                mew=2, label="paper")
+        ax.set_ylabel("G multiply-adds")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    else:
+        plt.close(fig)
+        return None
+    ax.legend(fontsize=8)
+    ax.set_title(exp.title, fontsize=10)
+    fig.tight_layout()
+    return fig
