@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from .data.cifar import CifarData
 from .data.pipeline import DeviceLoader
 from .models import build_model
-from .train.engine import Engine, make_optimizer, make_train_step
+from .train.engine import Engine, make_optimizer, make_train_step, sync
 from .train.recipe import CifarRecipe
 
 
@@ -50,19 +50,14 @@ class PilCifar(Dataset):
         return self.transform(Image.fromarray(self.images[i])), self.labels[i]
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _timed(step, batches, warmup: int, iterations: int, batch_size: int, device: str) -> float:
     for _ in range(warmup):
         step(*next(batches))
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(iterations):
         step(*next(batches))
-    _sync(device)
+    sync(device)
     return iterations * batch_size / (time.perf_counter() - start)
 
 

@@ -6,6 +6,7 @@ resolved precision is part of a run's config). The defaults pick the fast path o
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -41,13 +42,18 @@ class Engine:
         return Engine(device, precision, compile_, self.compile_mode, self.channels_last, self.deterministic)
 
     def apply_global_settings(self) -> None:
+        if self.deterministic and self.device.startswith("cuda"):
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS starts
         torch.backends.cudnn.benchmark = not self.deterministic
         torch.use_deterministic_algorithms(self.deterministic, warn_only=False)
-        if self.deterministic and self.device.startswith("cuda"):
-            import os
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def sync(device: str) -> None:
+    """Wait for the device, so that wall-clock timings cover the work queued on it."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,

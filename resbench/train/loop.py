@@ -15,7 +15,7 @@ from ..models import build_model
 from ..probes.responses import response_stds
 from ..results import MetricsLog, environment, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
-from .engine import Engine, evaluate, make_optimizer, make_train_step
+from .engine import Engine, evaluate, make_optimizer, make_train_step, sync
 from .recipe import CifarRecipe
 
 
@@ -57,11 +57,6 @@ def _progress(enabled: bool) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                     TextColumn("{task.fields[status]}"), disable=not enabled)
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
 
 
 def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = Engine(),
@@ -144,7 +139,7 @@ def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = 
                                            (recipe.log_every, recipe.eval_every, recipe.checkpoint_every))
             if not (due_log or due_eval or due_ckpt):
                 continue
-            _sync(device)
+            sync(device)
             now = time.perf_counter()
             state["train_s"] += now - tick  # training time only: evaluation and I/O excluded
             if due_log:
