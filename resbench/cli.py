@@ -44,8 +44,7 @@ def flops(
     write_golden: Optional[Path] = typer.Option(None, help="write the golden CSV the CI check compares with"),
 ) -> None:
     """Parameters and multiply-adds (fvcore, cross-checked by FlopCounterMode) vs the paper."""
-    from .probes.complexity import complexity, paper_models, paper_reference
-    from .probes import complexity as cx
+    from .probes.complexity import complexity, paper_models, paper_reference, write_golden as write_csv
 
     names = models or paper_models()
     try:
@@ -53,7 +52,7 @@ def flops(
     except ValueError as err:
         fail(str(err))
     if write_golden:
-        cx.write_golden(str(write_golden), rows)
+        write_csv(str(write_golden), rows)
         console.print(f"wrote {len(rows)} models to {write_golden}")
         return
     if as_json:

@@ -37,18 +37,20 @@ class CifarRun:
 
 
 class Window:
-    """Sums of loss, wrong predictions and images since the last read, kept on the device."""
+    """Sums of loss and wrong predictions since the last read, on the device; images on the host."""
 
     def __init__(self, device: str):
-        self.sums = torch.zeros(3, device=device, dtype=torch.float64)
+        self.sums = torch.zeros(2, device=device, dtype=torch.float64)
+        self.images = 0
 
     def add(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> None:
-        self.sums += torch.stack([loss.double() * n, wrong.double(), torch.tensor(float(n), device=loss.device,
-                                                                                   dtype=torch.float64)])
+        self.sums += torch.stack([loss.double() * n, wrong.double()])
+        self.images += n
 
     def read(self) -> tuple[float, float]:
         """(mean loss, error %) since the last read; synchronises with the device once."""
-        loss_sum, wrong, n = self.sums.tolist()
+        loss_sum, wrong = self.sums.tolist()
+        n, self.images = self.images, 0
         self.sums.zero_()
         return loss_sum / n, 100.0 * wrong / n
 
