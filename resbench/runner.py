@@ -10,6 +10,7 @@ from .data.cifar import CifarData, load_cifar10
 from .models import parse_model_name
 from .results import config_key, read_json, write_json
 from .spec import Experiment, load_experiment
+from .train.checkpoint import remove_checkpoints
 from .train.engine import Engine
 from .train.loop import CifarRun, train_cifar
 from .train.recipe import cifar_recipe
@@ -52,8 +53,8 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None,
     return planned
 
 
-def run_dir_for(out: Path, run: CifarRun, config: dict) -> Path:
-    return Path(out) / f"{run.model}-{run.preset}-{config_key(config)}-s{run.seed}"
+def run_dir_for(out: Path, run: CifarRun, key: str) -> Path:
+    return Path(out) / f"{run.model}-{run.preset}-{key}-s{run.seed}"
 
 
 def is_done(run_dir: Path) -> bool:
@@ -78,13 +79,14 @@ def run_experiment(name: str, preset: str = "paper", models: list[str] | None = 
             continue
         config = p.run.config(data, engine)
         config["key"] = config_key(config)
-        run_dir = run_dir_for(out, p.run, {k: v for k, v in config.items() if k != "key"})
+        run_dir = run_dir_for(out, p.run, config["key"])
         if is_done(run_dir) and not fresh:
             say(f"done already: {run_dir}")
             results.append({"dir": str(run_dir), **read_json(run_dir / "summary.json")})
             continue
         if fresh:
-            for f in ("checkpoint.pt", "checkpoint.prev.pt", "summary.json", "metrics.jsonl"):
+            remove_checkpoints(run_dir)
+            for f in ("summary.json", "metrics.jsonl"):
                 (run_dir / f).unlink(missing_ok=True)
         write_json(run_dir / "config.json", config)
         left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
