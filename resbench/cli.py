@@ -103,7 +103,8 @@ def run(
     try:
         results = run_experiment(experiment, preset, _split(models), seeds, out, data_root=data_root,
                                  engine=engine, progress=not quiet,
-                                 time_limit_s=time_limit * 60 if time_limit else None, say=console.print)
+                                 time_limit_s=time_limit * 60 if time_limit else None, fresh=fresh,
+                                 say=console.print)
     except (DataError, ValueError, KeyError) as err:
         fail(str(err).strip("'\""))
     except OSError as err:

@@ -57,6 +57,15 @@ def test_run_experiment_skips_finished_runs_and_loads_as_dataframes(tiny_data, t
     assert len(responses) == 2 * 19
 
 
+def test_fresh_trains_a_finished_run_again(tiny_data, tmp_path):
+    kwargs = dict(preset="smoke", models=["resnet20"], out=tmp_path, data=tiny_data, engine=CPU, progress=False)
+    run_experiment("table6", **kwargs, say=lambda _: None)
+    said = []
+    again = run_experiment("table6", **kwargs, fresh=True, say=said.append)
+    assert said[0].startswith("done:") and again[0]["iteration"] == 60
+    assert len(load_runs(tmp_path)) == 1
+
+
 def test_a_row_shared_by_two_experiments_is_trained_once(tiny_data, tmp_path):
     kwargs = dict(preset="smoke", models=["resnet20"], out=tmp_path, data=tiny_data, engine=CPU, progress=False)
     said = []
