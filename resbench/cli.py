@@ -76,42 +76,136 @@ def _split(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def _overrides(settings: Optional[List[str]]) -> dict:
+    """--set key=value (value as JSON where it parses, e.g. lr=0.05, milestones=[100,200])."""
+    out = {}
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+SPEED, SLURM = "Speed", "Slurm (--launcher slurm)"  # option groups in --help
+
+
 @app.command()
 def run(
     experiment: str = typer.Argument(..., help="table6, figure1, figure6 or figure7 (see `resbench list`)"),
     preset: str = typer.Option("paper", help="paper: the full recipe; smoke: a tiny real run (CPU, minutes)"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of the rows, e.g. resnet20,plain56"),
     seeds: int = typer.Option(1, min=1, help="runs per row, seeds 0..N-1 (the paper: 5 for ResNet-110)"),
+    jobs: int = typer.Option(1, min=1, help="runs trained at once (worker processes, or Slurm tasks)"),
+    launcher: Optional[str] = typer.Option(None, help="inline (jobs=1), local (submitit, jobs>1) or slurm"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     out: Path = typer.Option(Path("runs"), help="results folder: one run directory per run"),
     data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10 (else $RESBENCH_DATA, ...)"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: on GPU)"),
-    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode"),
-    fp32: bool = typer.Option(False, "--fp32", help="no bf16 autocast (the plain path, for comparison)"),
-    deterministic: bool = typer.Option(False, help="deterministic kernels (slower)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="recipe override key=value, e.g. lr=0.05 "
+                                             "(recorded: such runs are not the paper's recipe)"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", rich_help_panel=SPEED,
+                                           help="torch.compile (default: on GPU)"),
+    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode", rich_help_panel=SPEED),
+    fp32: bool = typer.Option(False, "--fp32", rich_help_panel=SPEED,
+                              help="no bf16 autocast (the plain path, for comparison)"),
+    deterministic: bool = typer.Option(False, help="deterministic kernels (slower)", rich_help_panel=SPEED),
     time_limit: Optional[float] = typer.Option(None, help="minutes; checkpoint and stop (status paused) after"),
     fresh: bool = typer.Option(False, "--fresh", help="start unfinished or finished runs again from scratch"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    partition: Optional[str] = typer.Option(None, help="slurm: partition", rich_help_panel=SLURM),
+    account: Optional[str] = typer.Option(None, help="slurm: account", rich_help_panel=SLURM),
+    gpus_per_task: int = typer.Option(1, min=0, help="slurm: GPUs per run", rich_help_panel=SLURM),
+    cpus_per_task: int = typer.Option(8, min=1, help="slurm: CPU cores per run", rich_help_panel=SLURM),
+    slurm_time: int = typer.Option(240, min=1, rich_help_panel=SLURM,
+                                   help="slurm: minutes per task; longer runs requeue and resume"),
 ) -> None:
     """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
     from .data import DataError
-    from .runner import run_experiment
+    from .launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
+    from .runner import prepare, train_jobs
     from .train.engine import Engine
 
+    launcher = launcher or ("inline" if jobs == 1 else "local")
     engine = Engine(device=device, precision="fp32" if fp32 else "auto", compile=compile,
                     compile_mode=compile_mode, deterministic=deterministic)
+    time_limit_s = time_limit * 60 if time_limit else None
     try:
-        results = run_experiment(experiment, preset, _split(models), seeds, out, data_root=data_root,
-                                 engine=engine, progress=not quiet,
-                                 time_limit_s=time_limit * 60 if time_limit else None, fresh=fresh,
-                                 say=console.print)
+        if launcher not in LAUNCHERS:
+            raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+        root = str(data_root) if data_root else None
+        todo, data, engine = prepare(experiment, preset, _split(models), seeds, out, data_root=root,
+                                     engine=engine, overrides=_overrides(set_), fresh=fresh, say=console.print)
+        if launcher == "slurm":
+            options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time)
+            ids = submit_slurm(todo, jobs, root, engine, out, options)
+            console.print(f"submitted {len(ids)} Slurm tasks ({ids[0] if ids else '-'} ...); "
+                          f"follow them with: resbench status {experiment} --out {out}")
+            return
+        if launcher == "local":
+            results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print)
+        else:
+            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print)
     except (DataError, ValueError, KeyError) as err:
         fail(str(err).strip("'\""))
     except OSError as err:
         fail(f"cannot write results to {out}: {err.strerror or err}")
+    console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --out {out}; "
+                  f"report: resbench report --table 6 --runs {out})")
+    if any(r["status"] == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def outcome(results: list[dict]) -> str:
+    """'3/4 runs done, 1 running in another process'."""
+    names = {"taken": "running in another process", "running": "running in another process"}
+    counts: dict[str, int] = {}
+    for r in results:
+        if r["status"] != "done":
+            name = names.get(r["status"], r["status"])
+            counts[name] = counts.get(name, 0) + 1
     done = sum(r["status"] == "done" for r in results)
-    console.print(f"{done}/{len(results)} runs done; results in {out}/ "
-                  f"(report: resbench report --table 6 --runs {out})")
+    return f"{done}/{len(results)} runs done" + "".join(f", {n} {s}" for s, n in counts.items())
+
+
+STATE_STYLE = {"done": "green", "running": "cyan", "paused": "yellow", "stopped": "yellow",
+               "diverged": "magenta", "failed": "red"}
+
+
+@app.command()
+def status(
+    experiment: Optional[str] = typer.Argument(None, help="only the runs of this experiment's rows"),
+    out: Path = typer.Option(Path("runs"), help="results folder (resbench run --out)"),
+) -> None:
+    """Every run in a results folder: done, running, paused, stopped, failed or diverged, with progress."""
+    from .spec import load_experiment
+    from .store import load_runs
+
+    runs = load_runs(out)
+    if experiment:
+        try:
+            models = {r.model for r in load_experiment(experiment).runnable_rows}
+        except KeyError as err:
+            fail(str(err).strip("'\""))
+        runs = runs[runs["model"].isin(models)]
+    if runs.empty:
+        console.print(f"no runs in {out}/" + (f" for {experiment}" if experiment else ""))
+        return
+    table = Table(title=f"runs in {out}/")
+    table.add_column("run", overflow="fold")
+    for col in ("status", "progress", "test error %", "img/s", "note"):
+        table.add_column(col, justify="right" if col in ("progress", "test error %", "img/s") else "left")
+    for r in runs.itertuples():
+        style = STATE_STYLE.get(r.status, "")
+        table.add_row(r.run, f"[{style}]{r.status}[/]", f"{r.iteration or 0}/{r.iterations}",
+                      "" if r.test_error is None or r.test_error != r.test_error else f"{r.test_error:.2f}",
+                      "" if not r.img_per_s or r.img_per_s != r.img_per_s else f"{r.img_per_s:,.0f}",
+                      r.note or "")
+    console.print(table)
+    counts = runs["status"].value_counts()
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
 
 bench_app = typer.Typer(help="Throughput benchmarks (img/s), measured side by side in one run.")
@@ -174,6 +268,7 @@ def report(
     runs: Path = typer.Option(Path("runs"), help="folder of run directories (resbench run --out)"),
     out: Path = typer.Option(Path("reports"), help="reports folder"),
     preset: Optional[str] = typer.Option(None, help="paper or smoke (default: paper runs if any, else smoke)"),
+    data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
     from .report.build import build_report
@@ -187,7 +282,7 @@ def report(
         console.print(f"[yellow]no runs in {runs}/[/]: tables will show computed values and 'not run'")
     for name in names:
         try:
-            out_dir = build_report(name, runs, out, preset)
+            out_dir = build_report(name, runs, out, preset, data_variant)
         except KeyError as err:
             fail(str(err).strip("'\""))
         summary = json.loads((out_dir / "summary.json").read_text())

@@ -5,8 +5,12 @@
         env.json         git commit (+ dirty), versions, device/GPU, data variant and sha256
         metrics.jsonl    one JSON object per record: train (loss, error, lr) and test (error)
         responses.json   Fig. 7 probe: std of every 3x3 layer's response, in layer order
-        summary.json     status (done | diverged | paused), final test error, wall time, img/s
+        summary.json     status (done | diverged | paused | failed), final test error, wall time, img/s
+        error.txt        traceback of a failed run
         checkpoint.pt    latest checkpoint (previous one kept as checkpoint.prev.pt); never committed
+        .lock            held by the process training the run (see resbench.store)
+
+Many run directories in one folder make the result store (`resbench.store`).
 """
 from __future__ import annotations
 
@@ -18,7 +22,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -98,56 +101,3 @@ class MetricsLog:
     def append(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted(p.parent for p in Path(root).glob("*/config.json"))
-
-
-RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "data_variant", "precision",
-               "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error", "train_error",
-               "iteration", "train_s", "img_per_s", "params"]
-
-
-def load_runs(root: str | os.PathLike) -> pd.DataFrame:
-    """One row per run under `root` (none if it does not exist): config, provenance, summary."""
-    rows = []
-    for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
-        cfg = read_json(d / "config.json")
-        env = read_json(d / "env.json") if (d / "env.json").exists() else {}
-        summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {"status": "running"}
-        rows.append({
-            "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
-            "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),
-            "data_variant": cfg["data"]["variant"], "precision": cfg["precision"],
-            "iterations": cfg["recipe"]["iterations"],
-            "git_commit": env.get("git", {}).get("commit"), "git_dirty": env.get("git", {}).get("dirty"),
-            "gpu": env.get("gpu"), "torch": env.get("torch"),
-            **{k: summary.get(k) for k in ("status", "test_error", "train_error", "iteration",
-                                           "train_s", "img_per_s", "params")},
-        })
-    return pd.DataFrame(rows, columns=RUN_COLUMNS)
-
-
-def load_curves(root: str | os.PathLike) -> pd.DataFrame:
-    """All metrics records of all runs, long format: run, model, seed, split, iter, error, ..."""
-    frames = []
-    for d in run_dirs(Path(root)):
-        path = d / "metrics.jsonl"
-        if path.exists() and path.stat().st_size:
-            cfg = read_json(d / "config.json")
-            df = pd.read_json(path, lines=True)
-            frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def load_responses(root: str | os.PathLike) -> pd.DataFrame:
-    """Fig. 7 probe output of all runs: run, model, seed, layer, name, std."""
-    frames = []
-    for d in run_dirs(Path(root)):
-        path = d / "responses.json"
-        if path.exists():
-            cfg = read_json(d / "config.json")
-            df = pd.DataFrame(read_json(path))
-            frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,15 +1,23 @@
-"""From a declared experiment to run directories: which runs, where, and which are done."""
+"""From a declared experiment to run directories: which runs, where, and who trains them.
+
+plan (rows x seeds) -> resolve (config, hash, run directory) -> train each job, here
+(jobs=1) or in worker processes / Slurm tasks (`resbench.launch`). Whoever trains a run
+holds its lock in the store (`resbench.store`), so any number of workers can share one
+list of jobs: each takes the next run that is neither finished nor taken.
+"""
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .data.cifar import CifarData, load_cifar10
 from .models import parse_model_name
-from .results import config_key, read_json, write_json
+from .results import atomic_write_text, config_key, read_json, write_json
 from .spec import Experiment, load_experiment
+from .store import ENDED, claim, is_locked, read_status, run_dir_for
 from .train.checkpoint import remove_checkpoints
 from .train.engine import Engine
 from .train.loop import CifarRun, train_cifar
@@ -25,9 +33,22 @@ class PlannedRun:
     skip_reason: str | None = None
 
 
-def plan(exp: Experiment, preset: str, models: list[str] | None = None,
-         seeds: int | None = None) -> list[PlannedRun]:
-    """The runs of `exp`'s rows (optionally only `models`), seeds 0..seeds-1 each."""
+@dataclass(frozen=True)
+class Job:
+    """A planned run resolved against the data and engine: its config and its directory."""
+
+    run: CifarRun
+    config: dict
+    dir: Path
+
+
+def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: int | None = None,
+         overrides: dict | None = None) -> list[PlannedRun]:
+    """The runs of `exp`'s rows (optionally only `models`), seeds 0..seeds-1 each.
+
+    `overrides` change the recipe of every run (e.g. {"lr": 0.05}); they are recorded with
+    the row's own options, so reports never mistake such runs for the paper's recipe.
+    """
     if exp.kind != "train":
         raise ValueError(f"{exp.name} has nothing to train ({exp.kind}); "
                          + ("see `resbench flops`" if exp.kind == "complexity" else "see its declaration"))
@@ -43,57 +64,118 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None,
         rows = tuple(r for r in rows if r.model in models)
     planned = []
     for row in rows:
-        recipe = cifar_recipe(preset, **row.options)
+        options = {**row.options, **(overrides or {})}
+        recipe = cifar_recipe(preset, **options)
         skip = None
         if preset == "smoke" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH:
             skip = f"too big for a smoke run; name it with --models {row.model} to include it"
         for seed in range(seeds or 1):
-            run = CifarRun(row.model, recipe, seed, preset, tuple(sorted(row.options.items())))
+            run = CifarRun(row.model, recipe, seed, preset, tuple(sorted(options.items())))
             planned.append(PlannedRun(row.id, run, skip))
     return planned
 
 
-def run_dir_for(out: Path, run: CifarRun, key: str) -> Path:
-    return Path(out) / f"{run.model}-{run.preset}-{key}-s{run.seed}"
+def resolve(run: CifarRun, data: CifarData, engine: Engine, out: Path) -> Job:
+    config = run.config(data, engine)
+    config["key"] = config_key(config)
+    return Job(run, config, run_dir_for(out, run.model, run.preset, config["key"], run.seed))
 
 
-def is_done(run_dir: Path) -> bool:
-    summary = run_dir / "summary.json"
-    return summary.exists() and read_json(summary).get("status") in ("done", "diverged")
+def reset(job: Job) -> None:
+    """Forget a run's progress and result (--fresh); refused while a process trains it."""
+    if is_locked(job.dir):
+        raise ValueError(f"{job.dir} is being trained by another process; not reset")
+    remove_checkpoints(job.dir)
+    for name in ("summary.json", "metrics.jsonl", "error.txt"):
+        (job.dir / name).unlink(missing_ok=True)
+
+
+def train_job(job: Job, data: CifarData, engine: Engine, progress: bool = True,
+              time_limit_s: float | None = None) -> dict:
+    """Train (or resume) one job unless it is finished or taken; returns its summary.
+
+    The summary has "status": a run status (see `resbench.store`), or "taken" when another
+    process holds the run. An exception inside training marks the run "failed" (traceback
+    in error.txt) and the sweep goes on without it; the next sweep retries it. OSError (disk full, no write
+    permission) is not a property of the run, so it is raised.
+    """
+    with claim(job.dir) as mine:
+        if not mine:
+            return {"dir": str(job.dir), "status": "taken"}
+        if read_status(job.dir) in ENDED:
+            return {"dir": str(job.dir), "already": True, **read_json(job.dir / "summary.json")}
+        if job.config["data"] != job.run.config(data, engine)["data"]:
+            raise ValueError(f"{job.dir}: this process's data ({data.variant}, {data.source}) is not the data "
+                             "the run was planned on; give every worker the same --data-root")
+        write_json(job.dir / "config.json", job.config)
+        try:
+            summary = train_cifar(job.run, data, job.dir, engine, progress, time_limit_s)
+        except OSError:
+            raise
+        except Exception as err:
+            atomic_write_text(job.dir / "error.txt", traceback.format_exc())
+            summary = {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0],
+                       "iteration": None}
+            write_json(job.dir / "summary.json", summary)
+        return {"dir": str(job.dir), **summary}
+
+
+def prepare(name: str, preset: str = "paper", models: list[str] | None = None, seeds: int | None = None,
+            out: str | Path = "runs", data: CifarData | None = None, data_root: str | None = None,
+            engine: Engine = Engine(), overrides: dict | None = None, fresh: bool = False,
+            say: Callable[[str], None] = print) -> tuple[list[Job], CifarData, Engine]:
+    """Plan and resolve experiment `name`: the jobs to train, the data and the resolved engine."""
+    planned = plan(load_experiment(name), preset, models, seeds, overrides)
+    engine = engine.resolve()
+    data = data or load_cifar10(data_root, val_split=any(p.run.recipe.val_split for p in planned))
+    jobs = []
+    for p in planned:
+        if p.skip_reason:
+            say(f"skip {p.run.model}: {p.skip_reason}")
+            continue
+        job = resolve(p.run, data, engine, Path(out))
+        if fresh and job.dir.exists():
+            reset(job)
+        elif read_status(job.dir) == "failed":  # a new sweep retries a failed run, from its checkpoint
+            (job.dir / "summary.json").unlink()
+        jobs.append(job)
+    return jobs, data, engine
 
 
 def run_experiment(name: str, preset: str = "paper", models: list[str] | None = None,
                    seeds: int | None = None, out: str | Path = "runs", data: CifarData | None = None,
                    data_root: str | None = None, engine: Engine = Engine(), progress: bool = True,
-                   time_limit_s: float | None = None, fresh: bool = False,
+                   time_limit_s: float | None = None, fresh: bool = False, overrides: dict | None = None,
                    say: Callable[[str], None] = print) -> list[dict]:
-    """Train every planned run of experiment `name` that has not finished; returns summaries."""
-    planned = plan(load_experiment(name), preset, models, seeds)
-    engine = engine.resolve()
-    data = data or load_cifar10(data_root, val_split=any(p.run.recipe.val_split for p in planned))
-    out = Path(out)
+    """Train, in this process, every planned run of `name` that has not finished; returns summaries."""
+    jobs, data, engine = prepare(name, preset, models, seeds, out, data, data_root, engine, overrides, fresh, say)
+    return train_jobs(jobs, data, engine, progress, time_limit_s, say)
+
+
+def train_jobs(jobs: list[Job], data: CifarData, engine: Engine, progress: bool = True,
+               time_limit_s: float | None = None, say: Callable[[str], None] = print) -> list[dict]:
+    """Train the jobs one after another (skipping finished and taken ones) within the time limit."""
     started, results = time.perf_counter(), []
-    for p in planned:
-        if p.skip_reason:
-            say(f"skip {p.run.model}: {p.skip_reason}")
-            continue
-        config = p.run.config(data, engine)
-        config["key"] = config_key(config)
-        run_dir = run_dir_for(out, p.run, config["key"])
-        if is_done(run_dir) and not fresh:
-            say(f"done already: {run_dir}")
-            results.append({"dir": str(run_dir), **read_json(run_dir / "summary.json")})
-            continue
-        if fresh:
-            remove_checkpoints(run_dir)
-            for f in ("summary.json", "metrics.jsonl"):
-                (run_dir / f).unlink(missing_ok=True)
-        write_json(run_dir / "config.json", config)
+    for job in jobs:
         left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
         if left is not None and left <= 0:
-            say(f"time limit reached; not started: {run_dir}")
+            say(f"time limit reached; not started: {job.dir}")
             continue
-        summary = train_cifar(p.run, data, run_dir, engine, progress, left)
-        say(f"{summary['status']}: {run_dir}  test error {summary.get('test_error')}")
-        results.append({"dir": str(run_dir), **summary})
+        summary = train_job(job, data, engine, progress, left)
+        say(describe(summary))
+        results.append(summary)
     return results
+
+
+def describe(summary: dict) -> str:
+    """One line about a run's outcome, for the console."""
+    status, where = summary["status"], summary["dir"]
+    if summary.get("already"):
+        return f"{status} already: {where}"
+    if status == "taken":
+        return f"taken by another process: {where}"
+    if status == "failed":
+        return f"failed: {where}  {summary['error']} (traceback in error.txt)"
+    if status == "diverged":
+        return f"diverged: {where}  {summary.get('reason', '')}"
+    return f"{status}: {where}  test error {summary.get('test_error')}"

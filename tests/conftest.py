@@ -34,3 +34,16 @@ def tiny_data() -> CifarData:
     train_x, train_y = make_images(320, seed=0)
     test_x, test_y = make_images(100, seed=1)
     return CifarData(train_x, train_y, test_x, test_y, "synthetic", "generated in tests")
+
+
+@pytest.fixture(scope="session")
+def jpeg_root(tmp_path_factory) -> Path:
+    """A data root holding a tiny CIFAR-10 in the shared JPEG layout, for CLI and worker tests."""
+    from resbench.data.cifar import write_jpeg_npz
+
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "cifar10-jpeg"
+    folder.mkdir()
+    write_jpeg_npz(folder / "train.npz", *make_images(64))
+    write_jpeg_npz(folder / "test.npz", *make_images(20, seed=1))
+    return root

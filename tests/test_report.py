@@ -8,7 +8,8 @@ from resbench.report import Report
 from resbench.report.build import build_report
 from resbench.report.claims import check_claims
 from resbench.report.diff import diff_table
-from resbench.results import read_json, run_dirs
+from resbench.results import read_json
+from resbench.store import run_dirs
 from resbench.runner import run_experiment
 from resbench.spec import experiment_names, load_experiment
 from resbench.train.engine import Engine
@@ -116,6 +117,18 @@ def test_verdict_rule_on_paper_runs():
     lines = diff_table(load_experiment("table6"), runs).set_index(["row", "metric"])
     assert "1 diverged run(s) excluded" in lines.loc[("resnet56", "error"), "note"]
     assert lines.loc[("resnet56", "error"), "n"] == 1
+
+
+def test_runs_on_different_data_are_not_averaged_and_code_versions_are_named():
+    runs = fake_runs([("resnet20", 8.0, 1, "done"), ("resnet20", 9.0, 1, "done"), ("resnet32", 7.5, 1, "done"),
+                      ("resnet32", 7.6, 1, "done")])
+    runs.loc[1, "data_variant"] = "cifar10-jpeg-q75"
+    runs.loc[3, ["git_commit", "git_dirty"]] = ["def4567890", True]
+    lines = diff_table(load_experiment("table6"), runs).set_index("row").query("metric == 'error'")
+    assert lines.loc["resnet20", "verdict"] == "not run" and math.isnan(lines.loc["resnet20", "ours_mean"])
+    assert "cifar10-jpeg-q75 x1" in lines.loc["resnet20", "note"] and "not averaged" in lines.loc["resnet20", "note"]
+    assert lines.loc["resnet32", "n"] == 2
+    assert "2 code versions: abc, def45678+dirty" in lines.loc["resnet32", "note"]
 
 
 def test_mean_within_two_paper_stds_is_reproduced_and_lower_bounds_are_bounds():

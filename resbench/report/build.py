@@ -25,7 +25,7 @@ def notebook_for(name: str) -> Path:
 
 
 def build_report(name: str, runs: str | Path = "runs", out: str | Path = "reports",
-                 preset: str | None = None) -> Path:
+                 preset: str | None = None, data_variant: str | None = None) -> Path:
     """reports/<name>/: the executed notebook, its HTML, the figure, diff.csv and README.md."""
     import nbformat
     import papermill
@@ -44,7 +44,7 @@ def build_report(name: str, runs: str | Path = "runs", out: str | Path = "report
         papermill.execute_notebook(
             str(notebook_for(name)), str(executed), kernel_name="python3", progress_bar=False, config=config,
             parameters={"experiment": name, "runs": str(Path(runs).resolve()), "out": str(out_dir.resolve()),
-                        "preset": preset})
+                        "preset": preset, "data_variant": data_variant})
     html, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     (out_dir / f"{name}.html").write_text(html)
     build_index(out)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..probes.complexity import Complexity, complexity
-from ..results import load_curves, load_responses, load_runs, write_json
+from ..results import write_json
+from ..store import load_curves, load_responses, load_runs
 from ..spec import Experiment, load_experiment
 from . import diff as diffs
 from .claims import check_claims
@@ -27,9 +28,12 @@ class Report:
     claims: pd.DataFrame
 
     @classmethod
-    def build(cls, name: str, runs_dir: str | Path = "runs", preset: str | None = None) -> "Report":
+    def build(cls, name: str, runs_dir: str | Path = "runs", preset: str | None = None,
+              data_variant: str | None = None) -> "Report":
         exp = load_experiment(name)
         runs = load_runs(runs_dir)
+        if data_variant:
+            runs = runs[runs["data_variant"] == data_variant]
         if preset is None:  # the paper's recipe where it was run, else whatever smoke runs exist
             preset = "paper" if runs.empty or (runs["preset"] == "paper").any() else "smoke"
         mine = pd.concat([runs.iloc[0:0], *(diffs.row_runs(exp, r, runs, preset) for r in exp.runnable_rows)])

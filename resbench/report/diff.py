@@ -11,6 +11,9 @@
   figure, FLOPs when within 2%; close within 5%.
 * not run: no finished run of the paper's recipe for that row. Smoke runs never earn a
   verdict against the paper: their numbers are shown, the verdict is "not run".
+* provenance: runs on different data variants are never averaged (the row says so and
+  gets no number; choose a variant); runs of different code versions, or with
+  uncommitted changes, are averaged and the note names the versions.
 """
 from __future__ import annotations
 
@@ -111,9 +114,17 @@ def _run_line(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, preset
     finished = mine[mine["status"] == "done"]
     diverged = int((mine["status"] == "diverged").sum())
     notes = [row.note]
-    if finished["data_variant"].nunique() > 1 or finished["git_commit"].nunique() > 1:
-        notes.append("runs of different data variants or code versions are averaged here: "
-                     + ", ".join(sorted(set(finished["data_variant"]) | set(finished["git_commit"].str[:8]))))
+    if finished["data_variant"].nunique() > 1:
+        variants = ", ".join(f"{v} x{n}" for v, n in finished["data_variant"].value_counts().sort_index().items())
+        return {**summarise(pd.Series(dtype=float)), "delta": math.nan, "verdict": "not run",
+                "note": _join(row.note, f"runs on different data ({variants}) are not averaged; "
+                                        "report one with --data-variant")}
+    versions = sorted(set(finished["git_commit"].fillna("unknown").str[:8]
+                          + finished["git_dirty"].map({True: "+dirty"}).fillna("")))
+    if len(versions) > 1:
+        notes.append(f"averaged over runs of {len(versions)} code versions: {', '.join(versions)}")
+    elif versions and versions[0].endswith("+dirty"):
+        notes.append(f"code {versions[0]}: uncommitted changes")
     if diverged:
         notes.append(f"{diverged} diverged run(s) excluded")
     stats = summarise(finished["test_error"] if len(finished) else pd.Series(dtype=float))

@@ -1,0 +1,155 @@
+"""Running a sweep's jobs in other processes: N workers on this machine, or Slurm tasks.
+
+Both go through submitit. Locally (`--launcher local`, the default for `--jobs N > 1`)
+N worker processes share one list of jobs; each trains the next run that is neither
+finished nor held by another worker (the store's locks), so long and short runs balance
+themselves and small CIFAR models can share one GPU. On Slurm (`--launcher slurm`) every
+run is one task of a job array, at most `--jobs` at once; a task that is preempted or
+reaches its time limit is requeued by submitit and resumes from the run's last
+checkpoint (`Worker` is `Checkpointable`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .runner import Job, describe, train_jobs
+from .store import ENDED, last_iteration, read_status, run_state
+from .train.engine import Engine
+
+LAUNCHERS = ("inline", "local", "slurm")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    account: str | None = None
+    gpus: int = 1  # GPUs per task (one run per task)
+    cpus: int = 8  # CPU cores per task
+    time_min: int = 240  # wall-time limit per task; longer runs are requeued and resume
+    mem_gb: int = 32
+
+    def executor_parameters(self, parallel: int) -> dict:
+        """submitit's parameter names for these options."""
+        params = {"slurm_partition": self.partition, "slurm_account": self.account,
+                  "gpus_per_node": self.gpus, "cpus_per_task": self.cpus, "timeout_min": self.time_min,
+                  "mem_gb": self.mem_gb, "slurm_array_parallelism": parallel, "name": "resbench"}
+        return {k: v for k, v in params.items() if v is not None}
+
+
+class Worker:
+    """One process's share of a sweep: load the data, train what is left of `jobs`."""
+
+    def __init__(self, jobs: list[Job], data_root: str | None, engine: Engine,
+                 time_limit_s: float | None = None, threads: int | None = None):
+        self.jobs, self.data_root, self.engine = jobs, data_root, engine
+        self.time_limit_s, self.threads = time_limit_s, threads
+
+    def __call__(self) -> list[dict]:
+        import torch
+
+        from .data.cifar import load_cifar10
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        data = load_cifar10(self.data_root, val_split=any(j.run.recipe.val_split for j in self.jobs))
+        return train_jobs(self.jobs, data, self.engine, progress=False, time_limit_s=self.time_limit_s,
+                          say=lambda _: None)
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on preemption or timeout: requeue; the run resumes from its checkpoint."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: Engine, out: Path,
+                 time_limit_s: float | None = None, progress: bool = True,
+                 say: Callable[[str], None] = print) -> list[dict]:
+    """Train `jobs` with `workers` processes on this machine and wait for them; returns summaries."""
+    import submitit
+
+    executor = submitit.LocalExecutor(folder=Path(out) / ".submitit" / "%j")
+    # submitit kills a local job after timeout_min (default 2 minutes): allow the whole sweep
+    executor.update_parameters(timeout_min=int((time_limit_s or 30 * 24 * 3600) / 60) + 10)
+    gpus = _local_gpus(engine)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    submitted = []
+    for i in range(min(workers, len(jobs))):
+        # every worker gets the whole list, rotated, so that they start on different runs
+        share = jobs[i:] + jobs[:i]
+        if gpus:
+            executor.update_parameters(gpus_per_node=1, visible_gpus=[gpus[i % len(gpus)]])
+        submitted.append(executor.submit(Worker(share, data_root, engine, time_limit_s, threads)))
+    try:
+        _watch(jobs, submitted, progress)
+    except KeyboardInterrupt:  # stop the workers too; their runs resume on the next `resbench run`
+        for worker in submitted:
+            worker.cancel()
+        raise
+    for worker in submitted:
+        if (exc := worker.exception()) is not None:
+            say(f"worker {worker.job_id} stopped: {str(exc).strip().splitlines()[-1]}; "
+                f"log: {worker.paths.stderr}")
+    return [{"dir": str(j.dir), **_summary(j), "status": run_state(j.dir)} for j in jobs]
+
+
+def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: Engine, out: Path,
+                 options: SlurmOptions) -> list[str]:
+    """Submit one array task per run (at most `parallel` at once); returns the Slurm job ids."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm")
+    executor.update_parameters(**options.executor_parameters(parallel))
+    with executor.batch():
+        submitted = [executor.submit(Worker([job], data_root, engine)) for job in jobs]
+    return [j.job_id for j in submitted]
+
+
+def _local_gpus(engine: Engine) -> list[int]:
+    if not engine.device.startswith("cuda"):
+        return []
+    import torch
+
+    if ":" in engine.device:
+        return [int(engine.device.split(":")[1])]
+    return list(range(torch.cuda.device_count()))
+
+
+def _summary(job: Job) -> dict:
+    from .results import read_json
+
+    path = job.dir / "summary.json"
+    return read_json(path) if path.exists() else {}
+
+
+def _watch(jobs: list[Job], workers: list, progress: bool) -> None:
+    """A progress bar over all runs' iterations, read from the store, until the workers end."""
+    total = sum(j.run.recipe.iterations for j in jobs)
+    reported: set[Path] = {j.dir for j in jobs if read_status(j.dir) in ENDED}
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[runs]}"), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task(f"{len(jobs)} runs, {len(workers)} workers", total=total, runs="")
+        while True:
+            finished = all(w.done() for w in workers)
+            done_iters, counts = 0, {"done": 0}
+            for j in jobs:
+                status = read_status(j.dir)
+                if status in ENDED:
+                    counts["done"] += 1
+                    done_iters += j.run.recipe.iterations
+                    if j.dir not in reported:
+                        reported.add(j.dir)
+                        bar.console.print(describe({"dir": str(j.dir), **_summary(j)}))
+                else:
+                    done_iters += last_iteration(j.dir)
+            bar.update(task, completed=done_iters, runs=f"{counts['done']}/{len(jobs)} runs finished")
+            if finished:
+                return
+            time.sleep(1.0)

@@ -1,0 +1,169 @@
+"""The result store: a folder of run directories that many processes share safely.
+
+A run directory is named by its model, preset, config hash and seed (`run_dir_for`), so a
+sweep that is started again finds its finished runs and skips them, and its unfinished
+ones and resumes them. A process trains a run only while it holds the run's lock (an
+advisory `flock` on `<run>/.lock`): two workers, two `resbench run` commands or two Slurm
+tasks never train the same run at once, and the kernel drops the lock of a process that
+dies, even by SIGKILL, so the run can be picked up again. Files are written atomically
+(temp file + rename, `results.atomic_write_text`), so no reader sees half a file.
+
+Run states, as `resbench status` shows them:
+    done       summary.json says done
+    diverged   the loss became NaN/inf; excluded from means, flagged in reports
+    failed     an exception stopped it (error.txt has the traceback); a rerun retries it
+    paused     stopped by --time-limit at a checkpoint; a rerun resumes it
+    running    a live process holds its lock
+    stopped    no summary and no lock: the process died (killed, preempted); a rerun resumes it
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from .results import read_json
+
+LOCK = ".lock"
+FINISHED = ("done", "diverged")  # a result: never trained again (unless --fresh)
+ENDED = (*FINISHED, "failed")  # not trained again in this sweep; a new sweep retries "failed"
+
+
+def run_dir_for(out: Path, model: str, preset: str, key: str, seed: int) -> Path:
+    return Path(out) / f"{model}-{preset}-{key}-s{seed}"
+
+
+def is_done(run_dir: Path) -> bool:
+    return read_status(run_dir) in FINISHED
+
+
+def read_status(run_dir: Path) -> str | None:
+    """The status in summary.json, or None while the run has no summary."""
+    summary = run_dir / "summary.json"
+    return read_json(summary).get("status") if summary.exists() else None
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path) -> Iterator[bool]:
+    """Hold the run's lock while the block runs; yields False if another process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {os.uname().nodename}\n".encode())
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def is_locked(run_dir: Path) -> bool:
+    lock = run_dir / LOCK
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def run_state(run_dir: Path) -> str:
+    """One of the states in this module's docstring."""
+    status = read_status(run_dir)
+    if status in (*FINISHED, "failed") or (status == "paused" and not is_locked(run_dir)):
+        return status
+    return "running" if is_locked(run_dir) else "stopped"
+
+
+def last_iteration(run_dir: Path) -> int:
+    """The iteration of the last metrics record: cheap to read while a run is writing."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 4096))
+        lines = f.read().splitlines()
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["iter"])
+        except (ValueError, KeyError):  # the first line of the tail may be cut, the last torn
+            continue
+    return 0
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in Path(root).glob("*/config.json"))
+
+
+RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "data_variant", "precision",
+               "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error", "train_error",
+               "iteration", "train_s", "img_per_s", "params", "note"]
+
+
+def load_runs(root: str | os.PathLike) -> pd.DataFrame:
+    """One row per run under `root` (none if it does not exist): config, provenance, summary.
+
+    `status` is the run's state (see this module's docstring); `iteration` is where an
+    unfinished run has got to; `note` says why a run failed or diverged.
+    """
+    rows = []
+    for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
+        cfg = read_json(d / "config.json")
+        env = read_json(d / "env.json") if (d / "env.json").exists() else {}
+        summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
+        summary["status"] = run_state(d)
+        rows.append({
+            "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
+            "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),
+            "data_variant": cfg["data"]["variant"], "precision": cfg["precision"],
+            "iterations": cfg["recipe"]["iterations"],
+            "git_commit": env.get("git", {}).get("commit"), "git_dirty": env.get("git", {}).get("dirty"),
+            "gpu": env.get("gpu"), "torch": env.get("torch"),
+            **{k: summary.get(k) for k in ("status", "test_error", "train_error",
+                                           "train_s", "img_per_s", "params")},
+            "iteration": summary.get("iteration") or last_iteration(d),
+            "note": summary.get("error") or summary.get("reason"),
+        })
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def load_curves(root: str | os.PathLike) -> pd.DataFrame:
+    """All metrics records of all runs, long format: run, model, seed, split, iter, error, ..."""
+    frames = []
+    for d in run_dirs(Path(root)):
+        path = d / "metrics.jsonl"
+        if path.exists() and path.stat().st_size:
+            cfg = read_json(d / "config.json")
+            df = pd.read_json(path, lines=True)
+            frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_responses(root: str | os.PathLike) -> pd.DataFrame:
+    """Fig. 7 probe output of all runs: run, model, seed, layer, name, std."""
+    frames = []
+    for d in run_dirs(Path(root)):
+        path = d / "responses.json"
+        if path.exists():
+            cfg = read_json(d / "config.json")
+            df = pd.DataFrame(read_json(path))
+            frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

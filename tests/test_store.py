@@ -1,0 +1,233 @@
+"""The result store and sweeps: locks, status, workers, and runs that die, fail or share a folder."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from resbench.cli import app
+from resbench.launch import SlurmOptions, Worker, submit_slurm
+from resbench.runner import prepare, run_experiment, train_job
+from resbench.store import claim, is_locked, last_iteration, load_runs, run_state
+from resbench.train.engine import Engine
+
+from conftest import make_images
+
+CPU = Engine(device="cpu", precision="fp32", compile=False)
+SMOKE = ["--preset", "smoke", "--device", "cpu", "-q", "--deterministic"]
+
+
+WIDE = {**os.environ, "COLUMNS": "200"}  # rich wraps long lines at the terminal width
+
+
+def resbench(*args):
+    return subprocess.run([sys.executable, "-m", "resbench", *args], capture_output=True, text=True, env=WIDE)
+
+
+def hold_lock(run_dir):
+    """Another process that holds a run's lock until it is killed."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from resbench.store import claim
+        with claim(Path({str(run_dir)!r})) as mine:
+            print(mine, flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "True"
+    return proc
+
+
+def test_a_lock_is_exclusive_and_dies_with_its_process(tmp_path):
+    holder = hold_lock(tmp_path / "run")
+    with claim(tmp_path / "run") as mine:
+        assert not mine and is_locked(tmp_path / "run")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert not is_locked(tmp_path / "run")
+    with claim(tmp_path / "run") as mine:
+        assert mine
+
+
+def test_last_iteration_reads_a_torn_tail(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"iter": 10, "split": "train"}\n{"iter": 20, "split": "train"}\n{"it')
+    assert last_iteration(tmp_path) == 20 and last_iteration(tmp_path / "absent") == 0
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(jpeg_root, tmp_path):
+    args = ["run", "table6", "--models", "resnet20", *SMOKE, "--data-root", str(jpeg_root),
+            "--set", "checkpoint_every=20"]
+    assert resbench(*args, "--out", str(tmp_path / "whole")).returncode == 0
+
+    killed = subprocess.Popen([sys.executable, "-m", "resbench", *args, "--out", str(tmp_path / "killed")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(next_run_dir(tmp_path / "killed", killed) / "checkpoint.pt", killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    (run_dir,) = (tmp_path / "killed").glob("resnet20-*")
+    assert run_state(run_dir) == "stopped" and not (run_dir / "summary.json").exists()
+
+    rerun = resbench(*args, "--out", str(tmp_path / "killed"))
+    assert rerun.returncode == 0, rerun.stderr
+    (whole_dir,) = (tmp_path / "whole").glob("resnet20-*")
+    assert whole_dir.name == run_dir.name  # same config, same key
+    for a, b in zip(*(torch.load(d / "checkpoint.pt")["model"].values() for d in (whole_dir, run_dir))):
+        assert torch.equal(a, b)
+    tests = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if r["split"] == "test"]
+             for d in (whole_dir, run_dir)]
+    assert tests[0] == tests[1] and len(tests[0]) == 2
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (whole_dir, run_dir)]
+    assert summaries[0]["test_error"] == summaries[1]["test_error"]
+
+
+def next_run_dir(out, process):
+    wait_for(out, process)
+    while not list(out.glob("resnet20-*")):
+        time.sleep(0.01)
+    return next(out.glob("resnet20-*"))
+
+
+def test_four_workers_and_a_second_command_share_one_store(jpeg_root, tmp_path):
+    """Five processes on four runs: each run trained once, nothing lost or interleaved."""
+    args = ["run", "table6", "--models", "resnet20", "--seeds", "4", *SMOKE, "--data-root", str(jpeg_root),
+            "--out", str(tmp_path)]
+    rival = subprocess.Popen([sys.executable, "-m", "resbench", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=WIDE)
+    sweep = resbench(*args, "--jobs", "4")
+    rival_out, rival_err = rival.communicate(timeout=300)
+    assert sweep.returncode == 0 and rival.returncode == 0, sweep.stderr + rival_err
+    runs = load_runs(tmp_path)
+    assert sorted(runs["seed"]) == [0, 1, 2, 3] and set(runs["status"]) == {"done"}
+    for d in runs["dir"]:
+        records = [json.loads(line) for line in open(f"{d}/metrics.jsonl")]
+        train_iters = [r["iter"] for r in records if r["split"] == "train"]
+        assert train_iters == list(range(10, 61, 10)), d  # one trainer, in order, no resumes
+    assert "/4 runs done" in sweep.stdout and "/4 runs done" in rival_out
+
+
+def test_a_failing_run_is_recorded_the_sweep_goes_on_and_a_rerun_retries(tiny_data, tmp_path, monkeypatch):
+    import resbench.runner as runner
+
+    train = runner.train_cifar
+
+    def broken_for_seed0(run, *args, **kwargs):
+        if run.seed == 0:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return train(run, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_cifar", broken_for_seed0)
+    kwargs = dict(preset="smoke", models=["resnet20"], seeds=2, out=tmp_path, data=tiny_data, engine=CPU,
+                  progress=False, say=lambda _: None)
+    assert [r["status"] for r in run_experiment("table6", **kwargs)] == ["failed", "done"]
+    runs = load_runs(tmp_path).set_index("seed")
+    assert runs.loc[0, "status"] == "failed" and "out of memory" in runs.loc[0, "note"]
+    assert "RuntimeError" in (tmp_path / runs.loc[0, "run"] / "error.txt").read_text()
+
+    monkeypatch.setattr(runner, "train_cifar", train)
+    assert [r["status"] for r in run_experiment("table6", **kwargs)] == ["done", "done"]
+
+
+def test_a_worker_refuses_data_other_than_the_plans(tiny_data, tmp_path):
+    (job,), _, engine = prepare("table6", "smoke", ["resnet20"], out=tmp_path, data=tiny_data, engine=CPU,
+                                say=lambda _: None)
+    other = tiny_data.__class__(*make_images(320, seed=5), tiny_data.test_x, tiny_data.test_y,
+                                "cifar10-original", "elsewhere")
+    with pytest.raises(ValueError, match="not the data the run was planned on"):
+        train_job(job, other, engine, progress=False)
+
+
+def test_status_shows_every_state(tiny_data, tmp_path):
+    run_experiment("table6", "smoke", ["resnet20"], seeds=3, out=tmp_path, data=tiny_data, engine=CPU,
+                   progress=False, say=lambda _: None)
+    dirs = sorted(tmp_path.glob("resnet20-*"))
+    (dirs[1] / "summary.json").unlink()  # as if killed: no summary, no lock
+    (dirs[2] / "summary.json").unlink()
+    holder = hold_lock(dirs[2])
+    try:
+        result = CliRunner().invoke(app, ["status", "table6", "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    finally:
+        holder.kill()
+    assert result.exit_code == 0, result.output
+    states = {line.split("│")[2].strip() for line in result.output.splitlines() if "resnet20-smoke" in line}
+    assert states == {"done", "stopped", "running"}
+    assert "1 done" in result.output and "1 running" in result.output
+
+
+def test_worker_requeues_itself_on_preemption():
+    worker = Worker([], None, CPU)
+    assert worker.checkpoint().function is worker
+
+
+def test_slurm_launcher_submits_an_array_with_the_options(tiny_data, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/submitted.sh\necho "Submitted batch job 4242"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    jobs, _, engine = prepare("table6", "smoke", ["resnet20", "resnet32"], seeds=2, out=tmp_path / "runs",
+                              data=tiny_data, engine=CPU, say=lambda _: None)
+    ids = submit_slurm(jobs, 3, None, engine, tmp_path / "runs", SlurmOptions("gpu", "lab", time_min=90))
+    assert ids == [f"4242_{i}" for i in range(4)]
+    script = (tmp_path / "submitted.sh").read_text()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --array=0-3%3",
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --time=90", "#SBATCH --cpus-per-task=8"):
+        assert line in script
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "table6", "--set", "lr=-0.1"], "learning rates must be positive"),
+    (["run", "table6", "--set", "milestones=[48000,32000]"], "milestones must be increasing"),
+    (["run", "table6", "--set", "learning_rate=0.1"], "unknown recipe options"),
+    (["run", "table6", "--set", "lr"], "--set takes key=value"),
+    (["run", "table6", "--launcher", "pbs"], "unknown launcher"),
+    (["flops", "resnet21"], "6n+2"),
+])
+def test_bad_values_are_one_line_errors(args, message):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unwritable_results_folder_is_a_one_line_error(jpeg_root, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    proc = resbench("run", "table6", "--models", "resnet20", *SMOKE, "--data-root", str(jpeg_root),
+                    "--out", str(tmp_path / "file" / "runs"))
+    assert proc.returncode == 2 and "cannot write results to" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_full_disk_mid_run_is_a_one_line_error_and_nothing_looks_finished(jpeg_root, tmp_path, monkeypatch):
+    from resbench.results import MetricsLog
+
+    append, calls = MetricsLog.append, []
+
+    def fills_up(self, record):
+        calls.append(record)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        append(self, record)
+
+    monkeypatch.setattr(MetricsLog, "append", fills_up)
+    result = CliRunner().invoke(app, ["run", "table6", "--models", "resnet20", *SMOKE, "--data-root",
+                                      str(jpeg_root), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "No space left on device" in result.stderr
+    (run_dir,) = tmp_path.glob("resnet20-*")
+    assert not (run_dir / "summary.json").exists() and run_state(run_dir) == "stopped"
