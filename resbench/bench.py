@@ -6,11 +6,15 @@ workers, fp32, eager, channels-first, the default (foreach) SGD.
 fast: resbench's training step: data resident on the device, batched augmentation,
 bf16 autocast, channels_last, torch.compile, fused SGD (whatever `Engine` resolves to).
 Both train the same model with the same recipe and batch size; only the loop differs.
+
+`resbench bench jobs` measures the other axis: several trainings packed on one device.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -108,3 +112,38 @@ def fast_loop(model_name: str, data: CifarData, engine: Engine, iterations: int,
     detail = f"{engine.precision}, {'compile ' + engine.compile_mode if engine.compile else 'eager'}, " \
              f"bn_splits {recipe.bn_splits}"
     return BenchResult(model_name, "fast", rate, iterations, device, detail)
+
+
+def packed_throughput(model_name: str, workers: int, iterations: int, data: CifarData, data_root: str | None,
+                      engine: Engine, out: Path) -> dict:
+    """Aggregate img/s of `workers` copies of one training sharing the device (`resbench run --jobs`).
+
+    Each worker trains `iterations` steps of the paper's recipe (evaluation only at the end).
+    steady_img_per_s sums, over the workers, their rate in the middle of training (30-80% of
+    the iterations: all workers running, compilation over); wall_img_per_s counts every
+    image over the whole wall time, start-up and compilation included.
+    """
+    from .launch import launch_local
+    from .runner import resolve
+    from .train.loop import CifarRun
+
+    log_every = max(1, iterations // 20)
+    recipe = CifarRecipe().with_options(iterations=iterations, milestones=(iterations,), log_every=log_every,
+                                        eval_every=iterations, checkpoint_every=iterations, test_subset=1000)
+    jobs = [resolve(CifarRun(model_name, recipe, seed, "bench"), data, engine, out) for seed in range(workers)]
+    started = time.perf_counter()
+    results = launch_local(jobs, workers, data_root, engine, out, progress=False, say=lambda _: None)
+    wall = time.perf_counter() - started
+    for r in results:
+        if r["status"] != "done":
+            raise RuntimeError(f"a {model_name} training of the benchmark ended {r['status']}: "
+                               f"{r.get('error', 'see ' + r['dir'])}")
+    steady = []
+    for job in jobs:
+        records = [json.loads(line) for line in (job.dir / "metrics.jsonl").read_text().splitlines()]
+        rates = [r["img_per_s"] for r in records
+                 if r["split"] == "train" and 0.3 * iterations < r["iter"] <= 0.8 * iterations]
+        steady.append(sum(rates) / len(rates) if rates else float("nan"))
+    return {"model": model_name, "jobs": workers, "iterations": iterations, "device": engine.device,
+            "steady_img_per_s": round(sum(steady), 1), "per_run_img_per_s": round(sum(steady) / workers, 1),
+            "wall_img_per_s": round(workers * iterations * recipe.batch_size / wall, 1), "wall_s": round(wall, 1)}

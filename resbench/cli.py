@@ -260,6 +260,57 @@ def bench_cifar(
         console.print(f"wrote {out}")
 
 
+@bench_app.command("jobs")
+def bench_jobs(
+    models: str = typer.Option("resnet20,resnet56", help="comma-separated models"),
+    jobs: str = typer.Option("1,2,4,8", help="comma-separated numbers of trainings at once"),
+    iterations: int = typer.Option(2000, min=20, help="iterations per training"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """Aggregate img/s of N trainings sharing one device (resbench run --jobs N), for each N."""
+    import tempfile
+
+    import torch
+
+    from .bench import packed_throughput
+    from .data import DataError
+    from .data.cifar import load_cifar10
+    from .results import environment, write_json
+    from .train.engine import Engine
+
+    try:
+        engine = Engine(device=device, compile=compile, compile_mode=compile_mode).resolve()
+        data = load_cifar10(data_root)
+        counts = [int(n) for n in _split(jobs) or []]
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    table = Table(title=f"Trainings packed on {engine.device}: aggregate img/s ({iterations} iterations each)")
+    for col in ("model", "jobs", "steady img/s", "per run", "vs 1 job", "wall img/s"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    results = []
+    for name in _split(models) or []:
+        for n in counts:
+            with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+                try:
+                    r = packed_throughput(name, n, iterations, data, str(data_root) if data_root else None,
+                                          engine, Path(tmp))
+                except RuntimeError as err:
+                    fail(str(err))
+            results.append(r)
+            one = next((x for x in results if x["model"] == name and x["jobs"] == 1), None)
+            ratio = f"{r['steady_img_per_s'] / one['steady_img_per_s']:.2f}x" if one else ""
+            table.add_row(name, str(n), f"{r['steady_img_per_s']:,.0f}", f"{r['per_run_img_per_s']:,.0f}", ratio,
+                          f"{r['wall_img_per_s']:,.0f}")
+    console.print(table)
+    if out:
+        write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
+        console.print(f"wrote {out}")
+
+
 @app.command()
 def report(
     table: Optional[int] = typer.Option(None, "--table", help="1-6"),

@@ -87,7 +87,7 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
             executor.update_parameters(gpus_per_node=1, visible_gpus=[gpus[i % len(gpus)]])
         submitted.append(executor.submit(Worker(share, data_root, engine, time_limit_s, threads)))
     try:
-        _watch(jobs, submitted, progress)
+        _watch(jobs, submitted, progress, say)
     except KeyboardInterrupt:  # stop the workers too; their runs resume on the next `resbench run`
         for worker in submitted:
             worker.cancel()
@@ -128,7 +128,7 @@ def _summary(job: Job) -> dict:
     return read_json(path) if path.exists() else {}
 
 
-def _watch(jobs: list[Job], workers: list, progress: bool) -> None:
+def _watch(jobs: list[Job], workers: list, progress: bool, say: Callable[[str], None]) -> None:
     """A progress bar over all runs' iterations, read from the store, until the workers end."""
     total = sum(j.run.recipe.iterations for j in jobs)
     reported: set[Path] = {j.dir for j in jobs if read_status(j.dir) in ENDED}
@@ -146,7 +146,8 @@ def _watch(jobs: list[Job], workers: list, progress: bool) -> None:
                     done_iters += j.run.recipe.iterations
                     if j.dir not in reported:
                         reported.add(j.dir)
-                        bar.console.print(describe({"dir": str(j.dir), **_summary(j)}))
+                        line = describe({"dir": str(j.dir), **_summary(j)})
+                        bar.console.print(line) if progress else say(line)
                 else:
                     done_iters += last_iteration(j.dir)
             bar.update(task, completed=done_iters, runs=f"{counts['done']}/{len(jobs)} runs finished")

@@ -36,14 +36,24 @@ def tiny_data() -> CifarData:
     return CifarData(train_x, train_y, test_x, test_y, "synthetic", "generated in tests")
 
 
-@pytest.fixture(scope="session")
-def jpeg_root(tmp_path_factory) -> Path:
-    """A data root holding a tiny CIFAR-10 in the shared JPEG layout, for CLI and worker tests."""
+def write_jpeg_root(root: Path, n_train: int, n_test: int = 20) -> Path:
+    """A data root holding a tiny CIFAR-10 in the shared JPEG layout."""
     from resbench.data.cifar import write_jpeg_npz
 
-    root = tmp_path_factory.mktemp("data")
     folder = root / "cifar10-jpeg"
-    folder.mkdir()
-    write_jpeg_npz(folder / "train.npz", *make_images(64))
-    write_jpeg_npz(folder / "test.npz", *make_images(20, seed=1))
+    folder.mkdir(parents=True)
+    write_jpeg_npz(folder / "train.npz", *make_images(n_train))
+    write_jpeg_npz(folder / "test.npz", *make_images(n_test, seed=1))
     return root
+
+
+@pytest.fixture(scope="session")
+def jpeg_root(tmp_path_factory) -> Path:
+    """64 training images: for CLI and worker tests at the smoke preset's batch of 32."""
+    return write_jpeg_root(tmp_path_factory.mktemp("data"), 64)
+
+
+@pytest.fixture(scope="session")
+def bench_root(tmp_path_factory) -> Path:
+    """256 training images: enough for benchmarks at the paper's batch of 128."""
+    return write_jpeg_root(tmp_path_factory.mktemp("bench-data"), 256, 10)

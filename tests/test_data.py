@@ -1,11 +1,10 @@
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from resbench.data import DataError
 from resbench.data.cifar import find_cifar10, load_cifar10, stratified_split, write_jpeg_npz
-from resbench.data.pipeline import DeviceLoader, augment, epoch_plan, normalize
+from resbench.data.pipeline import DeviceLoader, augment, epoch_plan
 
 from conftest import make_images
 

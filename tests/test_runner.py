@@ -1,15 +1,13 @@
+import json
 import subprocess
 import sys
 
 import pytest
 
-from resbench.data.cifar import write_jpeg_npz
-from resbench.store import load_curves, load_responses, load_runs
 from resbench.runner import plan, run_experiment
 from resbench.spec import load_experiment
+from resbench.store import load_curves, load_responses, load_runs
 from resbench.train.engine import Engine
-
-from conftest import make_images
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
 
@@ -101,17 +99,21 @@ def test_cli_bad_inputs_are_one_line_errors(args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_bench_cifar_measures_both_loops(tmp_path):
-    import json
-
-    folder = tmp_path / "cifar10-jpeg"
-    folder.mkdir()
-    for name, n in (("train.npz", 256), ("test.npz", 10)):
-        write_jpeg_npz(folder / name, *make_images(n))
+def test_bench_cifar_measures_both_loops(bench_root, tmp_path):
     proc = resbench("bench", "cifar", "--models", "resnet8", "--iterations", "2", "--warmup", "1",
-                    "--workers", "0", "--device", "cpu", "--data-root", str(tmp_path),
+                    "--workers", "0", "--device", "cpu", "--data-root", str(bench_root),
                     "--out", str(tmp_path / "bench.json"))
     assert proc.returncode == 0, proc.stderr
     results = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert [r["loop"] for r in results] == ["plain", "fast"] and all(r["img_per_s"] > 0 for r in results)
     assert "fast / plain" in proc.stdout
+
+
+def test_bench_jobs_measures_packed_trainings(bench_root, tmp_path):
+    proc = resbench("bench", "jobs", "--models", "resnet8", "--jobs", "1,2", "--iterations", "20",
+                    "--device", "cpu", "--data-root", str(bench_root), "--out", str(tmp_path / "jobs.json"))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "jobs.json").read_text())["results"]
+    assert [r["jobs"] for r in results] == [1, 2]
+    assert all(r["steady_img_per_s"] > 0 and r["wall_img_per_s"] > 0 for r in results)
+    assert "vs 1 job" in proc.stdout

@@ -35,7 +35,7 @@ def degradation(by_model, responses):
     train = _means(by_model, "train_error", "plain")
     if len(train) < 2:
         return None, "needs finished runs of two plain nets"
-    (d0, shallow), (d1, deep) = list(train.items())[0], list(train.items())[-1]
+    shallow, deep = list(train.values())[0], list(train.values())[-1]
     return deep > shallow, f"final training error (%): {_fmt(train, 'plain')}"
 
 

@@ -1,7 +1,7 @@
 """Training recipes: the paper's values as the defaults of small frozen dataclasses."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
