@@ -147,3 +147,58 @@ def packed_throughput(model_name: str, workers: int, iterations: int, data: Cifa
     return {"model": model_name, "jobs": workers, "iterations": iterations, "device": engine.device,
             "steady_img_per_s": round(sum(steady), 1), "per_run_img_per_s": round(sum(steady) / workers, 1),
             "wall_img_per_s": round(workers * iterations * recipe.batch_size / wall, 1), "wall_s": round(wall, 1)}
+
+
+def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations: int, warmup: int,
+                        batch_size: int = 256, workers: int = 8, recipe=None) -> dict:
+    """ImageNet training img/s on one device: data pipeline alone, model alone, and end to end.
+
+    pipeline: decode + augment in `workers` DataLoader processes, no model. model: training
+    steps on a batch already on the device, for each model. end to end: ResNet-50 (the first
+    model) fed by the pipeline, as `resbench run` trains it.
+    """
+    from .data.imagenet import FolderLoader
+    from .train.recipe import ImageNetRecipe
+
+    recipe = recipe or ImageNetRecipe()
+    loader = FolderLoader(data, recipe.views(), batch_size, seed=0, workers=workers)
+    batches = loader.batches(0)
+    for _ in range(warmup):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        next(batches)
+    pipeline = iterations * batch_size / (time.perf_counter() - start)
+
+    def steps(name: str, feed) -> float:
+        model = build_model(name).to(engine.device, memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, recipe.lr, recipe.momentum, recipe.weight_decay, engine.device)
+        step = make_train_step(model, optimizer, batch_size // recipe.bn_group, engine)
+        return _timed(step, feed(), warmup, iterations, batch_size, engine.device)
+
+    def resident():
+        x = torch.randn(batch_size, 3, recipe.crop, recipe.crop, device=engine.device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 1000, (batch_size,), device=engine.device)
+        while True:
+            yield x, y, recipe.lr
+
+    def fed():
+        for x, y in loader.batches(0):
+            yield (x.to(engine.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+                   y.to(engine.device, non_blocking=True), recipe.lr)
+
+    model_only = {name: steps(name, resident) for name in model_names}
+    end_to_end = steps(model_names[0], fed)
+    return {"pipeline_img_per_s": pipeline, "model_img_per_s": model_only,
+            "end_to_end": {"model": model_names[0], "img_per_s": end_to_end}, "workers": workers,
+            "batch_size": batch_size, "crop": recipe.crop, "device": engine.device,
+            "projected_hours": {name: projected_hours(min(rate, pipeline), recipe.iterations, batch_size)
+                                for name, rate in model_only.items()}}
+
+
+def projected_hours(img_per_s: float, iterations: int, batch_size: int) -> dict:
+    """Wall time of `iterations` steps at `img_per_s` per GPU, on 1 GPU and on 8 (linear scaling
+    assumed: each GPU with its own share of the cores decoding, as on a DGX node)."""
+    hours = iterations * batch_size / img_per_s / 3600
+    return {"1 GPU": round(hours, 1), "8 GPUs": round(hours / 8, 1)}

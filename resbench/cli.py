@@ -95,7 +95,8 @@ SPEED, SLURM = "Speed", "Slurm (--launcher slurm)"  # option groups in --help
 
 @app.command()
 def run(
-    experiment: str = typer.Argument(..., help="table6, figure1, figure6 or figure7 (see `resbench list`)"),
+    experiment: str = typer.Argument(..., help="table2-4, table6, figure1, figure4, figure6, figure7 "
+                                     "(see `resbench list`)"),
     preset: str = typer.Option("paper", help="paper: the full recipe; smoke: a tiny real run (CPU, minutes)"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of the rows, e.g. resnet20,plain56"),
     seeds: int = typer.Option(1, min=1, help="runs per row, seeds 0..N-1 (the paper: 5 for ResNet-110)"),
@@ -103,7 +104,10 @@ def run(
     launcher: Optional[str] = typer.Option(None, help="inline (jobs=1), local (submitit, jobs>1) or slurm"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     out: Path = typer.Option(Path("runs"), help="results folder: one run directory per run"),
-    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10 (else $RESBENCH_DATA, ...)"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10 (else $RESBENCH_DATA, ...) "
+                                             "or ImageNet (train/, val/; else $RESBENCH_IMAGENET)"),
+    synthetic: bool = typer.Option(False, "--synthetic", help="ImageNet experiments: a small generated image "
+                                   "folder for a dry run (results marked synthetic)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="recipe override key=value, e.g. lr=0.05 "
                                              "(recorded: such runs are not the paper's recipe)"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", rich_help_panel=SPEED,
@@ -121,25 +125,35 @@ def run(
     cpus_per_task: int = typer.Option(8, min=1, help="slurm: CPU cores per run", rich_help_panel=SLURM),
     slurm_time: int = typer.Option(240, min=1, rich_help_panel=SLURM,
                                    help="slurm: minutes per task; longer runs requeue and resume"),
+    nodes: int = typer.Option(1, min=1, help="slurm, ImageNet: nodes per run (one process per GPU)",
+                              rich_help_panel=SLURM),
 ) -> None:
     """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
     from .data import DataError
     from .launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
     from .runner import prepare, train_jobs
+    from .train.distributed import init_from_env
     from .train.engine import Engine
 
     launcher = launcher or ("inline" if jobs == 1 else "local")
+    if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
+        device, launcher = rank_device, "inline"
     engine = Engine(device=device, precision="fp32" if fp32 else "auto", compile=compile,
                     compile_mode=compile_mode, deterministic=deterministic)
+    if launcher == "slurm" and gpus_per_task and device == "auto":  # resolved for the GPU nodes, not this one
+        engine = Engine("cuda", "fp32" if fp32 else "bf16", compile is not False, compile_mode,
+                        deterministic=deterministic)
     time_limit_s = time_limit * 60 if time_limit else None
     try:
         if launcher not in LAUNCHERS:
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-        root = str(data_root) if data_root else None
-        todo, data, engine = prepare(experiment, preset, _split(models), seeds, out, data_root=root,
-                                     engine=engine, overrides=_overrides(set_), fresh=fresh, say=console.print)
+        todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
+                                     data_root=str(data_root) if data_root else None, engine=engine,
+                                     overrides=_overrides(set_), fresh=fresh, synthetic=synthetic,
+                                     say=console.print)
+        root = data.source  # workers read the very folder the plan was made on
         if launcher == "slurm":
-            options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time)
+            options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, nodes=nodes)
             ids = submit_slurm(todo, jobs, root, engine, out, options)
             console.print(f"submitted {len(ids)} Slurm tasks ({ids[0] if ids else '-'} ...); "
                           f"follow them with: resbench status {experiment} --out {out}")
@@ -153,7 +167,8 @@ def run(
     except OSError as err:
         fail(f"cannot write results to {out}: {err.strerror or err}")
     console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --out {out}; "
-                  f"report: resbench report --table 6 --runs {out})")
+                  f"report: resbench report --{experiment.rstrip('0123456789')} "
+                  f"{experiment.lstrip('tablefigure')} --runs {out})")
     if any(r["status"] == "failed" for r in results):
         raise typer.Exit(1)
 
@@ -308,6 +323,68 @@ def bench_jobs(
     console.print(table)
     if out:
         write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
+        console.print(f"wrote {out}")
+
+
+@bench_app.command("imagenet")
+def bench_imagenet(
+    models: str = typer.Option("resnet50,plain34,resnet34,resnet101,resnet152",
+                               help="comma-separated; the first is also measured end to end"),
+    iterations: int = typer.Option(30, min=1, help="timed iterations per measurement"),
+    warmup: int = typer.Option(10, min=0, help="untimed iterations first"),
+    batch_size: int = typer.Option(256, min=1, help="images per step (the paper's global batch)"),
+    workers: Optional[int] = typer.Option(None, min=0, help="decoding processes (default: every core)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    data_root: Optional[Path] = typer.Option(None, help="an ImageNet folder; default: generated JPEGs"),
+    images: int = typer.Option(2000, min=16, help="generated images (sides 300-500 px, like ImageNet's)"),
+    crop: int = typer.Option(224, min=16, help="training crop (smaller only for tests)"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """ImageNet training img/s: decoding alone, each model alone, ResNet-50 end to end; projected
+    wall time of the paper's 600k iterations on 1 and 8 GPUs."""
+    import os
+    import tempfile
+
+    import torch
+
+    from .bench import imagenet_throughput
+    from .data import DataError
+    from .data.imagenet import find_imagenet, make_synthetic
+    from .results import environment, write_json
+    from .train.engine import Engine
+    from .train.recipe import ImageNetRecipe
+
+    names = _split(models) or []
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    with tempfile.TemporaryDirectory(prefix="resbench-imagenet-") as tmp:
+        try:
+            engine = Engine(device=device, compile=compile).resolve()
+            recipe = ImageNetRecipe(crop=crop, scale_min=max(crop, min(256, 2 * crop)),
+                                    scale_max=max(crop, min(480, 4 * crop)), test_size=max(crop, 256 * crop // 224),
+                                    bn_group=min(32, batch_size)).validate()
+            if data_root is None:
+                console.print(f"generating {images} JPEGs (sides 300-500 px) in {tmp} ...")
+                make_synthetic(Path(tmp), classes=10, per_class=max(1, images // 10), val_per_class=1,
+                               sides=(300, 500))
+            data = find_imagenet(data_root or tmp)
+            r = imagenet_throughput(names, data, engine, iterations, warmup, batch_size, workers, recipe)
+        except (DataError, ValueError) as err:
+            fail(str(err))
+    table = Table(title=f"ImageNet training throughput on {engine.device}, batch {batch_size}, crop {crop}, "
+                        f"{workers} decoding processes")
+    for col in ("measured", "img/s", "600k iterations: 1 GPU (h)", "8 GPUs (h)"):
+        table.add_column(col, justify="left" if col == "measured" else "right")
+    table.add_row("decode + augment only", f"{r['pipeline_img_per_s']:,.0f}", "", "")
+    for name, rate in r["model_img_per_s"].items():
+        hours = r["projected_hours"][name]
+        table.add_row(f"{name}, model only", f"{rate:,.0f}", f"{hours['1 GPU']:,}", f"{hours['8 GPUs']:,}")
+    e2e = r["end_to_end"]
+    table.add_row(f"{e2e['model']}, end to end", f"{e2e['img_per_s']:,.0f}", "", "")
+    console.print(table)
+    console.print("projection: min(model only, decoding) per GPU, linear scaling to 8 GPUs assumed")
+    if out:
+        write_json(out, {**r, "env": environment(torch.device(engine.device), data.provenance())})
         console.print(f"wrote {out}")
 
 

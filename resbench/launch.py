@@ -6,13 +6,15 @@ finished nor held by another worker (the store's locks), so long and short runs 
 themselves and small CIFAR models can share one GPU. On Slurm (`--launcher slurm`) every
 run is one task of a job array, at most `--jobs` at once; a task that is preempted or
 reaches its time limit is requeued by submitit and resumes from the run's last
-checkpoint (`Worker` is `Checkpointable`).
+checkpoint (`Worker` is `Checkpointable`). An ImageNet run is one task per GPU on
+`--nodes` nodes, joined into one data-parallel process group through submitit's
+`TorchDistributedEnvironment` (the same roles torchrun gives processes locally).
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,31 +35,43 @@ class SlurmOptions:
     cpus: int = 8  # CPU cores per task
     time_min: int = 240  # wall-time limit per task; longer runs are requeued and resume
     mem_gb: int = 32
+    nodes: int = 1  # ImageNet runs: nodes per run, one process per GPU
 
-    def executor_parameters(self, parallel: int) -> dict:
+    def executor_parameters(self, parallel: int, data_parallel: bool = False) -> dict:
         """submitit's parameter names for these options."""
         params = {"slurm_partition": self.partition, "slurm_account": self.account,
                   "gpus_per_node": self.gpus, "cpus_per_task": self.cpus, "timeout_min": self.time_min,
                   "mem_gb": self.mem_gb, "slurm_array_parallelism": parallel, "name": "resbench"}
+        if data_parallel:
+            params.update(nodes=self.nodes, tasks_per_node=self.gpus)
         return {k: v for k, v in params.items() if v is not None}
 
 
 class Worker:
-    """One process's share of a sweep: load the data, train what is left of `jobs`."""
+    """One process's share of a sweep: load the data (from `data_root`: the folder the planner
+    read), train what is left of `jobs`."""
 
     def __init__(self, jobs: list[Job], data_root: str | None, engine: Engine,
-                 time_limit_s: float | None = None, threads: int | None = None):
+                 time_limit_s: float | None = None, threads: int | None = None, data_parallel: bool = False):
         self.jobs, self.data_root, self.engine = jobs, data_root, engine
-        self.time_limit_s, self.threads = time_limit_s, threads
+        self.time_limit_s, self.threads, self.data_parallel = time_limit_s, threads, data_parallel
 
     def __call__(self) -> list[dict]:
         import torch
 
-        from .data.cifar import load_cifar10
+        from .runner import load_data
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        data = load_cifar10(self.data_root, val_split=any(j.run.recipe.val_split for j in self.jobs))
+        if self.data_parallel:  # one of the run's Slurm tasks: join the others
+            import submitit
+
+            from .train.distributed import init_from_env
+
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+            if (device := init_from_env()) is not None:
+                self.engine = replace(self.engine, device=device)
+        data = load_data([j.run for j in self.jobs], self.data_root)
         return train_jobs(self.jobs, data, self.engine, progress=False, time_limit_s=self.time_limit_s,
                           say=lambda _: None)
 
@@ -104,10 +118,14 @@ def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: 
     """Submit one array task per run (at most `parallel` at once); returns the Slurm job ids."""
     import submitit
 
+    from .train.imagenet import ImageNetRun
+
+    data_parallel = any(isinstance(job.run, ImageNetRun) for job in jobs)
     executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm")
-    executor.update_parameters(**options.executor_parameters(parallel))
+    executor.update_parameters(**options.executor_parameters(parallel, data_parallel))
     with executor.batch():
-        submitted = [executor.submit(Worker([job], data_root, engine)) for job in jobs]
+        submitted = [executor.submit(Worker([job], data_root, engine, data_parallel=data_parallel))
+                     for job in jobs]
     return [j.job_id for j in submitted]
 
 

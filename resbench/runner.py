@@ -14,22 +14,28 @@ from pathlib import Path
 from typing import Callable
 
 from .data.cifar import CifarData, load_cifar10
+from .data.imagenet import ImageFolderData, find_imagenet, make_synthetic
 from .models import parse_model_name
 from .results import atomic_write_text, config_key, read_json, write_json
 from .spec import Experiment, load_experiment
-from .store import ENDED, claim, is_locked, read_status, run_dir_for
+from .store import ENDED, is_locked, read_status, run_dir_for
 from .train.checkpoint import remove_checkpoints
 from .train.engine import Engine
+from .train.distributed import claim_once, world
+from .train.imagenet import ImageNetRun, train_imagenet
 from .train.loop import CifarRun, train_cifar
-from .train.recipe import cifar_recipe
+from .train.recipe import cifar_recipe, imagenet_recipe
 
-SMOKE_MAX_DEPTH = 110  # smoke runs skip ResNet-1202 unless it is named with --models
+# smoke runs skip the deepest nets unless they are named with --models
+SMOKE_MAX_DEPTH = {"cifar": 110, "imagenet": 50}
+Run = CifarRun | ImageNetRun
+Data = CifarData | ImageFolderData
 
 
 @dataclass(frozen=True)
 class PlannedRun:
     row: str
-    run: CifarRun
+    run: Run
     skip_reason: str | None = None
 
 
@@ -37,7 +43,7 @@ class PlannedRun:
 class Job:
     """A planned run resolved against the data and engine: its config and its directory."""
 
-    run: CifarRun
+    run: Run
     config: dict
     dir: Path
 
@@ -52,9 +58,6 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
     if exp.kind != "train":
         raise ValueError(f"{exp.name} has nothing to train ({exp.kind}); "
                          + ("see `resbench flops`" if exp.kind == "complexity" else "see its declaration"))
-    if exp.dataset != "cifar":
-        raise ValueError(f"{exp.name} needs ImageNet training, which this version of resbench does not "
-                         "have yet; CIFAR-10 experiments: table6, figure1, figure6, figure7")
     rows = exp.runnable_rows
     if models:
         unknown = set(models) - {r.model for r in rows}
@@ -65,17 +68,43 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
     planned = []
     for row in rows:
         options = {**row.options, **(overrides or {})}
-        recipe = cifar_recipe(preset, **options)
         skip = None
-        if preset == "smoke" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH:
+        if preset == "smoke" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH[exp.dataset]:
             skip = f"too big for a smoke run; name it with --models {row.model} to include it"
         for seed in range(seeds or 1):
-            run = CifarRun(row.model, recipe, seed, preset, tuple(sorted(options.items())))
-            planned.append(PlannedRun(row.id, run, skip))
+            planned.append(PlannedRun(row.id, _run(exp, row.model, preset, options, seed), skip))
     return planned
 
 
-def resolve(run: CifarRun, data: CifarData, engine: Engine, out: Path) -> Job:
+def _run(exp: Experiment, model: str, preset: str, options: dict, seed: int) -> Run:
+    frozen = tuple(sorted(options.items()))
+    if exp.dataset == "imagenet":
+        return ImageNetRun(model, imagenet_recipe(preset, **options), seed, preset, frozen, exp.test)
+    return CifarRun(model, cifar_recipe(preset, **options), seed, preset, frozen)
+
+
+def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | None = None) -> Data:
+    """The data the runs train on: CIFAR-10, ImageNet, or (`synthetic`) a generated image folder."""
+    if any(isinstance(r, ImageNetRun) for r in runs):
+        if synthetic is not None:
+            if data_root:
+                raise ValueError("--synthetic generates its own images; leave out --data-root")
+            if not (synthetic / "train").is_dir():
+                make_synthetic(synthetic)
+            data_root = str(synthetic)
+        return find_imagenet(data_root)
+    if synthetic is not None:
+        raise ValueError("--synthetic is for the ImageNet experiments; CIFAR-10 runs use the real data")
+    return load_cifar10(data_root, val_split=any(r.recipe.val_split for r in runs))
+
+
+def train_run(run: Run, data: Data, run_dir: Path, engine: Engine, progress: bool,
+              time_limit_s: float | None) -> dict:
+    train = train_imagenet if isinstance(run, ImageNetRun) else train_cifar
+    return train(run, data, run_dir, engine, progress, time_limit_s)
+
+
+def resolve(run: Run, data: Data, engine: Engine, out: Path) -> Job:
     config = run.config(data, engine)
     config["key"] = config_key(config)
     return Job(run, config, run_dir_for(out, run.model, run.preset, config["key"], run.seed))
@@ -90,16 +119,18 @@ def reset(job: Job) -> None:
         (job.dir / name).unlink(missing_ok=True)
 
 
-def train_job(job: Job, data: CifarData, engine: Engine, progress: bool = True,
+def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
               time_limit_s: float | None = None) -> dict:
     """Train (or resume) one job unless it is finished or taken; returns its summary.
 
     The summary has "status": a run status (see `resbench.store`), or "taken" when another
     process holds the run. An exception inside training marks the run "failed" (traceback
-    in error.txt) and the sweep goes on without it; the next sweep retries it. OSError (disk full, no write
-    permission) is not a property of the run, so it is raised.
+    in error.txt) and the sweep goes on without it; the next sweep retries it. OSError
+    (disk full, no write permission) is not a property of the run, so it is raised.
+    Under torchrun, process 0 holds the lock and writes; the others follow its decision.
     """
-    with claim(job.dir) as mine:
+    lead = world()[0] == 0
+    with claim_once(job.dir) as mine:
         if not mine:
             return {"dir": str(job.dir), "status": "taken"}
         if read_status(job.dir) in ENDED:
@@ -107,27 +138,34 @@ def train_job(job: Job, data: CifarData, engine: Engine, progress: bool = True,
         if job.config["data"] != job.run.config(data, engine)["data"]:
             raise ValueError(f"{job.dir}: this process's data ({data.variant}, {data.source}) is not the data "
                              "the run was planned on; give every worker the same --data-root")
-        write_json(job.dir / "config.json", job.config)
+        if lead:
+            write_json(job.dir / "config.json", job.config)
         try:
-            summary = train_cifar(job.run, data, job.dir, engine, progress, time_limit_s)
+            summary = train_run(job.run, data, job.dir, engine, progress, time_limit_s)
         except OSError:
             raise
         except Exception as err:
-            atomic_write_text(job.dir / "error.txt", traceback.format_exc())
             summary = {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0],
                        "iteration": None}
-            write_json(job.dir / "summary.json", summary)
+            if lead:
+                atomic_write_text(job.dir / "error.txt", traceback.format_exc())
+                write_json(job.dir / "summary.json", summary)
         return {"dir": str(job.dir), **summary}
 
 
 def prepare(name: str, preset: str = "paper", models: list[str] | None = None, seeds: int | None = None,
-            out: str | Path = "runs", data: CifarData | None = None, data_root: str | None = None,
+            out: str | Path = "runs", data: Data | None = None, data_root: str | None = None,
             engine: Engine = Engine(), overrides: dict | None = None, fresh: bool = False,
-            say: Callable[[str], None] = print) -> tuple[list[Job], CifarData, Engine]:
-    """Plan and resolve experiment `name`: the jobs to train, the data and the resolved engine."""
+            synthetic: bool = False, say: Callable[[str], None] = print) -> tuple[list[Job], Data, Engine]:
+    """Plan and resolve experiment `name`: the jobs to train, the data and the resolved engine.
+
+    `synthetic` (ImageNet experiments): train on a small generated folder, made once in
+    `<out>/.synthetic-imagenet`; its runs are marked synthetic and never compared with the paper.
+    """
     planned = plan(load_experiment(name), preset, models, seeds, overrides)
-    engine = engine.resolve()
-    data = data or load_cifar10(data_root, val_split=any(p.run.recipe.val_split for p in planned))
+    engine = engine if engine.is_resolved else engine.resolve()  # explicit: e.g. for Slurm's GPU nodes
+    data = data or load_data([p.run for p in planned], data_root,
+                             Path(out) / ".synthetic-imagenet" if synthetic else None)
     jobs = []
     for p in planned:
         if p.skip_reason:
@@ -143,16 +181,17 @@ def prepare(name: str, preset: str = "paper", models: list[str] | None = None, s
 
 
 def run_experiment(name: str, preset: str = "paper", models: list[str] | None = None,
-                   seeds: int | None = None, out: str | Path = "runs", data: CifarData | None = None,
+                   seeds: int | None = None, out: str | Path = "runs", data: Data | None = None,
                    data_root: str | None = None, engine: Engine = Engine(), progress: bool = True,
                    time_limit_s: float | None = None, fresh: bool = False, overrides: dict | None = None,
-                   say: Callable[[str], None] = print) -> list[dict]:
+                   synthetic: bool = False, say: Callable[[str], None] = print) -> list[dict]:
     """Train, in this process, every planned run of `name` that has not finished; returns summaries."""
-    jobs, data, engine = prepare(name, preset, models, seeds, out, data, data_root, engine, overrides, fresh, say)
+    jobs, data, engine = prepare(name, preset, models, seeds, out, data, data_root, engine, overrides, fresh,
+                                 synthetic, say)
     return train_jobs(jobs, data, engine, progress, time_limit_s, say)
 
 
-def train_jobs(jobs: list[Job], data: CifarData, engine: Engine, progress: bool = True,
+def train_jobs(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
                time_limit_s: float | None = None, say: Callable[[str], None] = print) -> list[dict]:
     """Train the jobs one after another (skipping finished and taken ones) within the time limit."""
     started, results = time.perf_counter(), []

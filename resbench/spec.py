@@ -43,7 +43,7 @@ class Experiment:
     metrics: dict[str, str]  # metric -> unit
     rows: tuple[Row, ...]
     recipe: str | None = None
-    test: str = "single"  # how the test error is measured (ImageNet: 10-crop, multiscale)
+    test: str = "single"  # final test: single (CIFAR: the one 32x32 view), center, 10crop, multiscale
     claims: tuple[str, ...] = ()
     panels: tuple[tuple[str, ...], ...] = ()  # figures: the models of each panel
     # verdict thresholds on |ours - paper| in the metric's unit (percentage points for errors)

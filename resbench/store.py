@@ -115,7 +115,7 @@ def run_dirs(root: Path) -> list[Path]:
 
 RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "data_variant", "precision",
                "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error", "train_error",
-               "iteration", "train_s", "img_per_s", "params", "note"]
+               "iteration", "train_s", "img_per_s", "params", "top1_err", "top5_err", "test", "note"]
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
@@ -137,8 +137,9 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
             "iterations": cfg["recipe"]["iterations"],
             "git_commit": env.get("git", {}).get("commit"), "git_dirty": env.get("git", {}).get("dirty"),
             "gpu": env.get("gpu"), "torch": env.get("torch"),
-            **{k: summary.get(k) for k in ("status", "test_error", "train_error",
-                                           "train_s", "img_per_s", "params")},
+            **{k: summary.get(k) for k in ("status", "test_error", "train_error", "train_s", "img_per_s",
+                                           "params", "top1_err", "top5_err")},
+            "test": cfg.get("test", "single"),
             "iteration": summary.get("iteration") or last_iteration(d),
             "note": summary.get("error") or summary.get("reason"),
         })

@@ -26,8 +26,19 @@ def test_smoke_skips_resnet1202_unless_named():
     assert not plan(load_experiment("table6"), "smoke", models=["resnet1202"])[0].skip_reason
 
 
+def test_imagenet_plans_carry_their_test_protocol_and_recipe():
+    table3 = plan(load_experiment("table3"), "paper")
+    assert [p.run.model for p in table3] == ["plain34", "resnet34_A", "resnet34_B", "resnet34_C", "resnet50",
+                                             "resnet101", "resnet152"]
+    assert {p.run.test for p in table3} == {"10crop"} and table3[0].run.recipe.batch_size == 256
+    assert {p.run.test for p in plan(load_experiment("table4"), "paper")} == {"multiscale"}
+    assert {p.run.test for p in plan(load_experiment("figure4"), "paper")} == {"center"}
+    smoke = plan(load_experiment("table3"), "smoke")
+    assert [p.run.model for p in smoke if p.skip_reason] == ["resnet101", "resnet152"]
+
+
 @pytest.mark.parametrize("name, models, message", [
-    ("table3", None, "ImageNet"), ("table1", None, "resbench flops"),
+    ("table5", None, "nothing to train"), ("table1", None, "resbench flops"),
     ("table6", ["plain20"], "no rows for plain20")])
 def test_plan_refuses_what_it_cannot_run(name, models, message):
     with pytest.raises(ValueError, match=message):

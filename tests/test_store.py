@@ -174,7 +174,9 @@ def test_worker_requeues_itself_on_preemption():
     assert worker.checkpoint().function is worker
 
 
-def test_slurm_launcher_submits_an_array_with_the_options(tiny_data, tmp_path, monkeypatch):
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """sbatch and srun on PATH: sbatch keeps the script it is given (returned) and answers job 4242."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
@@ -182,11 +184,15 @@ def test_slurm_launcher_submits_an_array_with_the_options(tiny_data, tmp_path, m
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return tmp_path / "submitted.sh"
+
+
+def test_slurm_launcher_submits_an_array_with_the_options(fake_slurm, tiny_data, tmp_path):
     jobs, _, engine = prepare("table6", "smoke", ["resnet20", "resnet32"], seeds=2, out=tmp_path / "runs",
                               data=tiny_data, engine=CPU, say=lambda _: None)
     ids = submit_slurm(jobs, 3, None, engine, tmp_path / "runs", SlurmOptions("gpu", "lab", time_min=90))
     assert ids == [f"4242_{i}" for i in range(4)]
-    script = (tmp_path / "submitted.sh").read_text()
+    script = fake_slurm.read_text()
     for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --array=0-3%3",
                  "#SBATCH --gpus-per-node=1", "#SBATCH --time=90", "#SBATCH --cpus-per-task=8"):
         assert line in script
@@ -231,3 +237,14 @@ def test_a_full_disk_mid_run_is_a_one_line_error_and_nothing_looks_finished(jpeg
     assert result.exit_code == 2 and "No space left on device" in result.stderr
     (run_dir,) = tmp_path.glob("resnet20-*")
     assert not (run_dir / "summary.json").exists() and run_state(run_dir) == "stopped"
+
+
+def test_slurm_runs_an_imagenet_run_as_one_task_per_gpu(fake_slurm, tmp_path):
+    gpu = Engine("cuda", "bf16", True)  # as the CLI resolves it for GPU nodes, on a machine without one
+    jobs, data, engine = prepare("table2", "smoke", ["resnet18"], out=tmp_path / "runs", engine=gpu,
+                                 synthetic=True, say=lambda _: None)
+    assert jobs[0].config["precision"] == "bf16" and data.variant == "synthetic"
+    submit_slurm(jobs, 1, data.source, engine, tmp_path / "runs", SlurmOptions(gpus=4, nodes=2))
+    script = fake_slurm.read_text()
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4"):
+        assert line in script

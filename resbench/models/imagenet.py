@@ -41,10 +41,12 @@ class ImageNetNet(nn.Module):
         self.blocks = nn.Sequential(*layers)
         self.fc = nn.Linear(in_ch, num_classes)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv5_x feature map, before average pooling."""
+        return self.blocks(F.max_pool2d(F.relu(self.stem(x)), 3, stride=2, padding=1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.stem(x)), 3, stride=2, padding=1)
-        x = self.blocks(x)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
 def imagenet_resnet(depth: int, shortcut: Shortcut = None, version: Literal["v1", "v1.5"] = "v1",

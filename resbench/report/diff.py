@@ -31,6 +31,7 @@ DATA_NOTES = {
     "cifar10-jpeg-q75": "trained and tested on CIFAR-10 re-encoded as JPEG q75, not the paper's lossless images",
     "cifar10-original": "original CIFAR-10, as the paper",
     "synthetic": "synthetic test data: not comparable with the paper",
+    "imagenet": "ImageNet train/val folders",
 }
 
 
@@ -107,10 +108,10 @@ def _computed_line(row: Row, metric: str, paper: float, complexity: dict) -> dic
 
 
 def _run_line(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, preset: str) -> dict:
-    if exp.dataset == "imagenet":
+    mine = row_runs(exp, row, runs, preset)
+    if exp.dataset == "imagenet" and not (mine["status"] == "done").any():
         return {**summarise(pd.Series(dtype=float)), "delta": math.nan, "verdict": "not run",
                 "note": _join(row.note, "no ImageNet run was made: ImageNet is not available on this project's machines")}
-    mine = row_runs(exp, row, runs, preset)
     finished = mine[mine["status"] == "done"]
     diverged = int((mine["status"] == "diverged").sum())
     notes = [row.note]
@@ -127,11 +128,14 @@ def _run_line(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, preset
         notes.append(f"code {versions[0]}: uncommitted changes")
     if diverged:
         notes.append(f"{diverged} diverged run(s) excluded")
-    stats = summarise(finished["test_error"] if len(finished) else pd.Series(dtype=float))
+    column = "test_error" if metric == "error" else metric  # CIFAR "error"; ImageNet top1_err, top5_err
+    stats = summarise(finished[column] if len(finished) else pd.Series(dtype=float))
     if not stats["n"]:
         return {**stats, "delta": math.nan, "verdict": "not run", "note": _join(*notes, f"no finished {preset} run")}
     notes.extend(DATA_NOTES.get(v, v) for v in sorted(set(finished["data_variant"])))
     delta, verdict = error_verdict(row, metric, stats, exp.tolerance)
+    if (finished["data_variant"] == "synthetic").any():
+        verdict = "not run"  # a dry run of the code path, never compared with the paper
     if preset != "paper":
         verdict = "not run"
         notes.append(f"{preset} runs only ({int(finished['iterations'].iloc[0])} iterations): "

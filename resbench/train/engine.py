@@ -28,6 +28,10 @@ class Engine:
     channels_last: bool = True
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
 
+    @property
+    def is_resolved(self) -> bool:
+        return self.device != "auto" and self.precision != "auto" and self.compile is not None
+
     def resolve(self) -> "Engine":
         device = self.device
         if device == "auto":

@@ -55,7 +55,7 @@ class Window:
         return loss_sum / n, 100.0 * wrong / n
 
 
-def _progress(enabled: bool) -> Progress:
+def progress_bar(enabled: bool) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                     TextColumn("{task.fields[status]}"), disable=not enabled)
@@ -119,7 +119,7 @@ def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = 
     first, train_err = state["iteration"], None
     last_log = (state["images"], state["train_s"])
     started = tick = time.perf_counter()
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(run_dir.name, total=recipe.iterations, completed=first, rate="", status="")
         for it in range(first, recipe.iterations):
             x, y = loader.batch(it)

@@ -4,8 +4,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 
+class Options:
+    """`recipe.with_options(lr=0.05)`: a validated copy with some fields changed."""
+
+    def with_options(self, **options):
+        unknown = set(options) - set(asdict(self))
+        if unknown:
+            raise ValueError(f"unknown recipe options {sorted(unknown)}; known: {', '.join(asdict(self))}")
+        if "milestones" in options:
+            options["milestones"] = tuple(options["milestones"])
+        return replace(self, **options).validate()
+
+
 @dataclass(frozen=True)
-class CifarRecipe:
+class CifarRecipe(Options):
     """CIFAR-10 training, Sec. 4.2 of the paper unless a comment says otherwise."""
 
     batch_size: int = 128  # images per SGD step (Sec. 4.2: mini-batch 128)
@@ -60,15 +72,6 @@ class CifarRecipe:
             return self.warmup_lr
         return round(self.lr * self.lr_decay ** sum(iteration >= m for m in self.milestones), 12)
 
-    def with_options(self, **options) -> "CifarRecipe":
-        unknown = set(options) - set(asdict(self))
-        if unknown:
-            raise ValueError(f"unknown recipe options {sorted(unknown)}; known: {', '.join(asdict(self))}")
-        if "milestones" in options:
-            options["milestones"] = tuple(options["milestones"])
-        return replace(self, **options).validate()
-
-
 # Smoke: a tiny but real run (real data, real model, the same code path) that finishes on
 # a 2-core CPU in seconds per model. Its numbers only show that everything works.
 PRESETS: dict[str, CifarRecipe] = {
@@ -82,3 +85,71 @@ def cifar_recipe(preset: str = "paper", **options) -> CifarRecipe:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[preset].with_options(**options)
+
+
+@dataclass(frozen=True)
+class ImageNetRecipe(Options):
+    """ImageNet training, Sec. 3.4 of the paper unless a comment says otherwise."""
+
+    batch_size: int = 256  # global mini-batch, over all processes (Sec. 3.4)
+    bn_group: int = 32  # images per BN statistics group: the paper's 8 GPUs x 32
+    lr: float = 0.1  # initial learning rate (Sec. 3.4)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    iterations: int = 600_000  # "up to 60 x 10^4 iterations" (Sec. 3.4)
+    schedule: str = "plateau"  # plateau: lr / 10 when the val error plateaus (the paper); steps: at milestones
+    plateau_patience: int = 2  # evaluations without improvement before lr / 10 (the paper gives no number)
+    plateau_threshold: float = 0.2  # improvement (percentage points of top-1 error) that counts
+    milestones: tuple[int, ...] = (150_000, 300_000, 450_000)  # for schedule "steps" (not the paper's)
+    lr_decay: float = 0.1  # "divided by 10"
+    scale_min: int = 256  # shorter side, random in [scale_min, scale_max] (Sec. 3.4)
+    scale_max: int = 480
+    crop: int = 224  # training crop and test crop (Sec. 3.4)
+    test_size: int = 256  # shorter side before center crop and 10-crop
+    pca_std: float = 0.1  # AlexNet colour augmentation (Sec. 3.4, [21])
+    val_limit: int | None = None  # evaluate on the first N val images during training (None: all)
+    log_every: int = 100  # iterations between training records
+    eval_every: int = 5_000  # iterations between center-crop validation (Fig. 4 curves, plateau)
+    checkpoint_every: int = 5_000
+
+    def validate(self) -> "ImageNetRecipe":
+        problems = []
+        if self.batch_size < 1 or self.iterations < 1 or self.bn_group < 1 or self.batch_size % self.bn_group:
+            problems.append(f"batch_size ({self.batch_size}) must be a positive multiple of bn_group "
+                            f"({self.bn_group}), iterations positive")
+        if not self.lr > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            problems.append("lr must be positive, momentum in [0, 1), weight_decay >= 0")
+        if self.schedule not in ("plateau", "steps"):
+            problems.append(f"schedule must be plateau or steps, got {self.schedule!r}")
+        if not self.crop <= self.scale_min <= self.scale_max or self.test_size < self.crop:
+            problems.append(f"need crop <= scale_min <= scale_max and crop <= test_size "
+                            f"({self.crop}, {self.scale_min}, {self.scale_max}, {self.test_size})")
+        if min(self.log_every, self.eval_every, self.checkpoint_every, self.plateau_patience) < 1:
+            problems.append("log_every, eval_every, checkpoint_every and plateau_patience must be >= 1")
+        if problems:
+            raise ValueError("invalid recipe: " + "; ".join(problems))
+        return self
+
+    def views(self):
+        from ..data.imagenet import Views
+
+        return Views(self.scale_min, self.scale_max, self.crop, self.test_size, self.pca_std)
+
+    def step_lr(self, iteration: int) -> float:
+        """The "steps" schedule's learning rate at `iteration`."""
+        return round(self.lr * self.lr_decay ** sum(iteration >= m for m in self.milestones), 12)
+
+
+IMAGENET_PRESETS: dict[str, ImageNetRecipe] = {
+    "paper": ImageNetRecipe(),
+    # small images and a few iterations: shows the whole path works on a 2-core CPU in about a minute
+    "smoke": ImageNetRecipe(batch_size=16, bn_group=8, iterations=8, scale_min=64, scale_max=96, crop=56,
+                            test_size=64, schedule="steps", milestones=(6,), log_every=2, eval_every=4,
+                            checkpoint_every=4, val_limit=20),
+}
+
+
+def imagenet_recipe(preset: str = "paper", **options) -> ImageNetRecipe:
+    if preset not in IMAGENET_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(IMAGENET_PRESETS)}")
+    return IMAGENET_PRESETS[preset].with_options(**options)

@@ -1,0 +1,178 @@
+"""ImageNet track on a generated image folder: augmentation, test protocols, DDP, resume, errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from resbench.data import DataError
+from resbench.data.imagenet import (MEAN_RGB, Views, center_view, find_imagenet, make_synthetic, sample_generator,
+                                    ten_views, train_view)
+from resbench.evaluation import crop_scores, dense_scores, ensemble_scores, multiscale_scores, topk_wrong
+from resbench.models import build_model
+from resbench.train.engine import Engine
+from resbench.train.imagenet import ImageNetRun, train_imagenet
+from resbench.train.recipe import imagenet_recipe
+
+CPU = Engine(device="cpu", precision="fp32", compile=False, deterministic=True)
+SMALL = Views(scale_min=64, scale_max=96, crop=56, test_size=64)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return find_imagenet(make_synthetic(tmp_path_factory.mktemp("imagenet"), classes=10, per_class=8))
+
+
+def test_synthetic_folder_is_found_and_marked(folder):
+    assert folder.variant == "synthetic" and len(folder.classes) == 10
+    assert len(folder.train) == 80 and len(folder.val) == 20
+
+
+def test_train_view_shape_range_and_determinism():
+    img = torch.randint(0, 256, (3, 120, 90), dtype=torch.uint8)
+    views = Views()  # the paper's: shorter side 256..480, crop 224
+    x = train_view(img, views, sample_generator(0, 0, 5))
+    assert x.shape == (3, 224, 224) and x.dtype == torch.float32
+    low, high = -max(MEAN_RGB) - 0.2, 1 - min(MEAN_RGB) + 0.2  # mean subtracted, small PCA colour shift
+    assert low < x.min() and x.max() < high
+    assert torch.equal(x, train_view(img, views, sample_generator(0, 0, 5)))
+    assert not torch.equal(x, train_view(img, views, sample_generator(0, 0, 6)))
+
+
+def test_train_view_flip_is_a_mirror():
+    """With the same draws, the flipped and unflipped crops mirror each other."""
+    img = torch.randint(0, 256, (3, 70, 70), dtype=torch.uint8)
+    views = Views(scale_min=70, scale_max=70, crop=70, test_size=70, pca_std=0.0)
+    crops = [train_view(img, views, sample_generator(0, 0, p)) for p in range(8)]
+    flipped = [c for c in crops if not torch.equal(c, crops[0])]
+    assert flipped and all(torch.allclose(c, crops[0].flip(-1)) for c in flipped)
+
+
+def test_ten_crop_gives_ten_views_and_equals_center_on_a_constant_image():
+    model = build_model("resnet18").eval()
+    views = ten_views(torch.full((3, 80, 100), 128, dtype=torch.uint8), SMALL)
+    assert views.shape == (10, 3, 56, 56)
+    center = center_view(torch.full((3, 80, 100), 128, dtype=torch.uint8), SMALL)
+    assert torch.allclose(crop_scores(model, views[None]), crop_scores(model, center[None]), atol=1e-6)
+
+
+def test_fully_convolutional_scores_at_224_equal_the_forward_pass():
+    model = build_model("resnet18").eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(dense_scores(model, x), model(x), atol=1e-4)
+    scores = multiscale_scores(model, torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8), scales=(64, 96))
+    assert scores.shape == (1000,) and scores.sum().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_topk_and_ensemble():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]])
+    assert topk_wrong(scores, torch.tensor([2, 0]), ks=(1, 2)) == {1: 1, 2: 0}
+    assert torch.allclose(ensemble_scores([scores, scores.flip(1)])[0], torch.tensor([0.15, 0.7, 0.15]))
+
+
+def smoke_run(**options) -> ImageNetRun:
+    return ImageNetRun("resnet18", imagenet_recipe("smoke", **options), seed=0, preset="smoke", test="10crop")
+
+
+def test_smoke_run_trains_and_tests(folder, tmp_path):
+    summary = train_imagenet(smoke_run(), folder, tmp_path, CPU, progress=False, workers=0)
+    assert summary["status"] == "done" and summary["iteration"] == 8
+    assert 0 <= summary["top5_err"] <= summary["top1_err"] <= 100
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if r["split"] == "test"] == [4, 8]
+    assert [r["lr"] for r in records if r["split"] == "train"] == [0.1, 0.1, 0.1, pytest.approx(0.01)]
+
+
+def test_resume_equals_uninterrupted(folder, tmp_path, monkeypatch):
+    import resbench.train.imagenet as loop
+
+    train_imagenet(smoke_run(), folder, tmp_path / "whole", CPU, progress=False, workers=0)
+    save = loop.save_checkpoint
+
+    def save_then_die(run_dir, state):
+        save(run_dir, state)
+        raise KeyboardInterrupt  # killed right after the checkpoint at iteration 4
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_imagenet(smoke_run(), folder, tmp_path / "cut", CPU, progress=False, workers=0)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    resumed = train_imagenet(smoke_run(), folder, tmp_path / "cut", CPU, progress=False, workers=0)
+    assert resumed["iteration"] == 8
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt")["model"] for d in ("whole", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _ddp_worker(rank: int, world: int, port: int, root: str, out: str):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    train_imagenet(smoke_run(eval_every=100, checkpoint_every=100, iterations=4), find_imagenet(root), Path(out),
+                   CPU, progress=False, workers=0)
+    dist.destroy_process_group()
+
+
+def test_ddp_on_two_processes_matches_one_process(folder, tmp_path):
+    """Global batch 16 as 2 x 8 with BN per 8 equals one process with BN over two groups of 8."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, folder.root, str(tmp_path / "ddp")), nprocs=2, join=True)
+    train_imagenet(smoke_run(eval_every=100, checkpoint_every=100, iterations=4), folder, tmp_path / "one", CPU,
+                   progress=False, workers=0)
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt")["model"] for d in ("ddp", "one"))
+    params = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in params)
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["processes"] == 2
+
+
+def test_missing_or_malformed_folders_fail_cleanly(tmp_path):
+    with pytest.raises(DataError, match="has no train/ folder"):
+        find_imagenet(tmp_path)
+    (tmp_path / "train" / "n01").mkdir(parents=True)
+    (tmp_path / "val" / "n01").mkdir(parents=True)
+    with pytest.raises(DataError, match="train"):
+        find_imagenet(tmp_path)  # no images
+    (tmp_path / "train" / "n01" / "a.JPEG").write_bytes(b"not a jpeg")
+    (tmp_path / "val" / "n01" / "b.JPEG").write_bytes(b"not a jpeg")
+    from resbench.data.imagenet import read_image
+
+    with pytest.raises(DataError, match="cannot be decoded"):
+        read_image(str(tmp_path / "train" / "n01" / "a.JPEG"))
+
+
+def resbench(*args):
+    return subprocess.run([sys.executable, "-m", "resbench", *args], capture_output=True, text=True)
+
+
+def test_cli_smoke_on_synthetic_images_and_a_clean_error_without_imagenet(tmp_path):
+    proc = resbench("run", "table2", "--preset", "smoke", "--synthetic", "--models", "resnet18", "--device", "cpu",
+                    "-q", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    from resbench.store import load_runs
+
+    runs = load_runs(tmp_path)
+    assert runs["data_variant"].tolist() == ["synthetic"] and runs["status"].tolist() == ["done"]
+    assert runs["test"].tolist() == ["10crop"]
+    proc = resbench("run", "table3", "--device", "cpu", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "ImageNet is needed" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bench_imagenet_measures_pipeline_models_and_end_to_end(tmp_path):
+    proc = resbench("bench", "imagenet", "--models", "resnet18,plain18", "--iterations", "2", "--warmup", "1",
+                    "--batch-size", "8", "--workers", "0", "--device", "cpu", "--images", "20", "--crop", "32",
+                    "--out", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "b.json").read_text())
+    assert r["pipeline_img_per_s"] > 0 and set(r["model_img_per_s"]) == {"resnet18", "plain18"}
+    assert r["end_to_end"]["model"] == "resnet18" and r["end_to_end"]["img_per_s"] > 0
+    assert r["projected_hours"]["resnet18"]["8 GPUs"] == pytest.approx(r["projected_hours"]["resnet18"]["1 GPU"] / 8,
+                                                                      abs=0.1)
+    assert r["env"]["data"]["variant"] == "synthetic"
