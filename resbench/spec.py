@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from .models import parse_model_name
 
@@ -78,12 +79,21 @@ def _row(raw: dict, where: str) -> Row:
     return row
 
 
+def _declarations():
+    """experiments/ as installed (resbench.experiments), or beside the package in a bare checkout
+    run with PYTHONPATH=. (as on the GPU machine, which has no build tools)."""
+    try:
+        return resources.files("resbench.experiments")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "experiments"
+
+
 @cache
 def load_experiment(name: str) -> Experiment:
     """Load `experiments/<name>.toml`; raises KeyError listing the known names."""
     if name not in experiment_names():
         raise KeyError(f"unknown experiment {name!r}; known: {', '.join(experiment_names())}")
-    text = resources.files("resbench.experiments").joinpath(f"{name}.toml").read_text()
+    text = _declarations().joinpath(f"{name}.toml").read_text()
     raw = tomllib.loads(text)
     rows = tuple(_row(r, f"{name}.toml") for r in raw.pop("rows"))
     panels = tuple(tuple(p) for p in raw.pop("panels", ()))
@@ -95,7 +105,7 @@ def load_experiment(name: str) -> Experiment:
 
 @cache
 def experiment_names() -> tuple[str, ...]:
-    files = resources.files("resbench.experiments").iterdir()
+    files = _declarations().iterdir()
     names = sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml"))
     return tuple(sorted(names, key=lambda n: (not n.startswith("table"), n)))
 

@@ -23,11 +23,12 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Iterator
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterator
 
 from .results import read_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LOCK = ".lock"
 FINISHED = ("done", "diverged")  # a result: never trained again (unless --fresh)
@@ -124,6 +125,8 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     `status` is the run's state (see this module's docstring); `iteration` is where an
     unfinished run has got to; `note` says why a run failed or diverged.
     """
+    import pandas as pd  # not needed to train: the GPU machine may not have it
+
     rows = []
     for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
         cfg = read_json(d / "config.json")
@@ -148,6 +151,8 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
 
 def load_curves(root: str | os.PathLike) -> pd.DataFrame:
     """All metrics records of all runs, long format: run, model, seed, split, iter, error, ..."""
+    import pandas as pd
+
     frames = []
     for d in run_dirs(Path(root)):
         path = d / "metrics.jsonl"
@@ -160,6 +165,8 @@ def load_curves(root: str | os.PathLike) -> pd.DataFrame:
 
 def load_responses(root: str | os.PathLike) -> pd.DataFrame:
     """Fig. 7 probe output of all runs: run, model, seed, layer, name, std."""
+    import pandas as pd
+
     frames = []
     for d in run_dirs(Path(root)):
         path = d / "responses.json"
