@@ -389,6 +389,43 @@ def bench_imagenet(
 
 
 @app.command()
+def ensemble(
+    runs: List[Path] = typer.Argument(..., help="finished ImageNet run directories"),
+    test: str = typer.Option("multiscale", help="center, 10crop or multiscale (Table 5: multiscale)"),
+    data_root: Optional[Path] = typer.Option(None, help="the ImageNet folder the runs trained on"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """Table 5: test several ImageNet runs alone and as an ensemble (softmax averaged)."""
+    from .data import DataError
+    from .data.imagenet import find_imagenet
+    from .evaluation import ensemble_of_runs
+    from .results import write_json
+    from .train.engine import Engine
+
+    try:
+        if test not in ("center", "10crop", "multiscale"):
+            raise ValueError(f"unknown test {test!r}; choose center, 10crop or multiscale")
+        engine = Engine(device=device).resolve()
+        root = data_root or next((json.loads((r / "config.json").read_text())["data"]["source"]
+                                  for r in runs if (r / "config.json").exists()), None)
+        result = ensemble_of_runs(runs, find_imagenet(root), engine, test)
+    except (DataError, ValueError, KeyError) as err:
+        fail(str(err).strip("'\""))
+    table = Table(title=f"{test} test on {result['data_variant']} val")
+    for col in ("run", "model", "top-1 err %", "top-5 err %"):
+        table.add_column(col, justify="right" if "err" in col else "left")
+    for m in result["members"]:
+        table.add_row(m["run"], m["model"], f"{m['top1_err']:.2f}", f"{m['top5_err']:.2f}")
+    table.add_row("[bold]ensemble[/]", f"{len(result['members'])} models", f"{result['top1_err']:.2f}",
+                  f"{result['top5_err']:.2f}")
+    console.print(table)
+    if out:
+        write_json(out, result)
+        console.print(f"wrote {out}")
+
+
+@app.command()
 def report(
     table: Optional[int] = typer.Option(None, "--table", help="1-6"),
     figure: Optional[int] = typer.Option(None, "--figure", help="1, 4, 6 or 7"),

@@ -1,9 +1,11 @@
 """ImageNet test protocols (Sec. 3.4): center crop, 10-crop, fully-convolutional multi-scale, ensembles.
 
-All return class scores per image; top-1/top-5 error are computed from them the same way.
+Each protocol gives softmax scores per val image (`val_scores`); top-1/top-5 error come
+from them the same way, and an ensemble (Table 5) averages several models' scores.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -11,7 +13,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 
-from .data.imagenet import normalize
+from .data.imagenet import ImageFolderData, Views, normalize, read_image, test_loader
 
 SCALES = (224, 256, 384, 480, 640)  # shorter sides of the multi-scale test (Sec. 3.4)
 
@@ -59,3 +61,68 @@ def topk_wrong(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] =
     top = scores.topk(max(ks), dim=1).indices
     hit = top == labels[:, None]
     return {k: int((~hit[:, :k].any(1)).sum()) for k in ks}
+
+
+@torch.no_grad()
+def val_scores(model: nn.Module, data: ImageFolderData, views: Views, engine, mode: str,
+               limit: int | None = None, workers: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax scores (N, classes), labels (N,)) of the val images under a protocol:
+    center, 10crop or multiscale."""
+    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
+    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
+    was_training = model.training
+    model.eval()
+    scores, labels = [], []
+    with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
+        if mode == "multiscale":
+            for path, label in (data.val[:limit] if limit else data.val):
+                scores.append(multiscale_scores(model, read_image(path))[None].float().cpu())
+                labels.append(torch.tensor([label]))
+        else:
+            for x, y in test_loader(data, views, mode, limit=limit, workers=workers):
+                scores.append(crop_scores(model, x.to(engine.device)).float().cpu())
+                labels.append(y)
+    model.train(was_training)
+    return torch.cat(scores), torch.cat(labels)
+
+
+def errors(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Top-1 and top-5 error (%)."""
+    wrong = topk_wrong(scores, labels)
+    return {"top1_err": 100.0 * wrong[1] / len(labels), "top5_err": 100.0 * wrong[5] / len(labels)}
+
+
+def evaluate(model: nn.Module, data: ImageFolderData, views: Views, engine, mode: str,
+             limit: int | None = None, workers: int = 4) -> dict[str, float]:
+    return errors(*val_scores(model, data, views, engine, mode, limit, workers))
+
+
+def ensemble_of_runs(run_dirs: list[Path], data: ImageFolderData, engine, mode: str = "multiscale",
+                     workers: int = 4) -> dict:
+    """Table 5: test finished ImageNet runs one by one and together (their softmax averaged)."""
+    from .models import build_model
+    from .results import read_json
+    from .train.checkpoint import load_checkpoint
+    from .train.recipe import ImageNetRecipe
+
+    members, scores, labels = [], [], None
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / "config.json").exists():
+            raise ValueError(f"{run_dir} is not a run directory (no config.json)")
+        config = read_json(run_dir / "config.json")
+        summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+        if summary.get("status") != "done" or "recipe" not in config or "test" not in config:
+            raise ValueError(f"{run_dir} is not a finished ImageNet run")
+        if config["data"]["variant"] != data.variant:
+            raise ValueError(f"{run_dir} trained on {config['data']['variant']}, not {data.variant}: "
+                             "an ensemble takes runs of one data variant")
+        recipe = ImageNetRecipe(**{**config["recipe"], "milestones": tuple(config["recipe"]["milestones"])})
+        model = build_model(config["model"]).to(engine.device)
+        model.load_state_dict(load_checkpoint(run_dir, engine.device)["model"])
+        member_scores, labels = val_scores(model, data, recipe.views(), engine, mode, workers=workers)
+        members.append({"run": run_dir.name, "model": config["model"], **errors(member_scores, labels)})
+        scores.append(member_scores)
+    if not scores:
+        raise ValueError("an ensemble needs at least one run directory")
+    return {"test": mode, "data_variant": data.variant, "members": members,
+            **errors(ensemble_scores(scores), labels)}

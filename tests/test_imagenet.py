@@ -176,3 +176,20 @@ def test_bench_imagenet_measures_pipeline_models_and_end_to_end(tmp_path):
     assert r["projected_hours"]["resnet18"]["8 GPUs"] == pytest.approx(r["projected_hours"]["resnet18"]["1 GPU"] / 8,
                                                                       abs=0.1)
     assert r["env"]["data"]["variant"] == "synthetic"
+
+
+def test_ensemble_tests_members_as_their_runs_did_and_averages_softmax(folder, tmp_path):
+    from resbench.evaluation import ensemble_of_runs
+
+    summaries = [train_imagenet(ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke", test="10crop"),
+                                folder, tmp_path / f"s{seed}", CPU, progress=False, workers=0) for seed in (0, 1)]
+    for seed in (0, 1):  # ensemble_of_runs reads the config the runner writes
+        config = ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke", test="10crop").config(folder, CPU)
+        (tmp_path / f"s{seed}" / "config.json").write_text(json.dumps({**config, "key": "k"}))
+    both = ensemble_of_runs([tmp_path / "s0", tmp_path / "s1"], folder, CPU, "10crop", workers=0)
+    assert [(m["top1_err"], m["top5_err"]) for m in both["members"]] == \
+        [(s["top1_err"], s["top5_err"]) for s in summaries]
+    alone = ensemble_of_runs([tmp_path / "s0", tmp_path / "s0"], folder, CPU, "10crop", workers=0)
+    assert (alone["top1_err"], alone["top5_err"]) == (summaries[0]["top1_err"], summaries[0]["top5_err"])
+    with pytest.raises(ValueError, match="not a run directory"):
+        ensemble_of_runs([tmp_path], folder, CPU, "10crop")

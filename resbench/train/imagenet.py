@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.imagenet import FolderLoader, ImageFolderData, test_loader
-from ..evaluation import crop_scores, multiscale_scores, topk_wrong
+from ..data.imagenet import FolderLoader, ImageFolderData
+from ..evaluation import evaluate
 from ..models import build_model
 from ..results import MetricsLog, environment, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -48,33 +48,6 @@ class ImageNetRun:
                 "data": {"variant": data.variant, "source": data.root, "train": len(data.train),
                          "val": len(data.val), "split": "train/val"},
                 "precision": engine.precision}
-
-
-def evaluate_imagenet(model: torch.nn.Module, data: ImageFolderData, recipe: ImageNetRecipe, engine: Engine,
-                      mode: str, limit: int | None = None, workers: int = 4) -> dict:
-    """Top-1/top-5 error (%) on the val set with a test protocol: center, 10crop or multiscale."""
-    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
-    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
-    was_training = model.training
-    model.eval()
-    wrong, n = {1: 0, 5: 0}, 0
-    with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
-        if mode == "multiscale":
-            from ..data.imagenet import read_image
-
-            for path, label in (data.val[:limit] if limit else data.val):
-                scores = multiscale_scores(model, read_image(path))[None].float()
-                for k, w in topk_wrong(scores, torch.tensor([label], device=scores.device)).items():
-                    wrong[k] += w
-                n += 1
-        else:
-            for x, y in test_loader(data, recipe.views(), mode, limit=limit, workers=workers):
-                scores = crop_scores(model, x.to(engine.device)).float()
-                for k, w in topk_wrong(scores, y.to(engine.device)).items():
-                    wrong[k] += w
-                n += len(y)
-    model.train(was_training)
-    return {"top1_err": 100.0 * wrong[1] / n, "top5_err": 100.0 * wrong[5] / n}
 
 
 def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engine: Engine = Engine(),
@@ -166,7 +139,7 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
                 if not math.isfinite(train_loss):
                     return finish("diverged", reason=f"training loss became {train_loss} by iteration {done}")
             if due_eval:
-                val = evaluate_imagenet(net, data, recipe, engine, "center", recipe.val_limit, workers) \
+                val = evaluate(net, data, recipe.views(), engine, "center", recipe.val_limit, workers) \
                     if lead else None
                 val = broadcast(val)
                 if lead:
@@ -180,8 +153,8 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
             if time_limit_s is not None and not last and broadcast(tick - started > time_limit_s):
                 checkpoint()
                 return finish("paused", train_error=train_err)
-    final = evaluate_imagenet(net, data, recipe, engine, run.test, None, workers) if lead else None
-    center = evaluate_imagenet(net, data, recipe, engine, "center", None, workers) if lead else None
+    final = evaluate(net, data, recipe.views(), engine, run.test, None, workers) if lead else None
+    center = evaluate(net, data, recipe.views(), engine, "center", None, workers) if lead else None
     final, center = broadcast(final), broadcast(center)
     return finish("done", top1_err=final["top1_err"], top5_err=final["top5_err"],
                   center_top1_err=center["top1_err"], test_error=final["top1_err"], train_error=train_err)
