@@ -153,28 +153,24 @@ def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations
                         batch_size: int = 256, workers: int = 8, recipe=None) -> dict:
     """ImageNet training img/s on one device: data pipeline alone, model alone, and end to end.
 
-    pipeline: decode + augment in `workers` DataLoader processes, no model. model: training
-    steps on a batch already on the device, for each model. end to end: ResNet-50 (the first
-    model) fed by the pipeline, as `resbench run` trains it.
+    pipeline: decode + augment, no model, both ways (`Engine.decode`): "workers" (PIL in
+    `workers` DataLoader processes) and "device" (the workers read bytes, the device decodes).
+    model: training steps on a batch already on the device, for each model. end to end:
+    ResNet-50 (the first model) fed by the engine's pipeline, as `resbench run` trains it.
     """
     from .data.imagenet import FolderLoader
     from .train.recipe import ImageNetRecipe
 
     recipe = recipe or ImageNetRecipe()
-    loader = FolderLoader(data, recipe.views(), batch_size, seed=0, workers=workers)
-    batches = loader.batches(0)
-    for _ in range(warmup):
-        next(batches)
-    start = time.perf_counter()
-    for _ in range(iterations):
-        next(batches)
-    pipeline = iterations * batch_size / (time.perf_counter() - start)
 
-    def steps(name: str, feed) -> float:
-        model = build_model(name).to(engine.device, memory_format=torch.channels_last)
-        optimizer = make_optimizer(model, recipe.lr, recipe.momentum, recipe.weight_decay, engine.device)
-        step = make_train_step(model, optimizer, batch_size // recipe.bn_group, engine)
-        return _timed(step, feed(), warmup, iterations, batch_size, engine.device)
+    def loader(decode: str) -> FolderLoader:
+        return FolderLoader(data, recipe.views(), batch_size, seed=0, workers=workers,
+                            decode_on=engine.device if decode == "device" else None)
+
+    def fed():
+        for x, y in loader(engine.decode).batches(0):
+            yield (x.to(engine.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+                   y.to(engine.device, non_blocking=True), recipe.lr)
 
     def resident():
         x = torch.randn(batch_size, 3, recipe.crop, recipe.crop, device=engine.device)
@@ -183,17 +179,25 @@ def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations
         while True:
             yield x, y, recipe.lr
 
-    def fed():
-        for x, y in loader.batches(0):
-            yield (x.to(engine.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
-                   y.to(engine.device, non_blocking=True), recipe.lr)
+    def steps(name: str, feed) -> float:
+        model = build_model(name).to(engine.device, memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, recipe.lr, recipe.momentum, recipe.weight_decay, engine.device)
+        step = make_train_step(model, optimizer, batch_size // recipe.bn_group, engine)
+        return _timed(step, feed(), warmup, iterations, batch_size, engine.device)
 
+    def no_step(x, y, lr):
+        pass
+
+    pipeline = {decode: _timed(no_step, ((x, y, 0) for x, y in loader(decode).batches(0)), warmup, iterations,
+                               batch_size, engine.device)
+                for decode in ("workers", "device")}
     model_only = {name: steps(name, resident) for name in model_names}
     end_to_end = steps(model_names[0], fed)
     return {"pipeline_img_per_s": pipeline, "model_img_per_s": model_only,
-            "end_to_end": {"model": model_names[0], "img_per_s": end_to_end}, "workers": workers,
-            "batch_size": batch_size, "crop": recipe.crop, "device": engine.device,
-            "projected_hours": {name: projected_hours(min(rate, pipeline), recipe.iterations, batch_size)
+            "end_to_end": {"model": model_names[0], "img_per_s": end_to_end, "decode": engine.decode},
+            "workers": workers, "batch_size": batch_size, "crop": recipe.crop, "device": engine.device,
+            "projected_hours": {name: projected_hours(min(rate, pipeline[engine.decode]), recipe.iterations,
+                                                      batch_size)
                                 for name, rate in model_only.items()}}
 
 

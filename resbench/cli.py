@@ -116,6 +116,8 @@ def run(
     fp32: bool = typer.Option(False, "--fp32", rich_help_panel=SPEED,
                               help="no bf16 autocast (the plain path, for comparison)"),
     deterministic: bool = typer.Option(False, help="deterministic kernels (slower)", rich_help_panel=SPEED),
+    decode: str = typer.Option("auto", rich_help_panel=SPEED,
+                               help="ImageNet JPEGs: device (nvJPEG on the GPU), workers (PIL); auto: device on CUDA"),
     time_limit: Optional[float] = typer.Option(None, help="minutes; checkpoint and stop (status paused) after"),
     fresh: bool = typer.Option(False, "--fresh", help="start unfinished or finished runs again from scratch"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
@@ -139,10 +141,10 @@ def run(
     if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
         device, launcher = rank_device, "inline"
     engine = Engine(device=device, precision="fp32" if fp32 else "auto", compile=compile,
-                    compile_mode=compile_mode, deterministic=deterministic)
+                    compile_mode=compile_mode, deterministic=deterministic, decode=decode)
     if launcher == "slurm" and gpus_per_task and device == "auto":  # resolved for the GPU nodes, not this one
         engine = Engine("cuda", "fp32" if fp32 else "bf16", compile is not False, compile_mode,
-                        deterministic=deterministic)
+                        deterministic=deterministic, decode="device" if decode == "auto" else decode)
     time_limit_s = time_limit * 60 if time_limit else None
     try:
         if launcher not in LAUNCHERS:
@@ -335,6 +337,7 @@ def bench_imagenet(
     batch_size: int = typer.Option(256, min=1, help="images per step (the paper's global batch)"),
     workers: Optional[int] = typer.Option(None, min=0, help="decoding processes (default: every core)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    decode: str = typer.Option("auto", help="end to end: device (nvJPEG on the GPU), workers (PIL); auto: device on CUDA"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
     data_root: Optional[Path] = typer.Option(None, help="an ImageNet folder; default: generated JPEGs"),
     images: int = typer.Option(2000, min=16, help="generated images (sides 300-500 px, like ImageNet's)"),
@@ -359,7 +362,7 @@ def bench_imagenet(
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
     with tempfile.TemporaryDirectory(prefix="resbench-imagenet-") as tmp:
         try:
-            engine = Engine(device=device, compile=compile).resolve()
+            engine = Engine(device=device, compile=compile, decode=decode).resolve()
             recipe = ImageNetRecipe(crop=crop, scale_min=max(crop, min(256, 2 * crop)),
                                     scale_max=max(crop, min(480, 4 * crop)), test_size=max(crop, 256 * crop // 224),
                                     bn_group=min(32, batch_size)).validate()
@@ -375,14 +378,19 @@ def bench_imagenet(
                         f"{workers} decoding processes")
     for col in ("measured", "img/s", "600k iterations: 1 GPU (h)", "8 GPUs (h)"):
         table.add_column(col, justify="left" if col == "measured" else "right")
-    table.add_row("decode + augment only", f"{r['pipeline_img_per_s']:,.0f}", "", "")
+    decoder = "nvJPEG" if engine.device.startswith("cuda") else "torchvision"
+    table.add_row(f"decoding: PIL, {workers} workers", f"{r['pipeline_img_per_s']['workers']:,.0f}",
+                  "", "")
+    table.add_row(f"decoding: {decoder} on {engine.device}",
+                  f"{r['pipeline_img_per_s']['device']:,.0f}", "", "")
     for name, rate in r["model_img_per_s"].items():
         hours = r["projected_hours"][name]
         table.add_row(f"{name}, model only", f"{rate:,.0f}", f"{hours['1 GPU']:,}", f"{hours['8 GPUs']:,}")
     e2e = r["end_to_end"]
-    table.add_row(f"{e2e['model']}, end to end", f"{e2e['img_per_s']:,.0f}", "", "")
+    table.add_row(f"{e2e['model']}, end to end ({e2e['decode']})", f"{e2e['img_per_s']:,.0f}", "", "")
     console.print(table)
-    console.print("projection: min(model only, decoding) per GPU, linear scaling to 8 GPUs assumed")
+    console.print(f"projection: min(model only, decoding on {engine.decode}) per GPU, "
+                  "linear scaling to 8 GPUs assumed")
     if out:
         write_json(out, {**r, "env": environment(torch.device(engine.device), data.provenance())})
         console.print(f"wrote {out}")

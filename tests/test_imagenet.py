@@ -9,8 +9,8 @@ import torch
 import torch.multiprocessing as mp
 
 from resbench.data import DataError
-from resbench.data.imagenet import (MEAN_RGB, Views, center_view, find_imagenet, make_synthetic, sample_generator,
-                                    ten_views, train_view)
+from resbench.data.imagenet import (MEAN_RGB, FolderLoader, Views, center_view, find_imagenet, make_synthetic,
+                                    read_jpeg_bytes, sample_generator, ten_views, train_view)
 from resbench.evaluation import crop_scores, dense_scores, ensemble_scores, multiscale_scores, topk_wrong
 from resbench.models import build_model
 from resbench.train.engine import Engine
@@ -49,6 +49,35 @@ def test_train_view_flip_is_a_mirror():
     crops = [train_view(img, views, sample_generator(0, 0, p)) for p in range(8)]
     flipped = [c for c in crops if not torch.equal(c, crops[0])]
     assert flipped and all(torch.allclose(c, crops[0].flip(-1)) for c in flipped)
+
+
+def test_decoding_on_the_device_gives_the_batches_the_workers_give(folder):
+    """decode "device" (bytes from the workers, decoded and augmented where the model is; here
+    the CPU stands in for the GPU) applies the same draws as PIL in the workers."""
+    views = Views(scale_min=64, scale_max=96, crop=48, test_size=56)
+    by_workers = FolderLoader(folder, views, 16, seed=3, workers=0).batches(7)
+    on_device = FolderLoader(folder, views, 16, seed=3, workers=2, decode_on="cpu").batches(7)
+    for _ in range(3):  # into the second epoch (5 steps per epoch)
+        (x, y), (x_dev, y_dev) = next(by_workers), next(on_device)
+        assert torch.equal(y, y_dev) and x_dev.shape == x.shape == (16, 3, 48, 48)
+        assert torch.allclose(x, x_dev, atol=2 / 255)  # decoders may round a level apart
+        assert (x - x_dev).abs().mean() < 0.5 / 255
+
+
+def test_files_nvjpeg_cannot_take_are_reencoded_and_broken_ones_fail_cleanly(tmp_path):
+    from PIL import Image
+
+    rgb = torch.randint(0, 256, (40, 30, 3), dtype=torch.uint8).numpy()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.JPEG", format="JPEG")
+    Image.fromarray(rgb).save(tmp_path / "png.JPEG", format="PNG")  # ImageNet has one such file
+    for name in ("cmyk.JPEG", "png.JPEG"):
+        encoded, size = read_jpeg_bytes(str(tmp_path / name))
+        assert size == (40, 30)
+        with Image.open(__import__("io").BytesIO(encoded.numpy().tobytes())) as img:
+            assert img.format == "JPEG" and img.mode == "RGB"
+    (tmp_path / "broken.JPEG").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(DataError, match="broken.JPEG cannot be decoded"):
+        read_jpeg_bytes(str(tmp_path / "broken.JPEG"))
 
 
 def test_ten_crop_gives_ten_views_and_equals_center_on_a_constant_image():
@@ -171,7 +200,8 @@ def test_bench_imagenet_measures_pipeline_models_and_end_to_end(tmp_path):
                     "--out", str(tmp_path / "b.json"))
     assert proc.returncode == 0, proc.stderr
     r = json.loads((tmp_path / "b.json").read_text())
-    assert r["pipeline_img_per_s"] > 0 and set(r["model_img_per_s"]) == {"resnet18", "plain18"}
+    assert r["pipeline_img_per_s"]["workers"] > 0 and r["pipeline_img_per_s"]["device"] > 0
+    assert set(r["model_img_per_s"]) == {"resnet18", "plain18"}
     assert r["end_to_end"]["model"] == "resnet18" and r["end_to_end"]["img_per_s"] > 0
     assert r["projected_hours"]["resnet18"]["8 GPUs"] == pytest.approx(r["projected_hours"]["resnet18"]["1 GPU"] / 8,
                                                                       abs=0.1)

@@ -240,7 +240,7 @@ def test_a_full_disk_mid_run_is_a_one_line_error_and_nothing_looks_finished(jpeg
 
 
 def test_slurm_runs_an_imagenet_run_as_one_task_per_gpu(fake_slurm, tmp_path):
-    gpu = Engine("cuda", "bf16", True)  # as the CLI resolves it for GPU nodes, on a machine without one
+    gpu = Engine("cuda", "bf16", True, decode="device")  # as the CLI resolves it for GPU nodes, on a machine without one
     jobs, data, engine = prepare("table2", "smoke", ["resnet18"], out=tmp_path / "runs", engine=gpu,
                                  synthetic=True, say=lambda _: None)
     assert jobs[0].config["precision"] == "bf16" and data.variant == "synthetic"

@@ -27,10 +27,14 @@ class Engine:
     compile_mode: str = "reduce-overhead"
     channels_last: bool = True
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
+    # ImageNet JPEG decoding and augmentation: "device" = on the training device (nvJPEG on a
+    # GPU), "workers" = PIL in DataLoader worker processes; auto: device on CUDA, else workers.
+    # (CIFAR is decoded once and stays resident.)
+    decode: str = "auto"
 
     @property
     def is_resolved(self) -> bool:
-        return self.device != "auto" and self.precision != "auto" and self.compile is not None
+        return "auto" not in (self.device, self.precision, self.decode) and self.compile is not None
 
     def resolve(self) -> "Engine":
         device = self.device
@@ -43,7 +47,10 @@ class Engine:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         compile_ = cuda if self.compile is None else self.compile
-        return Engine(device, precision, compile_, self.compile_mode, self.channels_last, self.deterministic)
+        decode = self.decode if self.decode != "auto" else ("device" if cuda else "workers")
+        if decode not in ("device", "workers"):
+            raise ValueError(f"decode must be auto, device or workers, got {decode!r}")
+        return Engine(device, precision, compile_, self.compile_mode, self.channels_last, self.deterministic, decode)
 
     def apply_global_settings(self) -> None:
         if self.deterministic and self.device.startswith("cuda"):

@@ -62,7 +62,8 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
     engine.apply_global_settings()
     recipe, device = run.recipe.validate(), engine.device
     lead = rank == 0
-    loader = FolderLoader(data, recipe.views(), recipe.batch_size, run.seed, rank, size, workers)
+    loader = FolderLoader(data, recipe.views(), recipe.batch_size, run.seed, rank, size, workers,
+                          decode_on=device if engine.decode == "device" else None)
     if loader.local % recipe.bn_group:
         raise ValueError(f"each of {size} processes gets {loader.local} images, not a multiple of "
                          f"bn_group {recipe.bn_group}")
@@ -104,7 +105,8 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
     def finish(status: str, **extra) -> dict:
         summary = {"status": status, "iteration": state["iteration"], "train_s": round(state["train_s"], 2),
                    "img_per_s": round(state["images"] / max(state["train_s"], 1e-9), 1), "processes": size,
-                   "params": sum(p.numel() for p in net.parameters()), "test": run.test, **extra}
+                   "params": sum(p.numel() for p in net.parameters()), "test": run.test,
+                   "decode": engine.decode, **extra}
         if lead:
             write_json(run_dir / "summary.json", summary)
         return summary
