@@ -27,7 +27,8 @@ class Row:
     options: dict = field(default_factory=dict)  # recipe overrides, e.g. {"warmup": True}
     seeds: int = 1  # how many runs the paper's number summarises
     bound: str | None = None  # "lower": the paper gives only a lower bound
-    members: tuple[str, ...] = ()  # an ensemble row's models (Table 5)
+    members: tuple[str, ...] = ()  # an ensemble row's models (Table 5), where the paper lists them
+    ensemble: bool = False  # the row is an ensemble of trained models (Table 5)
     note: str = ""
 
     @property
@@ -71,7 +72,7 @@ def _row(raw: dict, where: str) -> Row:
     for name in (model, *members):
         if name is not None:
             parse_model_name(name)  # fail at load time on a typo, with the model error
-    row = Row(id=row_id, model=model, members=members, **raw)
+    row = Row(id=row_id, model=model, members=members, ensemble=ensemble, **raw)
     unknown = set(row.paper) - {"params", "flops", "error", "error_mean", "error_std",
                                 "top1_err", "top5_err"}
     if unknown:

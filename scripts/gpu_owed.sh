@@ -15,3 +15,5 @@ done
 # issue 6: trainings packed on one GPU
 resbench bench jobs --models resnet20,resnet56 --jobs 1,2,4,8 --iterations 2000 \
   --out "$OUT/bench_jobs.json" 2>&1 | tee -a "$OUT/bench.log"
+# issue 8: ImageNet pipeline (PIL workers vs nvJPEG on the GPU), models, ResNet-50 end to end
+resbench bench imagenet --images 4000 --out "$OUT/bench_imagenet.json" 2>&1 | tee -a "$OUT/bench.log"

@@ -198,3 +198,11 @@ def test_cli_report_needs_a_target_and_a_known_name(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "resbench", *args, "--out", str(tmp_path)],
                               capture_output=True, text=True)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_table5_ensemble_row_says_how_to_measure_it_and_that_it_was_not_run():
+    diff = diff_table(load_experiment("table5"), pd.DataFrame()).set_index("row")
+    ours = diff.loc["resnet_ilsvrc15"]
+    assert ours.verdict == "not run" and math.isnan(ours.ours_mean)
+    assert "resbench ensemble" in ours.note and "No ImageNet run was made" in ours.note
+    assert "not a model resbench trains" in diff.loc["vgg_ilsvrc14"].note

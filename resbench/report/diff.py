@@ -34,6 +34,10 @@ DATA_NOTES = {
     "imagenet": "ImageNet train/val folders",
 }
 
+ENSEMBLE_NOTE = ("the paper's number is from the ILSVRC test server, which resbench cannot reach; "
+                 "`resbench ensemble RUN_DIR...` tests an ensemble of ImageNet runs on val. "
+                 "No ImageNet run was made: ImageNet is not available on this project's machines")
+
 
 def row_runs(exp: Experiment, row: Row, runs: pd.DataFrame, preset: str) -> pd.DataFrame:
     """The runs behind one row: same model, same recipe options, the chosen preset."""
@@ -88,6 +92,9 @@ def diff_table(exp: Experiment, runs: pd.DataFrame, preset: str = "paper",
             line = {"row": row.id, "metric": metric, "paper": paper, "note": row.note}
             if metric in ("params", "flops"):
                 line.update(_computed_line(row, metric, paper, complexity or {}))
+            elif row.ensemble:
+                line.update(summarise(pd.Series(dtype=float)), delta=math.nan, verdict="not run",
+                            note=_join(row.note, ENSEMBLE_NOTE))
             elif row.model is None:
                 line.update(summarise(pd.Series(dtype=float)), delta=math.nan, verdict="not run",
                             note=_join(row.note, "quoted from the paper for comparison; not a model resbench trains"))
