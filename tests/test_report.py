@@ -206,3 +206,34 @@ def test_table5_ensemble_row_says_how_to_measure_it_and_that_it_was_not_run():
     assert ours.verdict == "not run" and math.isnan(ours.ours_mean)
     assert "resbench ensemble" in ours.note and "No ImageNet run was made" in ours.note
     assert "not a model resbench trains" in diff.loc["vgg_ilsvrc14"].note
+
+
+def _table6_diff(ours: dict[str, list[float]]) -> pd.DataFrame:
+    """Table 6's diff as if our runs of each model had these test errors."""
+    exp = load_experiment("table6")
+    runs = pd.DataFrame([{"run": f"{m}-{i}", "model": m, "options": json.dumps(exp.row(m).options, sort_keys=True),
+                          "preset": "paper", "status": "done", "test_error": e, "data_variant": "cifar10-jpeg-q75",
+                          "git_commit": "abc", "git_dirty": False, "iterations": 64000}
+                         for m, errors in ours.items() for i, e in enumerate(errors)])
+    return diff_table(exp, runs)
+
+
+def test_gap_analysis_tells_one_offset_from_a_depth_specific_miss():
+    from resbench.report.gap import gap_by_depth
+
+    exp = load_experiment("table6")
+    paper = {m: exp.row(m).paper.get("error_mean", exp.row(m).paper["error"]) for m in ("resnet20", "resnet56", "resnet110")}
+    seeds = (-0.2, 0.0, 0.2)  # seed std 0.2
+    offset = {m: [p + 1.0 + s for s in seeds] for m, p in paper.items()}
+    table, verdict = gap_by_depth(exp, _table6_diff(offset))
+    assert verdict.startswith("one offset") and table["gap"].round(6).tolist() == [1.0, 1.0, 1.0]
+    assert not table["off"].any()
+
+    one_miss = {**offset, "resnet110": [paper["resnet110"] + 3.0 + s for s in seeds]}
+    table, verdict = gap_by_depth(exp, _table6_diff(one_miss))
+    assert verdict.startswith("depth-specific") and "depth 110" in verdict
+    assert table.set_index("depth")["off"].to_dict() == {20: False, 56: False, 110: True}
+
+    single = {m: [p + 1.0] for m, p in paper.items()}
+    assert "seed noise unknown" in gap_by_depth(exp, _table6_diff(single))[1]
+    assert "two depths" in gap_by_depth(exp, _table6_diff({"resnet20": [9.0]}))[1]

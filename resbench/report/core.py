@@ -12,6 +12,7 @@ from ..results import write_json
 from ..store import load_curves, load_responses, load_runs
 from ..spec import Experiment, load_experiment
 from . import diff as diffs
+from . import gap as gaps
 from .claims import check_claims
 from .figures import curves_figure, responses_figure, table_figure
 
@@ -26,6 +27,8 @@ class Report:
     complexity: dict[str, Complexity]
     diff: pd.DataFrame
     claims: pd.DataFrame
+    gap: pd.DataFrame  # our gap to the paper by depth (CIFAR error tables), see report/gap.py
+    gap_verdict: str
 
     @classmethod
     def build(cls, name: str, runs_dir: str | Path = "runs", preset: str | None = None,
@@ -43,8 +46,11 @@ class Report:
         needs_complexity = exp.kind == "complexity" or exp.dataset == "imagenet" or \
             any(m in ("params", "flops") for r in exp.rows for m in r.paper)
         cx = {r.model: complexity(r.model) for r in exp.runnable_rows if r.model} if needs_complexity else {}
-        return cls(exp, preset, mine, curves, responses, cx, diffs.diff_table(exp, mine, preset, cx),
-                   check_claims(exp, mine, responses, preset))
+        diff = diffs.diff_table(exp, mine, preset, cx)
+        gap, gap_verdict = gaps.gap_by_depth(exp, diff) if preset == "paper" and gaps.applies(exp) \
+            else (pd.DataFrame(columns=gaps.GAP_COLUMNS), "")
+        return cls(exp, preset, mine, curves, responses, cx, diff, check_claims(exp, mine, responses, preset),
+                   gap, gap_verdict)
 
     @property
     def run_names(self) -> list[str]:
@@ -82,6 +88,8 @@ class Report:
         out.mkdir(parents=True, exist_ok=True)
         self.diff.to_csv(out / "diff.csv", index=False)  # full precision: it is the record
         self.claims.to_csv(out / "claims.csv", index=False)
+        if self.gap_verdict:
+            self.gap.to_csv(out / "gap.csv", index=False)
         self.runs.drop(columns=["dir"]).to_csv(out / "runs.csv", index=False)
         fig = self.figure()
         if fig is not None:
@@ -90,7 +98,8 @@ class Report:
         (out / "README.md").write_text(self.markdown(has_figure=fig is not None))
         write_json(out / "summary.json", {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
                                           "verdicts": self.verdicts(), "runs": len(self.run_names),
-                                          "claims": self.claims[["claim", "status"]].to_dict("records")})
+                                          "claims": self.claims[["claim", "status"]].to_dict("records"),
+                                          "gap": self.gap_verdict})
         return out
 
     def markdown(self, has_figure: bool = True) -> str:
@@ -109,6 +118,11 @@ class Report:
         lines += ["## Diff against the paper", "", _markdown_table(self.diff), ""]
         if not self.claims.empty:
             lines += ["## The paper's claims", "", _markdown_table(self.claims), ""]
+        if self.gap_verdict:
+            lines += ["## Is the gap the same at every depth?", "", f"**{self.gap_verdict}.**", ""]
+            if not self.gap.empty:
+                lines += [_markdown_table(self.gap), ""]
+            lines += [gaps.__doc__.split("\n\n", 1)[1].strip(), ""]
         lines += ["## How verdicts are decided", "", diffs.__doc__.split("\n\n", 1)[1].strip(), "",
                   f"Tolerances for this experiment: {json.dumps(self.exp.tolerance)}.", ""]
         return "\n".join(lines)
