@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prepare what a GPU session carries to the device machine (which has torch but no
 # internet): CIFAR-10 and the wheels resbench needs beyond torch, in the ignored .gpu/.
-# Then, with the device tool:  run(command="sh scripts/gpu_owed.sh", carry=[".gpu"])
+# Then, with the device tool, the steps of scripts/gpu_owed.sh and scripts/gpu_sweep.sh.
 set -eu
 cd "$(dirname "$0")/.."
 mkdir -p .gpu/data .gpu/wheels
