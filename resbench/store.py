@@ -39,10 +39,6 @@ def run_dir_for(out: Path, model: str, preset: str, key: str, seed: int) -> Path
     return Path(out) / f"{model}-{preset}-{key}-s{seed}"
 
 
-def is_done(run_dir: Path) -> bool:
-    return read_status(run_dir) in FINISHED
-
-
 def read_status(run_dir: Path) -> str | None:
     """The status in summary.json, or None while the run has no summary."""
     summary = run_dir / "summary.json"
@@ -89,9 +85,11 @@ def is_locked(run_dir: Path) -> bool:
 def run_state(run_dir: Path) -> str:
     """One of the states in this module's docstring."""
     status = read_status(run_dir)
-    if status in (*FINISHED, "failed") or (status == "paused" and not is_locked(run_dir)):
+    if status in ENDED:
         return status
-    return "running" if is_locked(run_dir) else "stopped"
+    if is_locked(run_dir):
+        return "running"
+    return "paused" if status == "paused" else "stopped"
 
 
 def last_iteration(run_dir: Path) -> int:
