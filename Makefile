@@ -2,16 +2,19 @@
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
-# Pinned here (they lie on local disk on the project's machines); pyproject.toml asks
-# only for compatible ranges so that users elsewhere get current releases.
-TORCH  := torch==2.14.1 torchvision==0.29.1
+# torch: the build already on this machine's disk when pip's find-links hold one (the project's
+# machines carry a CPU build: no GBs of CUDA packages), whatever its version; else the registry's.
+# torchvision: the release made for that torch. pyproject.toml asks only for ranges.
+TORCH_VERSION = $(BIN)/python -c 'from importlib.metadata import version; print(version("torch").split("+")[0])'
 
 .PHONY: install demo test golden bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q --no-index --no-deps torch 2>/dev/null \
+	  && echo "torch: the build on this machine's disk" || $(BIN)/pip install -q torch
+	$(BIN)/pip install -q "torch==$$($(TORCH_VERSION))" torchvision
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

@@ -39,6 +39,7 @@ class BenchResult:
 
 class PilCifar(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        from . import _vision  # noqa: F401  (before torchvision)
         from torchvision import transforms as T
 
         self.images, self.labels = images.permute(0, 2, 3, 1).numpy(), labels
@@ -158,6 +159,7 @@ def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations
     model: training steps on a batch already on the device, for each model. end to end:
     ResNet-50 (the first model) fed by the engine's pipeline, as `resbench run` trains it.
     """
+    from ._vision import has_image_ops
     from .data.imagenet import FolderLoader
     from .train.recipe import ImageNetRecipe
 
@@ -190,6 +192,7 @@ def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations
 
     pipeline = {decode: _timed(no_step, ((x, y, 0) for x, y in loader(decode).batches(0)), warmup, iterations,
                                batch_size, engine.device)
+                if decode == "workers" or has_image_ops() else None  # torchvision.io needs a CUDA build of torch
                 for decode in ("workers", "device")}
     model_only = {name: steps(name, resident) for name in model_names}
     end_to_end = steps(model_names[0], fed)

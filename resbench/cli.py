@@ -382,7 +382,8 @@ def bench_imagenet(
     table.add_row(f"decoding: PIL, {workers} workers", f"{r['pipeline_img_per_s']['workers']:,.0f}",
                   "", "")
     table.add_row(f"decoding: {decoder} on {engine.device}",
-                  f"{r['pipeline_img_per_s']['device']:,.0f}", "", "")
+                  "unavailable" if device_rate is None else f"{device_rate:,.0f}", "", "")
+    device_rate = r["pipeline_img_per_s"]["device"]
     for name, rate in r["model_img_per_s"].items():
         hours = r["projected_hours"][name]
         table.add_row(f"{name}, model only", f"{rate:,.0f}", f"{hours['1 GPU']:,}", f"{hours['8 GPUs']:,}")

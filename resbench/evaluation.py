@@ -10,6 +10,7 @@ from typing import Iterable
 
 import torch
 import torch.nn.functional as F
+from . import _vision  # noqa: F401  (before torchvision: see resbench/_vision.py)
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 

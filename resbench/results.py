@@ -68,6 +68,7 @@ def git_info() -> dict:
 
 
 def environment(device: torch.device, data_provenance: dict) -> dict:
+    from . import _vision  # noqa: F401  (before torchvision)
     import torchvision
 
     from . import __version__

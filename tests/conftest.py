@@ -1,6 +1,13 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+import resbench._vision  # noqa: F401  (before anything imports torchvision: see resbench/_vision.py)
+
+# decoded-data cache of this test session only (subprocesses inherit it), not the user's ~/.cache
+os.environ["RESBENCH_CACHE"] = tempfile.mkdtemp(prefix="resbench-test-cache-")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

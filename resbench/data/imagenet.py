@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from .. import _vision  # noqa: F401  (before torchvision: see resbench/_vision.py)
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset

@@ -67,6 +67,7 @@ def imagenet_plain(depth: int) -> ImageNetNet:
 
 def vgg(depth: Literal[16, 19]) -> nn.Module:
     """torchvision's VGG-16/19 (no BN), used only for the complexity comparison of Table 1."""
+    from .. import _vision  # noqa: F401  (before torchvision)
     from torchvision import models  # imported here: it costs a second at every CLI start
 
     return {16: models.vgg16, 19: models.vgg19}[depth](weights=None)
