@@ -97,7 +97,8 @@ SPEED, SLURM = "Speed", "Slurm (--launcher slurm)"  # option groups in --help
 def run(
     experiment: str = typer.Argument(..., help="table2-4, table6, figure1, figure4, figure6, figure7 "
                                      "(see `resbench list`)"),
-    preset: str = typer.Option("paper", help="paper: the full recipe; smoke: a tiny real run (CPU, minutes)"),
+    preset: str = typer.Option("paper", help="paper: the full recipe; demo: 200 iterations of it (CPU, ~1 min "
+                                "per small net); smoke: the fastest real run (tests)"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of the rows, e.g. resnet20,plain56"),
     seeds: int = typer.Option(1, min=1, help="runs per row, seeds 0..N-1 (the paper: 5 for ResNet-110)"),
     jobs: int = typer.Option(1, min=1, help="runs trained at once (worker processes, or Slurm tasks)"),
@@ -436,12 +437,13 @@ def ensemble(
 
 @app.command()
 def report(
-    table: Optional[int] = typer.Option(None, "--table", help="1-6"),
-    figure: Optional[int] = typer.Option(None, "--figure", help="1, 4, 6 or 7"),
+    table: Optional[List[int]] = typer.Option(None, "--table", help="1-6 (repeat for several)"),
+    figure: Optional[List[int]] = typer.Option(None, "--figure", help="1, 4, 6 or 7 (repeat for several)"),
     all_: bool = typer.Option(False, "--all", help="every table and figure"),
     runs: Path = typer.Option(Path("runs"), help="folder of run directories (resbench run --out)"),
     out: Path = typer.Option(Path("reports"), help="reports folder"),
-    preset: Optional[str] = typer.Option(None, help="paper or smoke (default: paper runs if any, else smoke)"),
+    preset: Optional[str] = typer.Option(None, help="paper, demo or smoke (default: paper runs if any, "
+                                         "else demo, else smoke)"),
     data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
@@ -449,7 +451,7 @@ def report(
     from .spec import experiment_names
 
     names = list(experiment_names()) if all_ else \
-        [n for n in (table and f"table{table}", figure and f"figure{figure}") if n]
+        [f"table{n}" for n in table or []] + [f"figure{n}" for n in figure or []]
     if not names:
         fail("say what to report: --table N, --figure N or --all")
     if not runs.is_dir():
@@ -461,7 +463,9 @@ def report(
             fail(str(err).strip("'\""))
         summary = json.loads((out_dir / "summary.json").read_text())
         verdicts = ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items() if v) or "no paper numbers"
-        claims = ", ".join(f"{c['claim']} {c['status']}" for c in summary["claims"])
+        statuses = [c["status"] for c in summary["claims"]]
+        claims = ", ".join(f"{statuses.count(s)} {s}" for s in ("pass", "fail", "inconclusive", "not run")
+                           if statuses.count(s))
         console.print(f"{name}: {out_dir}/README.md  ({summary['runs']} runs, {summary['preset']}; {verdicts}"
                       + (f"; claims: {claims})" if claims else ")"))
     console.print(f"index: {out}/README.md")

@@ -88,6 +88,8 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
     """Train `jobs` with `workers` processes on this machine and wait for them; returns summaries."""
     import submitit
 
+    if all(read_status(j.dir) in ENDED for j in jobs):  # nothing to train: start no process
+        return [{"dir": str(j.dir), **_summary(j), "already": True, "status": run_state(j.dir)} for j in jobs]
     executor = submitit.LocalExecutor(folder=Path(out) / ".submitit" / "%j")
     # submitit kills a local job after timeout_min (default 2 minutes): allow the whole sweep
     executor.update_parameters(timeout_min=int((time_limit_s or 30 * 24 * 3600) / 60) + 10)

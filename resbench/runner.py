@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .data.cifar import CifarData, load_cifar10
-from .data.imagenet import ImageFolderData, find_imagenet, make_synthetic
+from typing import TYPE_CHECKING
+
+from .data.cifar import CifarData, CifarFiles, cifar10_files
 from .models import parse_model_name
 from .results import atomic_write_text, config_key, read_json, write_json
 from .spec import Experiment, load_experiment
@@ -22,14 +23,18 @@ from .store import ENDED, is_locked, read_status, run_dir_for
 from .train.checkpoint import remove_checkpoints
 from .train.engine import Engine
 from .train.distributed import claim_once, world
-from .train.imagenet import ImageNetRun, train_imagenet
 from .train.loop import CifarRun, train_cifar
 from .train.recipe import cifar_recipe, imagenet_recipe
 
-# smoke runs skip the deepest nets unless they are named with --models
+if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
+    from .data.imagenet import ImageFolderData
+    from .train.imagenet import ImageNetRun
+
+    Run = CifarRun | ImageNetRun
+    Data = CifarData | CifarFiles | ImageFolderData
+
+# the short presets (smoke, demo) skip the deepest nets unless they are named with --models
 SMOKE_MAX_DEPTH = {"cifar": 110, "imagenet": 50}
-Run = CifarRun | ImageNetRun
-Data = CifarData | ImageFolderData
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,8 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
     for row in rows:
         options = {**row.options, **(overrides or {})}
         skip = None
-        if preset == "smoke" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH[exp.dataset]:
-            skip = f"too big for a smoke run; name it with --models {row.model} to include it"
+        if preset != "paper" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH[exp.dataset]:
+            skip = f"too big for a {preset} run; name it with --models {row.model} to include it"
         for seed in range(seeds or 1):
             planned.append(PlannedRun(row.id, _run(exp, row.model, preset, options, seed), skip))
     return planned
@@ -79,13 +84,17 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
 def _run(exp: Experiment, model: str, preset: str, options: dict, seed: int) -> Run:
     frozen = tuple(sorted(options.items()))
     if exp.dataset == "imagenet":
+        from .train.imagenet import ImageNetRun
+
         return ImageNetRun(model, imagenet_recipe(preset, **options), seed, preset, frozen, exp.test)
     return CifarRun(model, cifar_recipe(preset, **options), seed, preset, frozen)
 
 
 def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | None = None) -> Data:
     """The data the runs train on: CIFAR-10, ImageNet, or (`synthetic`) a generated image folder."""
-    if any(isinstance(r, ImageNetRun) for r in runs):
+    if not all(isinstance(r, CifarRun) for r in runs):
+        from .data.imagenet import find_imagenet, make_synthetic
+
         if synthetic is not None:
             if data_root:
                 raise ValueError("--synthetic generates its own images; leave out --data-root")
@@ -95,13 +104,17 @@ def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | N
         return find_imagenet(data_root)
     if synthetic is not None:
         raise ValueError("--synthetic is for the ImageNet experiments; CIFAR-10 runs use the real data")
-    return load_cifar10(data_root, val_split=any(r.recipe.val_split for r in runs))
+    return cifar10_files(data_root, val_split=any(r.recipe.val_split for r in runs))  # decoded when a run trains
 
 
 def train_run(run: Run, data: Data, run_dir: Path, engine: Engine, progress: bool,
               time_limit_s: float | None) -> dict:
-    train = train_imagenet if isinstance(run, ImageNetRun) else train_cifar
-    return train(run, data, run_dir, engine, progress, time_limit_s)
+    if isinstance(run, CifarRun):
+        data = data.load() if isinstance(data, CifarFiles) else data
+        return train_cifar(run, data, run_dir, engine, progress, time_limit_s)
+    from .train.imagenet import train_imagenet
+
+    return train_imagenet(run, data, run_dir, engine, progress, time_limit_s)
 
 
 def resolve(run: Run, data: Data, engine: Engine, out: Path) -> Job:

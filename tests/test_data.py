@@ -125,3 +125,38 @@ def test_real_shared_cifar10_is_found_and_intact(shared_dir):
     assert data.sha256["test.npz"].startswith("95e2e82d")
     channel_means = data.test_x.float().div(255).mean((0, 2, 3))
     torch.testing.assert_close(channel_means, torch.tensor([0.4942, 0.4851, 0.4504]), atol=2e-3, rtol=0)
+
+
+def test_finding_the_data_decodes_nothing_and_training_decodes_once_per_cache(tmp_path, monkeypatch):
+    """A run's name needs only the files' hashes; the decoded pixels are kept by sha256."""
+    import resbench.data.cifar as cifar
+
+    folder = tmp_path / "cifar10-jpeg"
+    folder.mkdir()
+    for name, n in (("train.npz", 30), ("test.npz", 20)):
+        write_jpeg_npz(folder / name, *make_images(n))
+    monkeypatch.setenv("RESBENCH_CACHE", str(tmp_path / "cache"))
+    decoded = []
+    real_decode = cifar._decode_npz
+    monkeypatch.setattr(cifar, "_decode_npz", lambda path: decoded.append(path.name) or real_decode(path))
+
+    files = cifar.cifar10_files(tmp_path)
+    assert files.variant == "cifar10-jpeg-q75" and files.split == "train/test" and decoded == []
+    first = files.load()
+    assert decoded == ["train.npz", "test.npz"] and files.load() is first  # once per process
+    cached = sorted(p.name for p in (tmp_path / "cache" / "decoded").iterdir())
+    assert cached == sorted(f"{files.sha256[n]}.npz" for n in ("train.npz", "test.npz"))
+
+    again = cifar.cifar10_files(tmp_path).load()  # another process: reads the cache
+    assert decoded == ["train.npz", "test.npz"]
+    assert torch.equal(again.train_x, first.train_x) and torch.equal(again.test_y, first.test_y)
+
+
+def test_an_unwritable_cache_only_costs_the_decoding(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar10-jpeg"
+    folder.mkdir()
+    for name, n in (("train.npz", 10), ("test.npz", 10)):
+        write_jpeg_npz(folder / name, *make_images(n))
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("RESBENCH_CACHE", str(tmp_path / "file"))
+    assert load_cifar10(tmp_path).train_x.shape == (10, 3, 32, 32)

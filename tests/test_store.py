@@ -248,3 +248,23 @@ def test_slurm_runs_an_imagenet_run_as_one_task_per_gpu(fake_slurm, tmp_path):
     script = fake_slurm.read_text()
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4"):
         assert line in script
+
+
+def test_a_finished_sweep_decodes_nothing_and_starts_no_worker(jpeg_root, tmp_path, monkeypatch):
+    """What makes a rerun with nothing to train return at once, inline and with --jobs."""
+    import submitit
+
+    import resbench.data.cifar as cifar
+
+    args = ["run", "table6", "--models", "resnet20", *SMOKE, "--data-root", str(jpeg_root), "--out", str(tmp_path)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+
+    def must_not_be_called(*args, **kwargs):
+        raise AssertionError("a finished sweep decoded data or started a worker")
+    for name in ("_decode_npz", "_cached"):
+        monkeypatch.setattr(cifar, name, must_not_be_called)
+    monkeypatch.setattr(submitit, "LocalExecutor", must_not_be_called)
+    for extra in ([], ["--jobs", "2"]):
+        result = CliRunner().invoke(app, [*args, *extra], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "1/1 runs done" in result.output

@@ -149,3 +149,26 @@ def test_a_finished_run_writes_everything_a_report_needs(tiny_data, tmp_path):
     env = json.loads((tmp_path / "env.json").read_text())
     assert {"git", "torch", "device", "gpu", "data"} <= set(env) and env["data"]["variant"] == "synthetic"
     assert len(json.loads((tmp_path / "responses.json").read_text())) == 7
+
+
+@pytest.mark.slow
+def test_the_demo_preset_visibly_learns_on_the_real_cifar10(shared_dir, tmp_path):
+    """`make demo`'s runs: ResNet-20, 200 iterations of the paper's batch and lr (chance: 90%)."""
+    from resbench.data.cifar import load_cifar10
+
+    data = load_cifar10(shared_dir / "data")
+    run = CifarRun("resnet20", cifar_recipe("demo"), seed=0, preset="demo")
+    summary = train_cifar(run, data, tmp_path, engine(), progress=False)
+    assert summary["status"] == "done" and summary["test_error"] < 65, summary
+
+
+@pytest.mark.slow
+def test_the_smoke_preset_does_not_diverge_on_a_deep_net(shared_dir, tmp_path):
+    """At the paper's lr 0.1 and the smoke batch of 32, ResNet-56's loss went to 10 and stayed."""
+    from resbench.data.cifar import load_cifar10
+
+    data = load_cifar10(shared_dir / "data")
+    summary = train_cifar(CifarRun("resnet56", cifar_recipe("smoke"), seed=0, preset="smoke"), data, tmp_path,
+                          engine(), progress=False)
+    losses = [r["loss"] for r in records(tmp_path, "train")]
+    assert summary["status"] == "done" and max(losses) < 5.0 and losses[-1] < losses[0], losses

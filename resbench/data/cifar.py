@@ -1,7 +1,11 @@
 """CIFAR-10 readers: the original `cifar-10-batches-py`, or the packed JPEG-q75 archives.
 
-Everything is decoded once into uint8 tensors (N, 3, 32, 32); the training pipeline
-(`resbench.data.pipeline`) keeps them resident on the device.
+Finding the data (`cifar10_files`) only hashes its files: that is all a run's name needs,
+so a sweep whose runs are finished decodes nothing. Training decodes everything once into
+uint8 tensors (N, 3, 32, 32) (`CifarFiles.load`), which the training pipeline
+(`resbench.data.pipeline`) keeps resident on the device. The JPEG archives' decoded pixels
+are cached on disk by the archive's sha256 (`decoded_cache_dir`), so worker processes and
+later commands read them instead of decoding 60,000 JPEGs again.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,6 +44,42 @@ class CifarData:
     def provenance(self) -> dict:
         return {"variant": self.variant, "source": self.source, "sha256": self.sha256,
                 "split": self.split, "train": len(self.train_y), "test": len(self.test_y)}
+
+
+@dataclass(frozen=True)
+class CifarFiles:
+    """CIFAR-10 found and hashed, not decoded yet: what names a run (variant, sha256, split)."""
+
+    layout: str  # ORIGINAL_DIR or JPEG_DIR
+    folder: Path
+    sha256: dict[str, str]  # file name -> sha256
+    val_split: bool = False  # the paper's 45k/5k split instead of train/test
+    split_seed: int = 0
+    _loaded: list = field(default_factory=list, compare=False, repr=False)  # load()'s result, once
+
+    @property
+    def variant(self) -> str:
+        return VARIANTS[self.layout]
+
+    @property
+    def source(self) -> str:
+        return str(self.folder.resolve())
+
+    @property
+    def split(self) -> str:
+        return self.load().split if self.val_split else "train/test"
+
+    def provenance(self) -> dict:
+        return self.load().provenance()
+
+    def load(self) -> CifarData:
+        """The decoded images (once per process; see the module docstring for the disk cache)."""
+        if not self._loaded:
+            reader = _read_original if self.layout == ORIGINAL_DIR else _read_jpeg_npz
+            (train_x, train_y), (test_x, test_y) = reader(self.folder, self.sha256)
+            data = CifarData(train_x, train_y, test_x, test_y, self.variant, self.source, self.sha256)
+            self._loaded.append(validation_split(data, self.split_seed) if self.val_split else data)
+        return self._loaded[0]
 
 
 def candidate_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
@@ -70,17 +111,19 @@ def _has_layout(folder: Path, layout: str) -> bool:
     return (folder / "train.npz").is_file() and (folder / "test.npz").is_file()
 
 
-def load_cifar10(data_root: str | os.PathLike | None = None, val_split: bool = False,
-                 split_seed: int = 0) -> CifarData:
-    """Read CIFAR-10 from the first root that has it (see `candidate_roots`)."""
+def cifar10_files(data_root: str | os.PathLike | None = None, val_split: bool = False,
+                  split_seed: int = 0) -> CifarFiles:
+    """The first CIFAR-10 found (see `candidate_roots`), hashed but not decoded."""
     layout, folder = find_cifar10(data_root)
-    reader = _read_original if layout == ORIGINAL_DIR else _read_jpeg_npz
     files = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
              "test_batch"] if layout == ORIGINAL_DIR else ["train.npz", "test.npz"]
-    (train_x, train_y), (test_x, test_y) = reader(folder)
-    data = CifarData(train_x, train_y, test_x, test_y, VARIANTS[layout], str(folder.resolve()),
-                     {f: sha256_file(folder / f) for f in files})
-    return validation_split(data, split_seed) if val_split else data
+    return CifarFiles(layout, folder, {f: sha256_file(folder / f) for f in files}, val_split, split_seed)
+
+
+def load_cifar10(data_root: str | os.PathLike | None = None, val_split: bool = False,
+                 split_seed: int = 0) -> CifarData:
+    """Read and decode CIFAR-10 from the first root that has it (see `candidate_roots`)."""
+    return cifar10_files(data_root, val_split, split_seed).load()
 
 
 def validation_split(data: CifarData, seed: int = 0, n_val: int = 5000) -> CifarData:
@@ -113,8 +156,37 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_jpeg_npz(folder: Path) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    return tuple(_decode_npz(folder / name) for name in ("train.npz", "test.npz"))
+def decoded_cache_dir() -> Path:
+    """$RESBENCH_CACHE, else ~/.cache/resbench (or $XDG_CACHE_HOME/resbench), then decoded/."""
+    base = os.environ.get("RESBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resbench"
+    return Path(base).expanduser() / "decoded"
+
+
+def _read_jpeg_npz(folder: Path, sha256: dict[str, str]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    return tuple(_cached(decoded_cache_dir() / f"{sha256[name]}.npz", lambda name=name: _decode_npz(folder / name))
+                 for name in ("train.npz", "test.npz"))
+
+
+def _cached(path: Path, decode: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded images and labels kept at `path`, else `decode()` and keep them there.
+
+    The name is the archive's sha256, so a changed archive never meets stale pixels. The
+    cache only saves time: a folder that cannot be written costs the decoding, no more.
+    """
+    try:
+        with np.load(path) as z:
+            return torch.from_numpy(z["images"]), torch.from_numpy(z["labels"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        pass
+    images, labels = decode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images.numpy(), labels=labels.numpy())
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
+    except OSError:
+        pass
+    return images, labels
 
 
 def _decode_jpeg(blob: bytes) -> np.ndarray:
@@ -139,7 +211,7 @@ def _decode_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
 
 
-def _read_original(folder: Path) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+def _read_original(folder: Path, sha256: dict[str, str] | None = None) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     train = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
     test = _unpickle(folder / "test_batch")
     train_x = torch.cat([x for x, _ in train])

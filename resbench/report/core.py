@@ -17,10 +17,13 @@ from .claims import check_claims
 from .figures import curves_figure, responses_figure, table_figure
 
 
+PRESET_ORDER = ("paper", "demo", "smoke")  # which runs a report reads when not told
+
+
 @dataclass
 class Report:
     exp: Experiment
-    preset: str  # which runs the report reads: paper (the full recipe) or smoke
+    preset: str  # which runs the report reads: paper (the full recipe), demo or smoke
     runs: pd.DataFrame  # every run of the experiment's rows with that preset
     curves: pd.DataFrame
     responses: pd.DataFrame
@@ -37,8 +40,8 @@ class Report:
         runs = load_runs(runs_dir)
         if data_variant:
             runs = runs[runs["data_variant"] == data_variant]
-        if preset is None:  # the paper's recipe where it was run, else whatever smoke runs exist
-            preset = "paper" if runs.empty or (runs["preset"] == "paper").any() else "smoke"
+        if preset is None:  # the paper's recipe where it was run, else the longest short runs there are
+            preset = next((p for p in PRESET_ORDER if (runs["preset"] == p).any()), "paper")
         mine = pd.concat([runs.iloc[0:0], *(diffs.row_runs(exp, r, runs, preset) for r in exp.runnable_rows)])
         mine = mine.drop_duplicates("run")
         curves = load_curves(runs_dir) if len(mine) else pd.DataFrame()
@@ -108,8 +111,9 @@ class Report:
                  f"Runs read: {len(self.run_names)} ({self.preset} preset). "
                  + ", ".join(f"{k}: {n}" for k, n in v.items() if n) + ".", ""]
         if self.preset != "paper" and self.run_names:
-            lines += ["**These are smoke runs** (a few iterations): they show that the pipeline works; "
-                      "none is a reproduction of the paper's number.", ""]
+            iterations = ", ".join(str(i) for i in sorted(set(self.runs["iterations"])))
+            lines += [f"**These are {self.preset} runs** ({iterations} iterations, not the paper's 64,000): they "
+                      "show that the pipeline works and learns; none is a reproduction of the paper's number.", ""]
         if self.exp.dataset == "imagenet":
             lines += ["**No ImageNet run was made**: ImageNet is not available on this project's machines. "
                       "Complexity is computed from the models; every error is `not run`.", ""]
