@@ -100,7 +100,8 @@ def run(
     preset: str = typer.Option("paper", help="paper: the full recipe; demo: 200 iterations of it (CPU, ~1 min "
                                 "per small net); smoke: the fastest real run (tests)"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of the rows, e.g. resnet20,plain56"),
-    seeds: int = typer.Option(1, min=1, help="runs per row, seeds 0..N-1 (the paper: 5 for ResNet-110)"),
+    seeds: Optional[int] = typer.Option(None, min=1, help="runs per row, seeds 0..N-1 (default: as many as the "
+                                        "paper's number summarises: 5 for ResNet-110, else 1)"),
     jobs: int = typer.Option(1, min=1, help="runs trained at once (worker processes, or Slurm tasks)"),
     launcher: Optional[str] = typer.Option(None, help="inline (jobs=1), local (submitit, jobs>1) or slurm"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
@@ -382,9 +383,9 @@ def bench_imagenet(
     decoder = "nvJPEG" if engine.device.startswith("cuda") else "torchvision"
     table.add_row(f"decoding: PIL, {workers} workers", f"{r['pipeline_img_per_s']['workers']:,.0f}",
                   "", "")
+    device_rate = r["pipeline_img_per_s"]["device"]
     table.add_row(f"decoding: {decoder} on {engine.device}",
                   "unavailable" if device_rate is None else f"{device_rate:,.0f}", "", "")
-    device_rate = r["pipeline_img_per_s"]["device"]
     for name, rate in r["model_img_per_s"].items():
         hours = r["projected_hours"][name]
         table.add_row(f"{name}, model only", f"{rate:,.0f}", f"{hours['1 GPU']:,}", f"{hours['8 GPUs']:,}")
@@ -440,6 +441,7 @@ def report(
     table: Optional[List[int]] = typer.Option(None, "--table", help="1-6 (repeat for several)"),
     figure: Optional[List[int]] = typer.Option(None, "--figure", help="1, 4, 6 or 7 (repeat for several)"),
     all_: bool = typer.Option(False, "--all", help="every table and figure"),
+    index: bool = typer.Option(False, "--index", help="only the index (OUT/README.md): reports there, runs owed"),
     runs: Path = typer.Option(Path("runs"), help="folder of run directories (resbench run --out)"),
     out: Path = typer.Option(Path("reports"), help="reports folder"),
     preset: Optional[str] = typer.Option(None, help="paper, demo or smoke (default: paper runs if any, "
@@ -447,15 +449,19 @@ def report(
     data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
-    from .report.build import build_report
+    from .report.build import build_index, build_report
     from .spec import experiment_names
+    from .store import run_dirs
 
+    if index:
+        console.print(f"index: {build_index(out, runs)}")
+        return
     names = list(experiment_names()) if all_ else \
         [f"table{n}" for n in table or []] + [f"figure{n}" for n in figure or []]
     if not names:
         fail("say what to report: --table N, --figure N or --all")
-    if not runs.is_dir():
-        console.print(f"[yellow]no runs in {runs}/[/]: tables will show computed values and 'not run'")
+    if not runs.is_dir() or not run_dirs(runs):
+        console.print(f"[yellow]no runs in {runs}/[/]: the reports show computed values and 'not run'")
     for name in names:
         try:
             out_dir = build_report(name, runs, out, preset, data_variant)

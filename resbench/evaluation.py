@@ -15,8 +15,11 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from .data.imagenet import ImageFolderData, Views, normalize, read_image, test_loader
+from .store import IMAGENET_TESTS
 
 SCALES = (224, 256, 384, 480, 640)  # shorter sides of the multi-scale test (Sec. 3.4)
+# every finished run is tested once with each: Fig. 4 reads center, Tables 2 and 3 10crop, Table 4 multiscale
+TESTS = IMAGENET_TESTS
 
 
 @torch.no_grad()
@@ -75,9 +78,10 @@ def val_scores(model: nn.Module, data: ImageFolderData, views: Views, engine, mo
     model.eval()
     scores, labels = [], []
     with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
-        if mode == "multiscale":
+        if mode == "multiscale":  # the paper's scales are for test_size 256; small test views shrink them
+            scales = [round(s * views.test_size / 256) for s in SCALES]
             for path, label in (data.val[:limit] if limit else data.val):
-                scores.append(multiscale_scores(model, read_image(path))[None].float().cpu())
+                scores.append(multiscale_scores(model, read_image(path), scales)[None].float().cpu())
                 labels.append(torch.tensor([label]))
         else:
             for x, y in test_loader(data, views, mode, limit=limit, workers=workers):
@@ -112,7 +116,7 @@ def ensemble_of_runs(run_dirs: list[Path], data: ImageFolderData, engine, mode: 
             raise ValueError(f"{run_dir} is not a run directory (no config.json)")
         config = read_json(run_dir / "config.json")
         summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-        if summary.get("status") != "done" or "recipe" not in config or "test" not in config:
+        if summary.get("status") != "done" or "bn_group" not in config.get("recipe", {}):
             raise ValueError(f"{run_dir} is not a finished ImageNet run")
         if config["data"]["variant"] != data.variant:
             raise ValueError(f"{run_dir} trained on {config['data']['variant']}, not {data.variant}: "

@@ -16,7 +16,8 @@ from typing import Callable
 from typing import TYPE_CHECKING
 
 from .data.cifar import CifarData, CifarFiles, cifar10_files
-from .models import parse_model_name
+from .models import canonical_name, parse_model_name
+from .protocol import tier
 from .results import atomic_write_text, config_key, read_json, write_json
 from .spec import Experiment, load_experiment
 from .store import ENDED, is_locked, read_status, run_dir_for
@@ -57,8 +58,12 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
          overrides: dict | None = None) -> list[PlannedRun]:
     """The runs of `exp`'s rows (optionally only `models`), seeds 0..seeds-1 each.
 
-    `overrides` change the recipe of every run (e.g. {"lr": 0.05}); they are recorded with
-    the row's own options, so reports never mistake such runs for the paper's recipe.
+    Without `seeds`, a row gets as many runs as the paper's number summarises (`row.seeds`:
+    five for ResNet-110, whose best of 5 the paper reports), every other row one.
+
+    `overrides` change the recipe of every run (e.g. {"lr": 0.05}); they are recorded apart
+    from the row's own options (the paper's), and make the run a proxy (`resbench.protocol`).
+    An ImageNet network has one name (`canonical_name`), so the tables that test it share its run.
     """
     if exp.kind != "train":
         raise ValueError(f"{exp.name} has nothing to train ({exp.kind}); "
@@ -72,22 +77,23 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
         rows = tuple(r for r in rows if r.model in models)
     planned = []
     for row in rows:
-        options = {**row.options, **(overrides or {})}
         skip = None
         if preset != "paper" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH[exp.dataset]:
             skip = f"too big for a {preset} run; name it with --models {row.model} to include it"
-        for seed in range(seeds or 1):
-            planned.append(PlannedRun(row.id, _run(exp, row.model, preset, options, seed), skip))
+        for seed in range(seeds or row.seeds):
+            planned.append(PlannedRun(row.id, _run(exp, row.model, preset, row.options, overrides or {}, seed), skip))
     return planned
 
 
-def _run(exp: Experiment, model: str, preset: str, options: dict, seed: int) -> Run:
-    frozen = tuple(sorted(options.items()))
+def _run(exp: Experiment, model: str, preset: str, options: dict, overrides: dict, seed: int) -> Run:
+    frozen, changed = tuple(sorted(options.items())), tuple(sorted(overrides.items()))
     if exp.dataset == "imagenet":
         from .train.imagenet import ImageNetRun
 
-        return ImageNetRun(model, imagenet_recipe(preset, **options), seed, preset, frozen, exp.test)
-    return CifarRun(model, cifar_recipe(preset, **options), seed, preset, frozen)
+        recipe = imagenet_recipe(preset, **{**options, **overrides})
+        return ImageNetRun(canonical_name(model), recipe, seed, preset, frozen, changed)
+    return CifarRun(canonical_name(model), cifar_recipe(preset, **{**options, **overrides}), seed, preset, frozen,
+                    changed)
 
 
 def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | None = None) -> Data:
@@ -119,6 +125,7 @@ def train_run(run: Run, data: Data, run_dir: Path, engine: Engine, progress: boo
 
 def resolve(run: Run, data: Data, engine: Engine, out: Path) -> Job:
     config = run.config(data, engine)
+    config["tier"] = tier(config)  # for whoever reads config.json; reports recompute it
     config["key"] = config_key(config)
     return Job(run, config, run_dir_for(out, run.model, run.preset, config["key"], run.seed))
 

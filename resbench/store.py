@@ -112,18 +112,24 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).glob("*/config.json"))
 
 
-RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "data_variant", "precision",
-               "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error", "train_error",
-               "iteration", "train_s", "img_per_s", "params", "top1_err", "top5_err", "test", "note"]
+IMAGENET_TESTS = ("center", "10crop", "multiscale")  # every finished ImageNet run is tested with each
+IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")]
+RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
+               "precision", "tf32", "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error",
+               "train_error", "iteration", "train_s", "img_per_s", "params", *IMAGENET_COLUMNS, "note"]
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     """One row per run under `root` (none if it does not exist): config, provenance, summary.
 
     `status` is the run's state (see this module's docstring); `iteration` is where an
-    unfinished run has got to; `note` says why a run failed or diverged.
+    unfinished run has got to; `note` says why a run failed or diverged; `tier` is how it
+    departs from the paper's protocol (`resbench.protocol`); ImageNet runs have their errors
+    under every test protocol (`top1_err_10crop`, ...).
     """
     import pandas as pd  # not needed to train: the GPU machine may not have it
+
+    from .protocol import tier
 
     rows = []
     for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
@@ -134,13 +140,15 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
         rows.append({
             "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
             "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),
-            "data_variant": cfg["data"]["variant"], "precision": cfg["precision"],
+            "overrides": json.dumps(cfg.get("overrides", {}), sort_keys=True), "tier": tier(cfg),
+            "data_variant": cfg["data"]["variant"], "precision": cfg["precision"], "tf32": cfg.get("tf32", False),
             "iterations": cfg["recipe"]["iterations"],
             "git_commit": env.get("git", {}).get("commit"), "git_dirty": env.get("git", {}).get("dirty"),
             "gpu": env.get("gpu"), "torch": env.get("torch"),
             **{k: summary.get(k) for k in ("status", "test_error", "train_error", "train_s", "img_per_s",
-                                           "params", "top1_err", "top5_err")},
-            "test": cfg.get("test", "single"),
+                                           "params")},
+            **{f"{metric}_{test}": summary.get("tests", {}).get(test, {}).get(metric)
+               for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")},
             "iteration": summary.get("iteration") or last_iteration(d),
             "note": summary.get("error") or summary.get("reason"),
         })

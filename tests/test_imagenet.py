@@ -95,6 +95,22 @@ def test_ten_crop_gives_ten_views_and_equals_center_on_a_constant_image():
     assert torch.allclose(crop_scores(model, views[None]), crop_scores(model, center[None]), atol=1e-6)
 
 
+def test_ten_crop_takes_the_corners_of_the_central_square_not_of_the_rectangle():
+    """AlexNet's 10-crop: resize the shorter side to test_size, take the central test_size^2
+    patch, then its 4 corners, its center, and their flips. Pixels here hold their coordinates."""
+    h, w, size, crop = 8, 12, 8, 4  # already at the test size: the resize changes nothing
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    img = torch.stack([xs, ys, torch.zeros_like(xs)]).to(torch.uint8) * 10
+    views = ten_views(img, Views(scale_min=size, scale_max=size, crop=crop, test_size=size))
+    left = (w - size) // 2  # the central square starts at column 2
+    corners = [(0, left), (0, left + size - crop), (size - crop, left), (size - crop, left + size - crop),
+               ((size - crop) // 2, left + (size - crop) // 2)]
+    expected = [img[:, y:y + crop, x:x + crop] for y, x in corners]
+    tl, tr, bl, br, center = expected  # the flips are the five crops of the mirrored square (torchvision's order)
+    expected += [v.flip(-1) for v in (tr, tl, br, bl, center)]
+    assert torch.allclose(views, torch.stack([normalize(v) for v in expected]), atol=1e-6)
+
+
 def test_fully_convolutional_scores_at_224_equal_the_forward_pass():
     model = build_model("resnet18").eval()
     x = torch.randn(2, 3, 224, 224)
@@ -111,13 +127,14 @@ def test_topk_and_ensemble():
 
 
 def smoke_run(**options) -> ImageNetRun:
-    return ImageNetRun("resnet18", imagenet_recipe("smoke", **options), seed=0, preset="smoke", test="10crop")
+    return ImageNetRun("resnet18", imagenet_recipe("smoke", **options), seed=0, preset="smoke")
 
 
 def test_smoke_run_trains_and_tests(folder, tmp_path):
     summary = train_imagenet(smoke_run(), folder, tmp_path, CPU, progress=False, workers=0)
     assert summary["status"] == "done" and summary["iteration"] == 8
-    assert 0 <= summary["top5_err"] <= summary["top1_err"] <= 100
+    for mode in ("center", "10crop", "multiscale"):  # tested once with every protocol
+        assert 0 <= summary["tests"][mode]["top5_err"] <= summary["tests"][mode]["top1_err"] <= 100
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records if r["split"] == "test"] == [4, 8]
     assert [r["lr"] for r in records if r["split"] == "train"] == [0.1, 0.1, 0.1, pytest.approx(0.01)]
@@ -195,7 +212,7 @@ def test_cli_smoke_on_synthetic_images_and_a_clean_error_without_imagenet(tmp_pa
 
     runs = load_runs(tmp_path)
     assert runs["data_variant"].tolist() == ["synthetic"] and runs["status"].tolist() == ["done"]
-    assert runs["test"].tolist() == ["10crop"]
+    assert runs["top1_err_10crop"].notna().all() and runs["top1_err_multiscale"].notna().all()
     proc = resbench("run", "table3", "--device", "cpu", "--out", str(tmp_path))
     assert proc.returncode == 2 and "ImageNet is needed" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -222,15 +239,16 @@ def test_bench_imagenet_measures_pipeline_models_and_end_to_end(tmp_path):
 def test_ensemble_tests_members_as_their_runs_did_and_averages_softmax(folder, tmp_path):
     from resbench.evaluation import ensemble_of_runs
 
-    summaries = [train_imagenet(ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke", test="10crop"),
+    summaries = [train_imagenet(ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke"),
                                 folder, tmp_path / f"s{seed}", CPU, progress=False, workers=0) for seed in (0, 1)]
     for seed in (0, 1):  # ensemble_of_runs reads the config the runner writes
-        config = ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke", test="10crop").config(folder, CPU)
+        config = ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke").config(folder, CPU)
         (tmp_path / f"s{seed}" / "config.json").write_text(json.dumps({**config, "key": "k"}))
     both = ensemble_of_runs([tmp_path / "s0", tmp_path / "s1"], folder, CPU, "10crop", workers=0)
     assert [(m["top1_err"], m["top5_err"]) for m in both["members"]] == \
-        [(s["top1_err"], s["top5_err"]) for s in summaries]
+        [(s["tests"]["10crop"]["top1_err"], s["tests"]["10crop"]["top5_err"]) for s in summaries]
     alone = ensemble_of_runs([tmp_path / "s0", tmp_path / "s0"], folder, CPU, "10crop", workers=0)
-    assert (alone["top1_err"], alone["top5_err"]) == (summaries[0]["top1_err"], summaries[0]["top5_err"])
+    assert (alone["top1_err"], alone["top5_err"]) == \
+        (summaries[0]["tests"]["10crop"]["top1_err"], summaries[0]["tests"]["10crop"]["top5_err"])
     with pytest.raises(ValueError, match="not a run directory"):
         ensemble_of_runs([tmp_path], folder, CPU, "10crop")

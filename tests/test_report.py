@@ -69,7 +69,7 @@ def test_diff_numbers_are_the_runs_numbers(smoke_runs, tmp_path):
     assert diff.loc[("resnet56", "error")]["verdict"] == "not run" and diff.loc[("resnet56", "error")]["n"] == 0
     assert diff.loc[("resnet110", "params")]["verdict"] == "reproduced"
     readme = (out / "README.md").read_text()
-    assert "These are smoke runs" in readme and "JPEG" not in readme  # synthetic data, says so
+    assert "These are smoke runs" in readme and "re-encoded as JPEG" not in readme  # synthetic data, says so
     assert "synthetic test data" in readme
 
 
@@ -91,77 +91,160 @@ def test_table1_complexity_is_reproduced():
     assert "15.5G" in diff.loc["vgg16", "note"]
 
 
-def fake_runs(rows: list[tuple[str, float, float, str]], options: dict | None = None) -> pd.DataFrame:
-    """(model, test_error, train_error, status) per run, as load_runs would give them."""
-    return pd.DataFrame([{
-        "run": f"{m}-{i}", "dir": "", "model": m, "preset": "paper", "seed": i, "key": "k",
-        "options": json.dumps((options or {}).get(m, {}), sort_keys=True), "data_variant": "cifar10-original",
-        "precision": "bf16", "iterations": 64000, "git_commit": "abc", "git_dirty": False, "gpu": "H100",
-        "torch": "2", "status": status, "test_error": test, "train_error": train, "iteration": 64000,
-        "train_s": 1.0, "img_per_s": 1.0, "params": 1} for i, (m, test, train, status) in enumerate(rows)])
+def fake_runs(rows: list[tuple[str, float, float, str]], options: dict | None = None, variant="cifar10-original",
+              precision="fp32", **config) -> pd.DataFrame:
+    """(model, test_error, train_error, status) per run, as load_runs would give them; seeds count up
+    per model. `config` changes the recipe (bn_splits=1) or sets overrides={...}, as a run would record."""
+    from resbench.protocol import tier
+    from resbench.train.recipe import CifarRecipe
+
+    recipe = {**CifarRecipe().__dict__, **{k: v for k, v in config.items() if k != "overrides"}}
+    seeds: dict[str, int] = {}
+    lines = []
+    for m, test, train, status in rows:
+        seed = seeds[m] = seeds.get(m, -1) + 1
+        cfg = {"data": {"variant": variant, "split": "train/test"}, "recipe": recipe, "preset": "paper",
+               "precision": precision, "tf32": precision == "bf16", "overrides": config.get("overrides", {})}
+        lines.append({"run": f"{m}-{precision}-{seed}", "dir": "", "model": m, "preset": "paper", "seed": seed,
+                      "key": "k", "options": json.dumps((options or {}).get(m, {}), sort_keys=True),
+                      "overrides": json.dumps(cfg["overrides"]), "tier": tier(cfg), "data_variant": variant,
+                      "precision": precision, "tf32": cfg["tf32"], "iterations": 64000, "git_commit": "abc",
+                      "git_dirty": False, "gpu": "H100", "torch": "2", "status": status, "test_error": test,
+                      "train_error": train, "iteration": 64000, "train_s": 1.0, "img_per_s": 1.0, "params": 1})
+    return pd.DataFrame(lines)
 
 
-def test_verdict_rule_on_paper_runs():
-    runs = fake_runs([("resnet20", 8.95, 1, "done"),  # +0.20 -> reproduced
-                      ("resnet32", 8.51, 1, "done"),  # +1.00 -> close
+R110 = {"resnet110": {"warmup": True}}
+
+
+def verdicts(exp_name: str, runs: pd.DataFrame) -> pd.Series:
+    return diff_table(load_experiment(exp_name), runs).query("metric == 'error'").set_index("row")["verdict"]
+
+
+def test_one_seed_gets_a_tolerance_check_that_follows_test_sampling_noise():
+    runs = fake_runs([("resnet20", 8.95, 1, "done"),  # +0.20: within max(0.5, 2 sqrt2 x 0.28) = 0.80
+                      ("resnet32", 8.51, 1, "done"),  # +1.00: over 0.75, within 1.5 -> close
                       ("resnet44", 9.17, 1, "done"),  # +2.00 -> not reproduced
-                      ("resnet56", 6.00, 1, "done"), ("resnet56", math.nan, math.nan, "diverged"),
-                      ("resnet110", 6.90, 1, "done"), ("resnet110", 7.00, 1, "done"),  # best 6.90: +0.47
-                      ], options={"resnet110": {"warmup": True}})
-    diff = diff_table(load_experiment("table6"), runs).set_index(["row", "metric"])["verdict"]
-    assert diff[("resnet20", "error")] == "reproduced"
-    assert diff[("resnet32", "error")] == "close"
-    assert diff[("resnet44", "error")] == "not reproduced"
-    assert diff[("resnet110", "error")] == "reproduced"
-    assert diff[("resnet1202", "error")] == "not run"
-    lines = diff_table(load_experiment("table6"), runs).set_index(["row", "metric"])
-    assert "1 diverged run(s) excluded" in lines.loc[("resnet56", "error"), "note"]
-    assert lines.loc[("resnet56", "error"), "n"] == 1
+                      ("resnet56", 6.00, 1, "done"), ("resnet56", math.nan, math.nan, "diverged")])
+    lines = diff_table(load_experiment("table6"), runs).query("metric == 'error'").set_index("row")
+    assert lines["verdict"][["resnet20", "resnet32", "resnet44", "resnet1202"]].tolist() == \
+        ["reproduced", "close", "not reproduced", "not run"]
+    assert "one seed: tolerance check only" in lines.loc["resnet20", "check"] and "0.80" in lines.loc["resnet20", "check"]
+    assert lines.loc["resnet56", "n"] == 1 and "1 diverged run(s) excluded" in lines.loc["resnet56", "note"]
+    assert (lines.loc["resnet20", "tier"], lines.loc["resnet20", "note"].count("original CIFAR-10")) == ("exact (fp32)", 1)
 
 
-def test_runs_on_different_data_are_not_averaged_and_code_versions_are_named():
-    runs = fake_runs([("resnet20", 8.0, 1, "done"), ("resnet20", 9.0, 1, "done"), ("resnet32", 7.5, 1, "done"),
-                      ("resnet32", 7.6, 1, "done")])
-    runs.loc[1, "data_variant"] = "cifar10-jpeg-q75"
-    runs.loc[3, ["git_commit", "git_dirty"]] = ["def4567890", True]
-    lines = diff_table(load_experiment("table6"), runs).set_index("row").query("metric == 'error'")
-    assert lines.loc["resnet20", "verdict"] == "not run" and math.isnan(lines.loc["resnet20", "ours_mean"])
-    assert "cifar10-jpeg-q75 x1" in lines.loc["resnet20", "note"] and "not averaged" in lines.loc["resnet20", "note"]
-    assert lines.loc["resnet32", "n"] == 2
-    assert "2 code versions: abc, def45678+dirty" in lines.loc["resnet32", "note"]
+def test_seeds_give_a_prediction_interval_for_the_papers_single_run():
+    near = verdicts("table6", fake_runs([("resnet20", e, 1, "done") for e in (8.6, 8.8, 9.0)]))
+    far = verdicts("table6", fake_runs([("resnet20", e, 1, "done") for e in (9.6, 9.8, 10.0)]))
+    assert (near["resnet20"], far["resnet20"]) == ("reproduced", "close")
+    line = diff_table(load_experiment("table6"), fake_runs([("resnet20", e, 1, "done") for e in (8.6, 8.8, 9.0)]))
+    line = line.set_index(["row", "metric"]).loc[("resnet20", "error")]
+    half = 4.302653 * 0.2 * (1 + 1 / 3) ** 0.5  # t(0.975, 2) * std * sqrt(1 + 1/n)
+    assert (line.pi_low, line.pi_high) == (pytest.approx(8.8 - half), pytest.approx(8.8 + half))
+    assert line.ours_se == pytest.approx(0.2 / 3 ** 0.5) and "inside" in line.check
 
 
-def test_mean_within_two_paper_stds_is_reproduced_and_lower_bounds_are_bounds():
-    runs = fake_runs([("resnet110", 7.00, 1, "done"), ("resnet110", 6.80, 1, "done")],
-                     options={"resnet110": {"warmup": True}})  # best +0.37
-    runs_far = fake_runs([("resnet110", 7.40, 1, "done"), ("resnet110", 7.30, 1, "done")],
-                         options={"resnet110": {"warmup": True}})  # best +0.87, mean 7.35 > 6.61 + 0.32
-    exp = load_experiment("table6")
-    assert diff_table(exp, runs).set_index(["row", "metric"]).loc[("resnet110", "error"), "verdict"] == "reproduced"
-    assert diff_table(exp, runs_far).set_index(["row", "metric"]).loc[("resnet110", "error"), "verdict"] == "close"
-    bound = diff_table(load_experiment("figure6"), fake_runs([("plain110", 75.0, 74, "done")]))
-    assert bound.set_index("row").loc["plain110", "verdict"] == "reproduced"
-    bound = diff_table(load_experiment("figure6"), fake_runs([("plain110", 12.0, 5, "done")]))
-    assert bound.set_index("row").loc["plain110", "verdict"] == "not reproduced"
+def test_resnet110_is_best_of_exactly_five_seeds_and_its_mean_against_theirs():
+    five = [6.5, 6.7, 6.6, 6.8, 6.55, 5.0]  # a sixth seed (5.0) is no part of the best of 5
+    line = diff_table(load_experiment("table6"), fake_runs([("resnet110", e, 1, "done") for e in five], R110))
+    line = line.set_index(["row", "metric"]).loc[("resnet110", "error")]
+    assert line.ours_best == 6.5 and line.delta == pytest.approx(6.5 - 6.43) and line.n == 6
+    assert "Welch" in line.check
+    two = diff_table(load_experiment("table6"), fake_runs([("resnet110", e, 1, "done") for e in (6.9, 7.0)], R110))
+    two = two.set_index(["row", "metric"]).loc[("resnet110", "error")]
+    assert math.isnan(two.ours_best) and "best of 5 needs seeds 0-4" in two.note
+    assert two.verdict == "close"  # mean 6.95 differs from the paper's 6.61 +- 0.16 (Welch p < 0.05)
+    close_mean = verdicts("table6", fake_runs([("resnet110", e, 1, "done") for e in (6.5, 6.7, 6.6)], R110))
+    assert close_mean["resnet110"] == "reproduced"
 
 
-def test_claims_pass_and_fail_on_the_evidence():
-    degraded = fake_runs([("plain20", 9, 4.0, "done"), ("plain56", 12, 7.0, "done")])
-    healthy = fake_runs([("plain20", 9, 7.0, "done"), ("plain56", 8, 3.0, "done")])
-    exp = load_experiment("figure1")
-    assert check_claims(exp, degraded, pd.DataFrame())["status"].tolist() == ["pass"]
-    assert check_claims(exp, healthy, pd.DataFrame())["status"].tolist() == ["fail"]
-    assert check_claims(exp, fake_runs([("plain20", 9, 4, "done")]), pd.DataFrame())["status"].tolist() == ["not run"]
+def test_proxy_runs_show_numbers_but_no_reproduction_verdict_and_tiers_are_never_averaged():
+    jpeg = fake_runs([("resnet20", 8.75, 1, "done")], variant="cifar10-jpeg-q75", precision="bf16")
+    line = diff_table(load_experiment("table6"), jpeg).query("metric == 'error'").set_index("row").loc["resnet20"]
+    assert line.tier == "proxy: JPEG q75 data (bf16+TF32)" and line.verdict == "proxy" and line.delta == 0
+    assert "says nothing about whether the paper's number was reproduced" in line.note
+    bn = fake_runs([("resnet20", 8.75, 1, "done")], bn_splits=1)
+    assert verdicts("table6", bn)["resnet20"] == "proxy"
+    assert "proxy: BN statistics over 128 images (paper: 64) (fp32)" in set(diff_table(load_experiment("table6"), bn)["tier"])
+    lr = fake_runs([("resnet20", 8.75, 1, "done")], overrides={"lr": 0.05}, lr=0.05)
+    assert "proxy: --set lr=0.05 (fp32)" in set(diff_table(load_experiment("table6"), lr)["tier"])
+    mixed = pd.concat([fake_runs([("resnet20", 8.0, 1, "done")]),
+                       fake_runs([("resnet20", 9.0, 1, "done")], precision="bf16")])
+    lines = diff_table(load_experiment("table6"), mixed).query("row == 'resnet20' and metric == 'error'")
+    assert lines["tier"].tolist() == ["exact (bf16+TF32)", "exact (fp32)"] and lines["n"].tolist() == [1, 1]
+    assert lines["ours_mean"].tolist() == [9.0, 8.0]  # never averaged together
 
-    runs = fake_runs([("plain20", 9, 4, "done"), ("resnet20", 8, 3, "done"), ("resnet56", 7, 2, "done")])
-    responses = pd.DataFrame([{"run": "plain20-0", "model": "plain20", "layer": 1, "std": 2.0},
-                              {"run": "resnet20-1", "model": "resnet20", "layer": 1, "std": 1.0},
-                              {"run": "resnet56-2", "model": "resnet56", "layer": 1, "std": 0.5}])
-    claims = check_claims(load_experiment("figure7"), runs, responses).set_index("claim")["status"]
-    assert claims.to_dict() == {"resnet_responses_smaller": "pass", "deeper_resnet_responses_smaller": "pass"}
-    responses.loc[2, "std"] = 1.5
-    claims = check_claims(load_experiment("figure7"), runs, responses).set_index("claim")["status"]
-    assert claims["deeper_resnet_responses_smaller"] == "fail"
+
+def test_runs_of_several_code_versions_are_averaged_and_named():
+    runs = fake_runs([("resnet32", 7.5, 1, "done"), ("resnet32", 7.6, 1, "done")])
+    runs.loc[1, ["git_commit", "git_dirty"]] = ["def4567890", True]
+    line = diff_table(load_experiment("table6"), runs).query("row == 'resnet32' and metric == 'error'").iloc[0]
+    assert line.n == 2 and "2 code versions: abc, def45678+dirty" in line.note
+
+
+def test_lower_bounds_are_bounds():
+    assert verdicts("figure6", fake_runs([("plain110", 75.0, 74, "done")]))["plain110"] == "reproduced"
+    assert verdicts("figure6", fake_runs([("plain110", 12.0, 5, "done")]))["plain110"] == "not reproduced"
+
+
+def claim_status(exp_name: str, runs: pd.DataFrame, responses: pd.DataFrame | None = None) -> dict:
+    table = check_claims(load_experiment(exp_name), runs, pd.DataFrame() if responses is None else responses)
+    return dict(zip(table["claim"] + table["definition"].map(lambda d: f" [{d}]" if d else ""), table["status"]))
+
+
+def test_a_strict_ordering_on_one_seed_is_inconclusive_and_seeds_decide():
+    one = fake_runs([("plain20", 9, 4.0, "done"), ("plain56", 12, 7.0, "done")])
+    table = check_claims(load_experiment("figure1"), one, pd.DataFrame())
+    assert table["status"].tolist() == ["inconclusive"] and "n = 1, 1: not tested" in table["evidence"][0]
+    degraded = fake_runs([("plain20", 9 + d, 4 + d, "done") for d in (0, .2, .4)]
+                         + [("plain56", 12 + d, 7 + d, "done") for d in (0, .2, .4)])
+    assert claim_status("figure1", degraded) == {"degradation": "pass"}
+    healthy = fake_runs([("plain20", 9 + d, 7 + d, "done") for d in (0, .2, .4)]
+                        + [("plain56", 8 + d, 3 + d, "done") for d in (0, .2, .4)])
+    assert claim_status("figure1", healthy) == {"degradation": "fail"}
+    noisy = fake_runs([("plain20", 9 + d, 4 + d, "done") for d in (0, 2, 4)]
+                      + [("plain56", 10 + d, 5 + d, "done") for d in (0, 2, 4)])
+    assert claim_status("figure1", noisy) == {"degradation": "inconclusive"}
+    assert claim_status("figure1", fake_runs([("plain20", 9, 4, "done")])) == {"degradation": "not run"}
+
+
+def test_table6_and_figure6_claims():
+    falling = fake_runs([(f"resnet{d}", e + s, 1, "done") for d, e in ((20, 8.8), (32, 7.5), (44, 7.2), (56, 6.9))
+                         for s in (0, .1, .2)] + [("resnet110", 6.4 + s, 1, "done") for s in (0, .1, .2)]
+                        + [("resnet1202", 7.9 + s, 1, "done") for s in (0, .1, .2)], R110 | {"resnet1202": {"warmup": True}})
+    assert claim_status("table6", falling) == {"deeper_resnets_better": "pass", "resnet1202_worse": "pass"}
+    plain = fake_runs([(f"plain{d}", 10, e + s, "done") for d, e in ((20, 5), (32, 6), (44, 7), (56, 8))
+                       for s in (0, .1, .2)] + [("plain110", 80 + s, 80, "done") for s in (0, 1, 2)])
+    status = claim_status("figure6", plain)
+    assert status["plain_training_error_rises"] == "pass" and status["plain110_fails"] == "pass"
+
+
+def test_shortcuts_help_depth_on_imagenet_runs():
+    runs = fake_runs([(m, 1, 1, "done") for m in ("plain18", "plain34", "resnet18", "resnet34") for _ in range(3)])
+    runs["top1_err_10crop"] = [27.9, 28.0, 28.1, 28.5, 28.6, 28.7, 27.8, 27.9, 28.0, 25.0, 25.1, 25.2]
+    assert claim_status("table2", runs) == {"shortcuts_help_depth": "pass"}
+    runs["top1_err_10crop"] = [28.5, 28.6, 28.7, 27.9, 28.0, 28.1, 27.8, 27.9, 28.0, 25.0, 25.1, 25.2]
+    assert claim_status("table2", runs) == {"shortcuts_help_depth": "fail"}  # plain-34 better than plain-18
+
+
+def test_fig7_claims_under_every_reading_of_std():
+    models = ["plain20", "resnet20", "resnet56", "resnet110"]
+    runs = fake_runs([(m, 8, 1, "done") for m in models for _ in range(3)], R110)
+    rows = []
+    for run, model, seed in zip(runs["run"], runs["model"], runs["seed"]):
+        big = {"plain20": 2.0, "resnet20": 1.0, "resnet56": 0.5, "resnet110": 0.25}[model]
+        for layer in (1, 2):
+            values = {r: big + 0.01 * len(rows) for r in ("std", "channel_std", "rms", "std_train",
+                                                          "channel_std_train", "rms_train")}
+            values["rms_train"] = (1.0, 1.6, 0.4)[seed]  # one reading where the networks do not differ
+            rows.append({"run": run, "model": model, "layer": layer, "block_output": layer == 2, **values})
+    status = claim_status("figure7", runs, pd.DataFrame(rows))
+    assert status["resnet_responses_smaller [std, all 3x3 layers]"] == "pass"
+    assert status["resnet_responses_smaller [channel_std_train, block outputs]"] == "pass"
+    assert status["deeper_resnet_responses_smaller [std, all 3x3 layers]"] == "pass"
+    assert status["resnet_responses_smaller [rms_train, all 3x3 layers]"] == "inconclusive"
+    assert len(status) == 6 * 2 + 6  # 6 readings x 2 views, and 6 readings of the depth claim
 
 
 def test_notebooks_are_committed_without_outputs():
@@ -213,6 +296,7 @@ def _table6_diff(ours: dict[str, list[float]]) -> pd.DataFrame:
     exp = load_experiment("table6")
     runs = pd.DataFrame([{"run": f"{m}-{i}", "model": m, "options": json.dumps(exp.row(m).options, sort_keys=True),
                           "preset": "paper", "status": "done", "test_error": e, "data_variant": "cifar10-jpeg-q75",
+                          "seed": i, "tier": "proxy: JPEG q75 data (bf16+TF32)",
                           "git_commit": "abc", "git_dirty": False, "iterations": 64000}
                          for m, errors in ours.items() for i, e in enumerate(errors)])
     return diff_table(exp, runs)

@@ -20,19 +20,26 @@ def test_plan_covers_rows_and_seeds_with_row_options():
     assert not any(p.run.recipe.warmup for p in planned if p.run.model == "resnet20")
 
 
+def test_resnet110_is_five_runs_by_default_and_the_other_rows_one():
+    planned = plan(load_experiment("table6"), "paper")
+    seeds = {}
+    for p in planned:
+        seeds.setdefault(p.run.model, []).append(p.run.seed)
+    assert seeds["resnet110"] == [0, 1, 2, 3, 4]
+    assert all(s == [0] for m, s in seeds.items() if m != "resnet110")
+
+
 def test_smoke_skips_resnet1202_unless_named():
     skipped = [p.run.model for p in plan(load_experiment("table6"), "smoke") if p.skip_reason]
     assert skipped == ["resnet1202"]
     assert not plan(load_experiment("table6"), "smoke", models=["resnet1202"])[0].skip_reason
 
 
-def test_imagenet_plans_carry_their_test_protocol_and_recipe():
+def test_imagenet_plans_name_each_network_once_and_use_the_imagenet_recipe():
     table3 = plan(load_experiment("table3"), "paper")
-    assert [p.run.model for p in table3] == ["plain34", "resnet34_A", "resnet34_B", "resnet34_C", "resnet50",
+    assert [p.run.model for p in table3] == ["plain34", "resnet34", "resnet34_B", "resnet34_C", "resnet50",
                                              "resnet101", "resnet152"]
-    assert {p.run.test for p in table3} == {"10crop"} and table3[0].run.recipe.batch_size == 256
-    assert {p.run.test for p in plan(load_experiment("table4"), "paper")} == {"multiscale"}
-    assert {p.run.test for p in plan(load_experiment("figure4"), "paper")} == {"center"}
+    assert table3[0].run.recipe.batch_size == 256
     smoke = plan(load_experiment("table3"), "smoke")
     assert [p.run.model for p in smoke if p.skip_reason] == ["resnet101", "resnet152"]
 
@@ -128,3 +135,30 @@ def test_bench_jobs_measures_packed_trainings(bench_root, tmp_path):
     assert [r["jobs"] for r in results] == [1, 2]
     assert all(r["steady_img_per_s"] > 0 and r["wall_img_per_s"] > 0 for r in results)
     assert "vs 1 job" in proc.stdout
+
+
+def test_an_imagenet_network_is_one_run_whatever_table_tests_it(tmp_path):
+    """The test protocol is no part of a run: Tables 3 and 4 share ResNet-50, Table 3's ResNet-34 A is
+    Table 2's ResNet-34, and Fig. 4 reuses Table 2's runs."""
+    from resbench.runner import prepare
+
+    def job_dir(name, model):
+        (job,), _, _ = prepare(name, "smoke", [model], out=tmp_path, engine=CPU, synthetic=True, say=lambda _: None)
+        return job.dir
+
+    assert job_dir("table3", "resnet50") == job_dir("table4", "resnet50")
+    assert job_dir("table3", "resnet34_A") == job_dir("table2", "resnet34") == job_dir("figure4", "resnet34")
+    assert job_dir("table3", "resnet34_B") != job_dir("table2", "resnet34")
+
+
+def test_fp32_is_true_fp32_and_bf16_runs_record_tf32():
+    import torch
+
+    try:
+        for engine, tf32 in ((Engine("cuda", "fp32", False), False), (Engine("cuda", "bf16", False), True),
+                             (Engine("cpu", "fp32", False), False)):
+            engine.apply_global_settings()
+            assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
+            assert engine.arithmetic == {"precision": engine.precision, "tf32": tf32}
+    finally:
+        Engine("cpu", "fp32", False).apply_global_settings()

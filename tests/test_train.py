@@ -139,7 +139,34 @@ def test_fig7_std_is_the_std_of_the_bn_output():
     model.stem.register_forward_hook(lambda m, i, o: captured.append(o))
     x = torch.randn(16, 3, 32, 32)
     stds = response_stds(model, [(x[:8], None), (x[8:], None)])
-    assert stds[0]["std"] == pytest.approx(torch.cat(captured).double().std(unbiased=False).item(), rel=1e-6)
+    eval_pass = torch.cat(captured[:2])  # then the train-mode pass (the hook is copied with the model)
+    assert stds[0]["std"] == pytest.approx(eval_pass.double().std(unbiased=False).item(), rel=1e-6)
+
+
+def test_fig7_readings_of_std_on_a_hand_computed_tensor():
+    """Channel 0 holds 1 and 3, channel 1 holds 10 and 10 (two images, one position each)."""
+    from resbench.probes.responses import moments, readings
+
+    out = torch.tensor([[[[1.0]], [[10.0]]], [[[3.0]], [[10.0]]]])  # (B=2, C=2, 1, 1)
+    r = readings(moments(out))
+    assert r["std"] == pytest.approx(16.5 ** 0.5)  # pooled: values 1, 3, 10, 10 around their mean 6
+    assert r["channel_std"] == pytest.approx(0.5)  # (1 + 0) / 2
+    assert r["rms"] == pytest.approx(52.5 ** 0.5)  # (1 + 9 + 100 + 100) / 4
+
+
+def test_fig7_train_mode_uses_batch_statistics_and_leaves_the_model_alone():
+    model = build_model("resnet8").eval()
+    for m in model.modules():  # running statistics far from any batch's
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(3.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stds = response_stds(model, [(torch.randn(16, 3, 32, 32), None)], bn_images=8)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()) and not model.training
+    stem = stds[0]
+    assert set(stem) >= {"std", "channel_std", "rms", "std_train", "channel_std_train", "rms_train", "block_output"}
+    assert stem["channel_std_train"] == pytest.approx(1.0, abs=0.02)  # BN in train mode: each channel ~unit std
+    assert stem["rms"] > 2.5  # eval mode: normalised by running means of 3, far off
+    assert [s["block_output"] for s in stds] == [False, False, True, False, True, False, True]
 
 
 def test_a_finished_run_writes_everything_a_report_needs(tiny_data, tmp_path):

@@ -204,9 +204,11 @@ def center_view(img: torch.Tensor, views: Views) -> torch.Tensor:
 
 
 def ten_views(img: torch.Tensor, views: Views) -> torch.Tensor:
-    """(10, 3, crop, crop): the 4 corners and the center of the resized image, and their flips."""
-    return torch.stack([normalize(v) for v in TF.ten_crop(TF.resize(img, views.test_size, antialias=True),
-                                                           [views.crop, views.crop])])
+    """(10, 3, crop, crop): the standard 10-crop test (AlexNet's, which the paper uses): the 4
+    corners and the center of the central test_size x test_size patch of the image resized to
+    shorter side test_size, and their flips; not the corners of the whole rectangle."""
+    square = TF.center_crop(TF.resize(img, views.test_size, antialias=True), [views.test_size] * 2)
+    return torch.stack([normalize(v) for v in TF.ten_crop(square, [views.crop, views.crop])])
 
 
 class TrainSet(Dataset):

@@ -17,7 +17,7 @@ from .blocks import ConvBN, he_init
 from .cifar import CifarNet, blocks_per_stage, cifar_plain, cifar_resnet
 from .imagenet import STAGES as IMAGENET_DEPTHS, ImageNetNet, imagenet_plain, imagenet_resnet, vgg
 
-__all__ = ["ModelSpec", "build_model", "parse_model_name", "resnet", "plain", "vgg", "ConvBN",
+__all__ = ["ModelSpec", "build_model", "canonical_name", "parse_model_name", "resnet", "plain", "vgg", "ConvBN",
            "CifarNet", "ImageNetNet", "he_init"]
 
 _NAME = re.compile(r"^(?:(cifar|imagenet)_)?(resnet|plain|vgg)(\d+)(?:_([ABC]))?(_v1\.5)?$")
@@ -74,6 +74,16 @@ def parse_model_name(name: str) -> ModelSpec:
     if v15 and depth < 50:
         raise ValueError(f"{name!r}: v1.5 moves the stride inside a bottleneck; ResNet-{depth} has none")
     return ModelSpec(name, dataset, "resnet", depth, shortcut, "v1.5" if v15 else "v1")
+
+
+def canonical_name(name: str) -> str:
+    """The shortest name of the same network: `resnet34_A` is `resnet34` (A is its default), so
+    Table 2's ResNet-34 and Table 3's ResNet-34 A are one network, trained once."""
+    spec = parse_model_name(name)
+    default = parse_model_name(re.sub(r"_[ABC](?=(_v1\.5)?$)", "", name))
+    if spec == ModelSpec(spec.name, default.dataset, default.family, default.depth, default.shortcut, default.version):
+        return default.name
+    return name
 
 
 def resnet(depth: int, dataset: str = "cifar", shortcut: str | None = None, version: str = "v1",

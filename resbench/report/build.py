@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from ..results import PACKAGE_DIR
 from ..spec import load_experiment
 
 ANALYSIS_DIR = PACKAGE_DIR.parent / "analysis"
-VERDICT_ORDER = ("reproduced", "close", "not reproduced", "not run")
+VERDICT_ORDER = ("reproduced", "close", "not reproduced", "proxy", "not run")
+CLAIM_ORDER = ("pass", "fail", "inconclusive", "not run")
 
 
 def notebook_for(name: str) -> Path:
@@ -47,26 +49,77 @@ def build_report(name: str, runs: str | Path = "runs", out: str | Path = "report
                         "preset": preset, "data_variant": data_variant})
     html, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     (out_dir / f"{name}.html").write_text(html)
-    build_index(out)
+    build_index(out, runs)
     return out_dir
 
 
-def build_index(out: str | Path = "reports") -> Path:
-    """reports/README.md: every report with its verdicts and claim outcomes."""
+def owed_runs(runs: str | Path) -> dict[str, list[str]]:
+    """Per trainable experiment, its rows with fewer finished runs of the paper's recipe in `runs`
+    than the paper's number summarises (one; five for ResNet-110)."""
+    from ..spec import all_experiments
+    from ..store import load_runs
+    from .diff import row_runs
+
+    table = load_runs(runs)
+    owed = {}
+    for exp in all_experiments():
+        if exp.kind != "train":
+            continue
+        missing = []
+        for row in exp.runnable_rows:
+            done = int((row_runs(exp, row, table, "paper")["status"] == "done").sum())
+            if done < row.seeds:
+                missing.append(row.id if row.seeds == 1 else f"{row.id} ({done}/{row.seeds} seeds)")
+        if missing:
+            owed[exp.name] = missing
+    return owed
+
+
+def _owed_lines(runs: str | Path) -> list[str]:
+    from ..spec import load_experiment
+
+    owed = owed_runs(runs)
+    lines = ["## Runs still owed", "",
+             f"Rows with no finished run of the paper's recipe in `{Path(runs).as_posix()}/`:", ""]
+    for name, rows in owed.items():
+        where = "needs ImageNet, which this project's machines do not have" \
+            if load_experiment(name).dataset == "imagenet" else "CIFAR-10, 64k iterations each: a GPU's work"
+        lines.append(f"* {name}: {', '.join(rows)} ({where})")
+    return lines + ([] if owed else ["* none"]) + [""]
+
+
+def build_index(out: str | Path = "reports", runs: str | Path | None = None) -> Path:
+    """reports/README.md: every report with its verdicts and claim outcomes; which reports read
+    real runs of the paper's recipe; and (given `runs`) which rows no such run covers yet."""
     out = Path(out)
     lines = ["# resbench reports", "",
              "Each folder regenerates one table or figure of He et al. (2015) from run directories and "
              "diffs it against the paper (`diff.csv`, `README.md`, the executed notebook and its HTML). "
-             "Rebuild with `resbench report --all --runs DIR`.", "",
-             "| report | runs | preset | " + " | ".join(VERDICT_ORDER) + " | claims |",
-             "|---|---|---|" + "---|" * len(VERDICT_ORDER) + "---|"]
-    for summary_path in sorted(out.glob("*/summary.json"), key=lambda p: (not p.parent.name.startswith("table"),
-                                                                          p.parent.name)):
+             "Rebuild with `resbench report --all --runs DIR`.", ""]
+    summaries = sorted(out.glob("*/summary.json"), key=lambda p: (not p.parent.name.startswith("table"), p.parent.name))
+    if summaries:
+        lines += ["| report | runs | preset | tier | " + " | ".join(VERDICT_ORDER) + " | claims: "
+                  + " / ".join(CLAIM_ORDER) + " |", "|---|---|---|---|" + "---|" * len(VERDICT_ORDER) + "---|"]
+    else:
+        lines += ["No report is built here yet."]
+    for summary_path in summaries:
         s = json.loads(summary_path.read_text())
-        claims = ", ".join(f"{c['claim']}: {c['status']}" for c in s["claims"]) or "—"
+        statuses = [c["status"] for c in s["claims"]]
+        claims = " / ".join(str(statuses.count(c)) for c in CLAIM_ORDER) if statuses else "—"
         counts = " | ".join(str(s["verdicts"].get(v, 0)) for v in VERDICT_ORDER)
-        lines.append(f"| [{s['name']}]({s['name']}/README.md) | {s['runs']} | {s['preset']} | {counts} | {claims} |")
-    lines += ["", "Verdicts count (row, metric) lines of each `diff.csv`; the rule is in every report's README."]
+        tiers = "; ".join(s.get("tiers", [])) or "—"
+        lines.append(f"| [{s['name']}]({s['name']}/README.md) | {s['runs']} | {s['preset']} | {tiers} | {counts} "
+                     f"| {claims} |")
+    lines += ["", "Verdicts count (row, metric, tier) lines of each `diff.csv`; claims count the lines of each "
+              "`claims.csv` (one per claim, and per reading of std for Fig. 7). Rules: in every report's README.", ""]
+    real = [s["name"] for s in map(lambda p: json.loads(p.read_text()), out.glob("*/summary.json"))
+            if s["preset"] == "paper" and s["runs"]]
+    lines += ["## Real-run reports", "",
+              (f"Read runs of the paper's full recipe: {', '.join(sorted(real))}." if real else
+               "None yet: no run of the paper's full recipe has been made (no GPU run so far). Reports of "
+               "demo or smoke runs say so at their top and give no verdict."), ""]
+    if runs is not None:  # named relative to the index, so that it reads the same on every machine
+        lines += _owed_lines(os.path.relpath(Path(runs).resolve(), out.resolve()))
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -1,112 +1,178 @@
-"""The paper's qualitative claims, checked on our runs: pass, fail, or not run."""
+"""The paper's qualitative claims, judged on our runs: pass, fail, inconclusive or not run.
+
+Each claim is a set of orderings between networks ("plain-56 trains worse than plain-20").
+Each ordering is judged over seeds with a one-sided Welch t-test (`stats.ordering`): pass
+when it holds at p < 0.05, fail when the opposite holds at p < 0.05, inconclusive otherwise
+or with fewer than 3 finished runs on a side: a strict ordering on one seed is not
+evidence. A claim passes when every ordering passes, fails when one fails, and is
+inconclusive otherwise. Claims read the runs of one tier (`resbench.protocol`): the one
+with the most finished runs. Fig. 7's claims are judged under every reading of "std"
+(`resbench.probes.responses`); the figure shows the default.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from ..models import parse_model_name
+from ..models import canonical_name
+from ..probes.responses import READINGS
 from ..spec import Experiment
+from . import stats
 from .diff import row_runs
+
+CLAIM_COLUMNS = ["claim", "statement", "definition", "status", "evidence"]
+Values = Callable[[str, str], list]  # (model, column) -> one value per finished run
 
 
 @dataclass(frozen=True)
 class Claim:
     name: str
     statement: str
-    check: Callable[[dict[str, pd.DataFrame], pd.DataFrame], tuple[bool | None, str]]
+    orderings: Callable[[Experiment], list[tuple[str, str, str]]]  # (lower model, higher model, column)
+    bound: tuple[str, str, float] | None = None  # (model, column, value) the model's runs stay above
+    pairs_optional: bool = False  # an ordering without runs on both sides is left out (a net without its twin)
 
 
-def _means(by_model: dict[str, pd.DataFrame], column: str, family: str, max_depth: int = 110) -> dict[int, float]:
-    out = {}
-    for model, runs in by_model.items():
-        spec = parse_model_name(model)
-        if spec.family == family and spec.depth <= max_depth and runs[column].notna().any():
-            out[spec.depth] = float(runs[column].mean())
-    return dict(sorted(out.items()))
+def _fmt(values: list) -> str:
+    v = [x for x in values if x == x]
+    if len(v) < stats.MIN_SEEDS:
+        return "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
+    return f"{np.mean(v):.2f}±{np.std(v, ddof=1):.2f} (n={len(v)})"
 
 
-def _fmt(values: dict[int, float], family: str) -> str:
-    return ", ".join(f"{family}-{d} {v:.2f}" for d, v in values.items())
+def judge(claim: Claim, exp: Experiment, values: Values) -> tuple[str, str]:
+    """(status, evidence) of one claim over the runs `values` gives."""
+    outcomes, parts, missing, untested = [], [], [], []
+    for low, high, column in claim.orderings(exp):
+        a, b = values(low, column), values(high, column)
+        if claim.pairs_optional and (not a or not b):
+            untested += [f"{low} vs {high}"] if a or b else []
+            continue
+        if not a or not b:
+            missing += [m for m, v in ((low, a), (high, b)) if not v and m not in missing]
+            continue
+        outcome, p = stats.ordering(a, b)
+        tested = f"p = {p:.3g}" if p == p else f"n = {len(a)}, {len(b)}: not tested"
+        parts.append(f"{column.replace('_', ' ')} {low} {_fmt(a)} < {high} {_fmt(b)}: {outcome} ({tested})")
+        outcomes.append(outcome)
+    if claim.bound:
+        model, column, bound = claim.bound
+        v = values(model, column)
+        if v:
+            outcome, p = stats.above(v, bound)
+            tested = f"p = {p:.3g}" if p == p else f"n = {len(v)}: not tested"
+            parts.append(f"{column.replace('_', ' ')} {model} {_fmt(v)} > {bound}: {outcome} ({tested})")
+            outcomes.append(outcome)
+        else:
+            missing.append(model)
+    if not outcomes:
+        return "not run", f"needs finished runs of {', '.join(missing)}"
+    status = "fail" if "fail" in outcomes else "pass" if all(o == "pass" for o in outcomes) and not missing \
+        else "inconclusive"
+    evidence = "; ".join(parts) + (f"; no runs of {', '.join(missing)}" if missing else "") + \
+        (f"; untested (one side has no runs): {', '.join(untested)}" if untested else "")
+    return status, evidence
 
 
-def degradation(by_model, responses):
-    train = _means(by_model, "train_error", "plain")
-    if len(train) < 2:
-        return None, "needs finished runs of two plain nets"
-    shallow, deep = list(train.values())[0], list(train.values())[-1]
-    return deep > shallow, f"final training error (%): {_fmt(train, 'plain')}"
+def _chain(models: tuple[str, ...], column: str, falls: bool = False):
+    """Orderings of neighbours: each model lower (falls=False: higher) than the next one."""
+    def orderings(exp):
+        pairs = zip(models, models[1:])
+        return [(b, a, column) if falls else (a, b, column) for a, b in pairs]
+    return orderings
 
 
-def deeper_resnets_better(by_model, responses):
-    test = _means(by_model, "test_error", "resnet")
-    if len(test) < 2:
-        return None, "needs finished runs of two ResNets up to 110 layers"
-    values = list(test.values())
-    ordered = all(b < a for a, b in zip(values, values[1:]))
-    return ordered, f"mean test error (%): {_fmt(test, 'resnet')}"
+def _degradation(exp: Experiment) -> list[tuple[str, str, str]]:
+    shallow, deep = ("plain18", "plain34") if exp.dataset == "imagenet" else ("plain20", "plain56")
+    return [(shallow, deep, "train_error"), (shallow, deep, "test_error")]
 
 
-def _response_means(by_model, responses) -> dict[str, float]:
-    if responses.empty:
-        return {}
-    runs = set().union(*(set(df["run"]) for df in by_model.values())) if by_model else set()
-    mine = responses[responses["run"].isin(runs)]
-    return mine.groupby("model")["std"].mean().to_dict()
-
-
-def resnet_responses_smaller(by_model, responses):
-    means = _response_means(by_model, responses)
-    pairs = [(d, means[f"resnet{d}"], means[f"plain{d}"]) for d in (20, 56, 110)
-             if f"resnet{d}" in means and f"plain{d}" in means]
-    if not pairs:
-        return None, "needs the Fig. 7 probe of a ResNet and its plain twin"
-    evidence = "; ".join(f"depth {d}: ResNet {r:.3f} vs plain {p:.3f}" for d, r, p in pairs)
-    return all(r < p for _, r, p in pairs), f"mean response std, {evidence}"
-
-
-def deeper_resnet_responses_smaller(by_model, responses):
-    means = _response_means(by_model, responses)
-    depths = sorted(parse_model_name(m).depth for m in means if m.startswith("resnet"))
-    if len(depths) < 2:
-        return None, "needs the Fig. 7 probe of two ResNets"
-    values = [means[f"resnet{d}"] for d in depths]
-    evidence = ", ".join(f"ResNet-{d} {v:.3f}" for d, v in zip(depths, values))
-    return all(b < a for a, b in zip(values, values[1:])), f"mean response std: {evidence}"
-
-
-def shortcuts_help_depth(by_model, responses):
-    return None, "no ImageNet run was made (ImageNet is not available on this project's machines)"
+def _shortcuts_help(exp: Experiment) -> list[tuple[str, str, str]]:
+    column = f"top1_err_{exp.test}"
+    return [("resnet34", "resnet18", column), ("plain18", "plain34", column)]
 
 
 CLAIMS = {c.name: c for c in (
-    Claim("degradation", "The deeper plain net has the higher training error (Fig. 1 and 6)", degradation),
-    Claim("deeper_resnets_better", "Deeper ResNets have lower test error, up to 110 layers (Table 6)",
-          deeper_resnets_better),
+    Claim("degradation", "The deeper plain net has higher training and test error than the shallower one "
+          "(Fig. 1: plain-20 vs 56; Fig. 4: plain-18 vs 34)", _degradation),
+    Claim("plain_training_error_rises", "Training error rises with depth: plain-20 < 32 < 44 < 56 (Fig. 6)",
+          _chain(("plain20", "plain32", "plain44", "plain56"), "train_error")),
+    Claim("plain110_fails", "Plain-110 fails: its error stays above 60% (Fig. 6)", lambda exp: [],
+          bound=("plain110", "test_error", 60.0)),
+    Claim("deeper_resnets_better", "Test error falls with depth: ResNet-20 > 32 > 44 > 56 > 110 (Table 6)",
+          _chain(("resnet20", "resnet32", "resnet44", "resnet56", "resnet110"), "test_error", falls=True)),
+    Claim("resnet1202_worse", "ResNet-1202 has higher test error than ResNet-110 (Table 6)",
+          lambda exp: [("resnet110", "resnet1202", "test_error")]),
+    Claim("shortcuts_help_depth", "ResNet-34 beats ResNet-18 while plain-34 is worse than plain-18 "
+          "(Table 2, Fig. 4)", _shortcuts_help),
+)}
+
+# Fig. 7: a per-run number, the mean over layers of one reading, for two views of the layers
+FIG7_VIEWS = {"all 3x3 layers": lambda r: r, "block outputs": lambda r: r[r["block_output"].astype(bool)]}
+FIG7_CLAIMS = {c.name: c for c in (
     Claim("resnet_responses_smaller", "ResNets' layer responses are smaller than their plain twins' (Fig. 7)",
-          resnet_responses_smaller),
-    Claim("deeper_resnet_responses_smaller", "Deeper ResNets have smaller responses (Fig. 7)",
-          deeper_resnet_responses_smaller),
-    Claim("shortcuts_help_depth", "With shortcuts the 34-layer net beats the 18-layer one (Table 2, Fig. 4)",
-          shortcuts_help_depth),
+          lambda exp: [(f"resnet{d}", f"plain{d}", "response") for d in (20, 56, 110)], pairs_optional=True),
+    Claim("deeper_resnet_responses_smaller", "Deeper ResNets have smaller responses: ResNet-20 > 56 > 110 "
+          "(Fig. 7)", _chain(("resnet20", "resnet56", "resnet110"), "response", falls=True)),
 )}
 
 
+def _main_tier(runs: pd.DataFrame) -> pd.DataFrame:
+    finished = runs[runs["status"] == "done"]
+    if finished.empty:
+        return finished
+    return finished[finished["tier"] == finished["tier"].value_counts().idxmax()]
+
+
 def check_claims(exp: Experiment, runs: pd.DataFrame, responses: pd.DataFrame, preset: str = "paper") -> pd.DataFrame:
-    """One line per claim the experiment declares: claim, statement, status, evidence."""
-    by_model = {}
-    for row in exp.runnable_rows:
-        mine = row_runs(exp, row, runs, preset)
-        mine = mine[mine["status"] == "done"]
-        if len(mine):
-            by_model[row.model] = mine
+    """One line per claim the experiment declares (per reading of std for Fig. 7's)."""
+    mine = pd.concat([runs.iloc[0:0], *(row_runs(exp, r, runs, preset) for r in exp.runnable_rows)])
+    mine = _main_tier(mine.drop_duplicates("run"))
+
+    def values(model: str, column: str) -> list:
+        chosen = mine[mine["model"].map(canonical_name) == canonical_name(model)]
+        return [float(v) for v in chosen[column] if v is not None and v == v]
+
     lines = []
     for name in exp.claims:
+        if name in FIG7_CLAIMS:
+            lines += _fig7_lines(FIG7_CLAIMS[name], exp, mine, responses)
+            continue
         claim = CLAIMS[name]
-        outcome, evidence = claim.check(by_model, responses)
-        status = "not run" if outcome is None else ("pass" if outcome else "fail")
-        if outcome is not None and preset != "paper":
-            status, evidence = "not run", f"{preset} runs only, which would say {'pass' if outcome else 'fail'}: {evidence}"
-        lines.append({"claim": name, "statement": claim.statement, "status": status, "evidence": evidence})
-    return pd.DataFrame(lines, columns=["claim", "statement", "status", "evidence"])
+        status, evidence = judge(claim, exp, values)
+        lines.append({"claim": name, "statement": claim.statement, "definition": "", "status": status,
+                      "evidence": evidence})
+    table = pd.DataFrame(lines, columns=CLAIM_COLUMNS)
+    if preset != "paper":  # short runs: the numbers are shown, never judged
+        judged = table["status"] != "not run"
+        table.loc[judged, "evidence"] = f"{preset} runs only, too short to judge the paper's claim: " + \
+            table.loc[judged, "evidence"]
+        table["status"] = "not run"
+    elif not mine.empty:
+        table["evidence"] = table["evidence"] + f" [tier: {mine['tier'].iloc[0]}]"
+    return table
+
+
+def _fig7_lines(claim: Claim, exp: Experiment, runs: pd.DataFrame, responses: pd.DataFrame) -> list[dict]:
+    mine = responses[responses["run"].isin(set(runs["run"]))] if not responses.empty else responses
+    lines = []
+    for view, select in FIG7_VIEWS.items():
+        for reading in READINGS:
+            if view == "block outputs" and claim.name != "resnet_responses_smaller":
+                continue  # the residual function's output is compared with the plain twin's layer
+            if mine.empty or reading not in mine or "block_output" not in mine or mine[reading].isna().all():
+                per_run = pd.Series(dtype=float)
+            else:
+                per_run = select(mine).groupby("run")[reading].mean()
+            model_of = mine.drop_duplicates("run").set_index("run")["model"] if not mine.empty else {}
+
+            def values(model: str, column: str, per_run=per_run, model_of=model_of) -> list:
+                return [float(v) for run, v in per_run.items() if model_of[run] == model]
+
+            status, evidence = judge(claim, exp, values)
+            lines.append({"claim": claim.name, "statement": claim.statement, "definition": f"{reading}, {view}",
+                          "status": status, "evidence": evidence})
+    return lines

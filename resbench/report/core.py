@@ -8,11 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from ..probes.complexity import Complexity, complexity
+from ..protocol import is_exact
 from ..results import write_json
 from ..store import load_curves, load_responses, load_runs
 from ..spec import Experiment, load_experiment
 from . import diff as diffs
 from . import gap as gaps
+from . import claims as claim_checks
 from .claims import check_claims
 from .figures import curves_figure, responses_figure, table_figure
 
@@ -63,19 +65,26 @@ class Report:
         counts = self.diff["verdict"].value_counts().to_dict()
         return {v: int(counts.get(v, 0)) for v in diffs.VERDICTS}
 
+    def tiers(self) -> list[str]:
+        """The tiers of the runs read (see resbench.protocol), exact ones first."""
+        return sorted(set(self.runs["tier"].dropna()), key=lambda t: (not is_exact(t), t))
+
     def table(self) -> pd.DataFrame:
-        """The table as a reader wants it: one line per row, paper and ours side by side."""
+        """The table as a reader wants it: one line per row (and tier), paper and ours side by side."""
         lines = []
         for row in self.exp.rows:
-            line = {"row": row.id, "model": row.model or "(other paper)"}
-            if row.model in self.complexity:
-                c = self.complexity[row.model]
-                line.update({"params (M)": round(c.params / 1e6, 3), "GMACs": round(c.macs / 1e9, 3)})
-            for _, d in self.diff[self.diff["row"] == row.id].iterrows():
-                line[f"{d.metric} paper"] = d.paper
-                line[f"{d.metric} ours"] = _ours(d)
-                line[f"{d.metric} verdict"] = d.verdict
-            lines.append(line)
+            mine = self.diff[self.diff["row"] == row.id]
+            computed, measured = mine[mine["tier"] == "computed"], mine[mine["tier"] != "computed"]
+            for tier in list(dict.fromkeys(measured["tier"])) or [""]:
+                line = {"row": row.id, "model": row.model or "(other paper)", "tier": tier}
+                if row.model in self.complexity:
+                    c = self.complexity[row.model]
+                    line.update({"params (M)": round(c.params / 1e6, 3), "GMACs": round(c.macs / 1e9, 3)})
+                for _, d in pd.concat([computed, measured[measured["tier"] == tier]]).iterrows():
+                    line[f"{d.metric} paper"] = d.paper
+                    line[f"{d.metric} ours"] = _ours(d)
+                    line[f"{d.metric} verdict"] = d.verdict
+                lines.append(line)
         return pd.DataFrame(lines)
 
     def figure(self):
@@ -101,7 +110,8 @@ class Report:
         (out / "README.md").write_text(self.markdown(has_figure=fig is not None))
         write_json(out / "summary.json", {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
                                           "verdicts": self.verdicts(), "runs": len(self.run_names),
-                                          "claims": self.claims[["claim", "status"]].to_dict("records"),
+                                          "tiers": self.tiers(),
+                                          "claims": self.claims[["claim", "definition", "status"]].to_dict("records"),
                                           "gap": self.gap_verdict})
         return out
 
@@ -110,6 +120,10 @@ class Report:
         lines = [f"# {self.exp.title}", "",
                  f"Runs read: {len(self.run_names)} ({self.preset} preset). "
                  + ", ".join(f"{k}: {n}" for k, n in v.items() if n) + ".", ""]
+        if self.tiers():
+            lines += ["Tier: " + "; ".join(f"`{t}`" for t in self.tiers()) + ". Only `exact` runs (the paper's "
+                      "data, BN statistics and recipe) are compared with the paper's numbers; a `proxy` line shows "
+                      "its numbers and says nothing about whether the paper's were reproduced.", ""]
         if self.preset != "paper" and self.run_names:
             iterations = ", ".join(str(i) for i in sorted(set(self.runs["iterations"])))
             lines += [f"**These are {self.preset} runs** ({iterations} iterations, not the paper's 64,000): they "
@@ -129,14 +143,21 @@ class Report:
             lines += [gaps.__doc__.split("\n\n", 1)[1].strip(), ""]
         lines += ["## How verdicts are decided", "", diffs.__doc__.split("\n\n", 1)[1].strip(), "",
                   f"Tolerances for this experiment: {json.dumps(self.exp.tolerance)}.", ""]
+        if not self.claims.empty:
+            lines += ["## How claims are judged", "", claims_rule(), ""]
         return "\n".join(lines)
+
+
+def claims_rule() -> str:
+    return claim_checks.__doc__.split("\n\n", 1)[1].strip()
 
 
 def _ours(d) -> str:
     if pd.isna(d.ours_mean):
         return "—"
     if d.n and d.n > 1:
-        return f"{d.ours_best:.2f} (best), {d.ours_mean:.2f}±{d.ours_std:.2f} (n={int(d.n)})"
+        best = "" if pd.isna(d.ours_best) else f"{d.ours_best:.2f} (best), "
+        return f"{best}{d.ours_mean:.2f}±{d.ours_std:.2f} (n={int(d.n)})"
     return f"{d.ours_mean:.3g}"
 
 

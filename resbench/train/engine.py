@@ -1,8 +1,13 @@
 """How a step runs on the hardware: device, precision, memory layout, compilation.
 
-None of this changes what is computed, only how fast (bf16 changes rounding; the
-resolved precision is part of a run's config). The defaults pick the fast path on a GPU
-(bf16 autocast, channels_last, torch.compile, fused SGD) and plain fp32 eager elsewhere.
+Layout, compilation and the fused optimizer change only how fast a step runs. Precision
+changes what is computed: bf16 autocast rounds every convolution's inputs and outputs, the
+residual stream included, to 8 bits of mantissa, and TF32 rounds fp32 convolutions and
+matmuls to 10. Whether that moves a test error is measured (the precision control of the
+GPU issue), not assumed: a run records its precision and TF32, reports name them in the
+row's tier and never average runs of different arithmetic. The defaults pick the fast path
+on a GPU (bf16 autocast with TF32, channels_last, torch.compile, fused SGD) and plain fp32
+eager elsewhere; `precision="fp32"` is true fp32, TF32 off, as the paper's 2015 GPUs computed.
 """
 from __future__ import annotations
 
@@ -52,13 +57,23 @@ class Engine:
             raise ValueError(f"decode must be auto, device or workers, got {decode!r}")
         return Engine(device, precision, compile_, self.compile_mode, self.channels_last, self.deterministic, decode)
 
+    @property
+    def tf32(self) -> bool:
+        """TF32 for fp32 convolutions and matmuls: only beside bf16 autocast, only on CUDA."""
+        return self.precision == "bf16" and self.device.startswith("cuda")
+
+    @property
+    def arithmetic(self) -> dict:
+        """What a run records about its arithmetic (part of its config)."""
+        return {"precision": self.precision, "tf32": self.tf32}
+
     def apply_global_settings(self) -> None:
         if self.deterministic and self.device.startswith("cuda"):
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS starts
         torch.backends.cudnn.benchmark = not self.deterministic
         torch.use_deterministic_algorithms(self.deterministic, warn_only=False)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
+        torch.backends.cudnn.allow_tf32 = self.tf32
 
 
 def sync(device: str) -> None:

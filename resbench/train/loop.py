@@ -27,13 +27,14 @@ class CifarRun:
     recipe: CifarRecipe
     seed: int
     preset: str = "paper"
-    options: tuple[tuple[str, object], ...] = ()  # the recipe options the row asked for
+    options: tuple[tuple[str, object], ...] = ()  # the recipe options the row asked for (the paper's)
+    overrides: tuple[tuple[str, object], ...] = ()  # --set options: departures from the paper's recipe
 
     def config(self, data: CifarData, engine: Engine) -> dict:
         return {"model": self.model, "preset": self.preset, "seed": self.seed,
-                "options": dict(self.options), "recipe": asdict(self.recipe),
+                "options": dict(self.options), "overrides": dict(self.overrides), "recipe": asdict(self.recipe),
                 "data": {"variant": data.variant, "sha256": data.sha256, "split": data.split},
-                "precision": engine.precision}
+                **engine.arithmetic}
 
 
 class Window:
@@ -166,5 +167,6 @@ def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = 
                 checkpoint()
                 return finish("paused", train_error=train_err, test_error=None)
     _, test_err = evaluate(model, test_batches(), engine)
-    write_json(run_dir / "responses.json", response_stds(model, test_batches()))
+    write_json(run_dir / "responses.json",
+               response_stds(model, test_batches(), bn_images=recipe.batch_size // recipe.bn_splits))
     return finish("done", train_error=train_err, test_error=test_err)
