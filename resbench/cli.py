@@ -449,7 +449,8 @@ def report(
     data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
-    from .report.build import build_index, build_report
+    from .report.build import build_report
+    from .report.index import build_index
     from .spec import experiment_names
     from .store import run_dirs
 

@@ -92,7 +92,7 @@ class Report:
             return responses_figure(self.exp, self.responses, self.run_names)
         if self.exp.name.startswith("figure"):
             return curves_figure(self.exp, self.curves, self.run_names)
-        return table_figure(self.exp, self.diff, self.complexity)
+        return table_figure(self.exp, self.diff, self.complexity, self.runs)
 
     def save(self, out_dir: str | Path) -> Path:
         """diff.csv, claims.csv, runs.csv, <name>.png/.svg and README.md into `out_dir`."""
@@ -115,11 +115,20 @@ class Report:
                                           "gap": self.gap_verdict})
         return out
 
-    def markdown(self, has_figure: bool = True) -> str:
+    def header(self) -> str:
+        """What was run: runs and seeds per network, tier, data, code versions, devices; and warnings."""
         v = self.verdicts()
-        lines = [f"# {self.exp.title}", "",
-                 f"Runs read: {len(self.run_names)} ({self.preset} preset). "
+        lines = [f"Runs read: {len(self.run_names)} ({self.preset} preset). "
                  + ", ".join(f"{k}: {n}" for k, n in v.items() if n) + ".", ""]
+        if self.run_names:
+            done = self.runs[self.runs["status"] == "done"]
+            seeds = ", ".join(f"{m} ×{n}" for m, n in done["model"].value_counts(sort=False).items()) or "none"
+            commits = sorted(set(done["git_commit"].fillna("unknown").str[:8]
+                                 + done["git_dirty"].map({True: "+dirty"}).fillna("")))
+            devices = sorted(set(done["gpu"].dropna())) or ["CPU"]
+            lines += [f"* Finished runs (seeds) per network: {seeds}",
+                      f"* Data: {', '.join(sorted(set(done['data_variant'])) or ['—'])}",
+                      f"* Code: {', '.join(commits) or '—'}; devices: {', '.join(devices)}", ""]
         if self.tiers():
             lines += ["Tier: " + "; ".join(f"`{t}`" for t in self.tiers()) + ". Only `exact` runs (the paper's "
                       "data, BN statistics and recipe) are compared with the paper's numbers; a `proxy` line shows "
@@ -131,6 +140,20 @@ class Report:
         if self.exp.dataset == "imagenet":
             lines += ["**No ImageNet run was made**: ImageNet is not available on this project's machines. "
                       "Complexity is computed from the models; every error is `not run`.", ""]
+        return "\n".join(lines)
+
+    def rules(self) -> str:
+        """How verdicts and claims are decided (and, for Table 6, how the gap is read)."""
+        lines = ["## How verdicts are decided", "", diffs.__doc__.split("\n\n", 1)[1].strip(), "",
+                 f"Tolerances for this experiment: {json.dumps(self.exp.tolerance)}.", ""]
+        if not self.claims.empty:
+            lines += ["## How claims are judged", "", claims_rule(), ""]
+        if self.gap_verdict:
+            lines += ["## How the gap by depth is read", "", gaps.__doc__.split("\n\n", 1)[1].strip(), ""]
+        return "\n".join(lines)
+
+    def markdown(self, has_figure: bool = True) -> str:
+        lines = [f"# {self.exp.title}", "", self.header()]
         if has_figure:
             lines += [f"![{self.exp.name}]({self.exp.name}.png)", ""]
         lines += ["## Diff against the paper", "", _markdown_table(self.diff), ""]
@@ -140,12 +163,7 @@ class Report:
             lines += ["## Is the gap the same at every depth?", "", f"**{self.gap_verdict}.**", ""]
             if not self.gap.empty:
                 lines += [_markdown_table(self.gap), ""]
-            lines += [gaps.__doc__.split("\n\n", 1)[1].strip(), ""]
-        lines += ["## How verdicts are decided", "", diffs.__doc__.split("\n\n", 1)[1].strip(), "",
-                  f"Tolerances for this experiment: {json.dumps(self.exp.tolerance)}.", ""]
-        if not self.claims.empty:
-            lines += ["## How claims are judged", "", claims_rule(), ""]
-        return "\n".join(lines)
+        return "\n".join(lines + [self.rules()])
 
 
 def claims_rule() -> str:

@@ -31,6 +31,10 @@ def curves_figure(exp: Experiment, curves: pd.DataFrame, runs: list[str]) -> plt
         return None
     mine = curves[curves["run"].isin(runs)]
     panels = exp.panels or (tuple(r.model for r in exp.runnable_rows),)
+    panels = [p for p in panels if mine["model"].isin(p).any()]  # the paper's panels that have runs
+    if not panels:
+        return None
+    scale, unit = (1e4, "iter. (1e4)") if mine["iter"].max() >= 10_000 else (1, "iterations")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False, sharey=False)
     for ax, models in zip(axes[0], panels):
         colors = _palette(list(models))
@@ -40,12 +44,15 @@ def curves_figure(exp: Experiment, curves: pd.DataFrame, runs: list[str]) -> plt
                 if points.empty:
                     continue
                 mean = points.groupby("iter")["error"].mean()
-                ax.plot(mean.index / 1e4, mean.values, color=colors[model],
+                ax.plot(mean.index / scale, mean.values, color=colors[model],
                         label=f"{model}" if split == "test" else None, **style)
                 paper = _paper_final_error(model)
                 if split == "test" and paper is not None and mean.index.max() >= 60_000:
-                    ax.plot(mean.index.max() / 1e4, paper, "x", color=colors[model], ms=9, mew=2)
-        ax.set_xlabel("iter. (1e4)")
+                    ax.plot(mean.index.max() / scale, paper, "x", color=colors[model], ms=9, mew=2)
+        ax.set_xlabel(unit)
+        families = {m.rstrip("0123456789") for m in models}
+        ax.set_title("plain networks" if families == {"plain"} else "ResNets" if families == {"resnet"} else "",
+                     fontsize=10)
         ax.set_ylabel("error (%)")
         ax.set_ylim(bottom=0)
         if ax.get_legend_handles_labels()[0]:
@@ -77,29 +84,51 @@ def responses_figure(exp: Experiment, responses: pd.DataFrame, runs: list[str]) 
     return fig
 
 
-def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict) -> plt.Figure | None:
-    """Tables: ours vs the paper per row (error bars: std over seeds); complexity if no error was run."""
+def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd.DataFrame) -> plt.Figure | None:
+    """Tables: per row (and tier) each seed's error as a dot, their mean +- std, and the paper's number
+    as a red tick, on the range the numbers span; the complexity if no error was measured."""
+    from .diff import metric_column, row_runs
+
     errors = diff[diff["metric"].isin(["error", "top1_err", "top5_err"]) & diff["ours_mean"].notna()]
-    bars = len(errors) if not errors.empty else len(complexity)
-    fig, ax = plt.subplots(figsize=(min(12.0, max(5.0, 0.9 * bars + 2)), 4))
-    if not errors.empty:
-        x = range(len(errors))
-        ax.bar([i - 0.2 for i in x], errors["paper"], width=0.4, label="paper", color="0.65")
-        ax.bar([i + 0.2 for i in x], errors["ours_mean"], width=0.4, label="ours (mean)", color="C0",
-               yerr=errors["ours_std"].fillna(0), capsize=3)
-        ax.set_xticks(list(x), [f"{r}\n{m}" for r, m in zip(errors["row"], errors["metric"])], fontsize=8)
-        ax.set_ylabel("error (%)")
-    elif complexity:
-        names = list(complexity)
-        ax.bar(names, [complexity[n].macs / 1e9 for n in names], color="C0", label="ours (computed)")
-        paper = [next((r.paper.get("flops") for r in exp.rows if r.model == n), None) for n in names]
-        ax.plot([n for n, p in zip(names, paper) if p], [p for p in paper if p], "x", color="k", ms=9,
-                mew=2, label="paper")
-        ax.set_ylabel("G multiply-adds")
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    else:
-        plt.close(fig)
+    if errors.empty:
+        return _complexity_figure(exp, complexity)
+    fig, ax = plt.subplots(figsize=(min(12.0, max(5.0, 1.1 * len(errors) + 2)), 4))
+    values = []
+    for x, line in enumerate(errors.itertuples()):
+        mine = row_runs(exp, exp.row(line.row), runs, runs["preset"].iloc[0] if len(runs) else "paper")
+        seeds = mine[(mine["tier"] == line.tier) & (mine["status"] == "done")][metric_column(exp, line.metric)]
+        seeds = seeds.dropna().astype(float).tolist()
+        jitter = [x - 0.18 + 0.06 * (i - (len(seeds) - 1) / 2) for i in range(len(seeds))]  # left of the mean
+        ax.plot(jitter, seeds, "o", color="C0", alpha=0.55, ms=5, label="ours: each seed" if x == 0 else None)
+        ax.errorbar([x], [line.ours_mean], yerr=[0 if pd.isna(line.ours_std) else line.ours_std], fmt="D",
+                    color="C0", ms=8, mfc="white", capsize=5, label="ours: mean ± std" if x == 0 else None)
+        ax.plot([x], [line.paper], "_", color="C3", ms=28, mew=3, label="paper" if x == 0 else None)
+        values += [*seeds, line.ours_mean, line.paper]
+    low, high = min(values), max(values)
+    pad = max(0.5, 0.12 * (high - low))
+    ax.set_ylim(max(0.0, low - pad), high + pad)
+    ax.set_xlim(-0.7, len(errors) - 0.3)
+    proxy = ["" if t.startswith("exact") else "\n(proxy)" for t in errors["tier"]]
+    ax.set_xticks(range(len(errors)), [f"{r}\n{m}{p}" for r, m, p in zip(errors["row"], errors["metric"], proxy)],
+                  fontsize=8)
+    ax.set_ylabel("error (%)")
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(exp.title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _complexity_figure(exp: Experiment, complexity: dict) -> plt.Figure | None:
+    if not complexity:
         return None
+    fig, ax = plt.subplots(figsize=(min(12.0, max(5.0, 0.9 * len(complexity) + 2)), 4))
+    names = list(complexity)
+    ax.bar(names, [complexity[n].macs / 1e9 for n in names], color="C0", label="ours (computed)")
+    paper = [next((r.paper.get("flops") for r in exp.rows if r.model == n), None) for n in names]
+    ax.plot([n for n, p in zip(names, paper) if p], [p for p in paper if p], "_", color="C3", ms=28, mew=3,
+            label="paper")
+    ax.set_ylabel("G multiply-adds")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.legend(fontsize=8)
     ax.set_title(exp.title, fontsize=10)
     fig.tight_layout()

@@ -1,0 +1,159 @@
+"""The index of a reports folder: README.md and index.html, one entry per table and figure.
+
+Each entry: the report's runs and preset, its figure (a thumbnail in the HTML), how many
+diff lines got each verdict in each tier, and its claims' outcomes; then which reports
+read real runs of the paper's recipe and, given the runs folder, which rows are still owed.
+Every path written is relative to the folder, so the index reads the same on every machine.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ..spec import load_experiment
+
+VERDICT_ORDER = ("reproduced", "close", "not reproduced", "proxy", "not run")
+CLAIM_ORDER = ("pass", "fail", "inconclusive", "not run")
+INTRO = ("Each folder regenerates one table or figure of He et al. (2015) from run directories and diffs it "
+         "against the paper: `README.md`, `diff.csv`, `claims.csv`, the figure, the executed notebook and its "
+         "HTML. Rebuild with `resbench report --all --runs DIR`.")
+
+
+def owed_runs(runs: str | Path) -> dict[str, list[str]]:
+    """Per trainable experiment, its rows with fewer finished runs of the paper's recipe in `runs`
+    than the paper's number summarises (one; five for ResNet-110)."""
+    from ..spec import all_experiments
+    from ..store import load_runs
+    from .diff import row_runs
+
+    table = load_runs(runs)
+    owed = {}
+    for exp in all_experiments():
+        if exp.kind != "train":
+            continue
+        missing = []
+        for row in exp.runnable_rows:
+            done = int((row_runs(exp, row, table, "paper")["status"] == "done").sum())
+            if done < row.seeds:
+                missing.append(row.id if row.seeds == 1 else f"{row.id} ({done}/{row.seeds} seeds)")
+        if missing:
+            owed[exp.name] = missing
+    return owed
+
+
+def summaries(out: Path) -> list[dict]:
+    """Each report's summary.json, with its verdicts per tier and its claims' outcomes counted."""
+    found = []
+    for path in sorted(out.glob("*/summary.json"), key=lambda p: (not p.parent.name.startswith("table"),
+                                                                  p.parent.name)):
+        s = json.loads(path.read_text())
+        diff = pd.read_csv(path.parent / "diff.csv", keep_default_na=False)
+        s["by_tier"] = {tier or "no runs": {v: int(n) for v, n in group["verdict"].value_counts().items()}
+                        for tier, group in diff.groupby("tier", sort=False)}
+        statuses = [c["status"] for c in s["claims"]]
+        s["claim_counts"] = {c: statuses.count(c) for c in CLAIM_ORDER}
+        s["figure"] = f"{s['name']}/{s['name']}.png" if (path.parent / f"{s['name']}.png").exists() else None
+        found.append(s)
+    return found
+
+
+def _owed(out: Path, runs: str | Path | None) -> tuple[str | None, dict[str, list[str]]]:
+    if runs is None:
+        return None, {}
+    return os.path.relpath(Path(runs).resolve(), out.resolve()), owed_runs(runs)
+
+
+def _where(name: str) -> str:
+    return "needs ImageNet, which this project's machines do not have" \
+        if load_experiment(name).dataset == "imagenet" else "CIFAR-10, 64k iterations each: a GPU's work"
+
+
+def _real(reports: list[dict]) -> str:
+    real = sorted(s["name"] for s in reports if s["preset"] == "paper" and s["runs"])
+    if real:
+        return f"Read runs of the paper's full recipe: {', '.join(real)}."
+    return ("None yet: no run of the paper's full recipe has been made (no GPU run so far). Reports of demo or "
+            "smoke runs say so at their top and give no verdict.")
+
+
+def markdown(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]]) -> str:
+    lines = ["# resbench reports", "", INTRO, "", "The same as a page, with thumbnails: [index.html](index.html).", ""]
+    if reports:
+        lines += ["| report | runs | preset | tier | " + " | ".join(VERDICT_ORDER) + " | claims: "
+                  + " / ".join(CLAIM_ORDER) + " |", "|---|---|---|---|" + "---|" * len(VERDICT_ORDER) + "---|"]
+    else:
+        lines += ["No report is built here yet."]
+    for s in reports:
+        claims = " / ".join(str(s["claim_counts"][c]) for c in CLAIM_ORDER) if s["claims"] else "—"
+        counts = " | ".join(str(s["verdicts"].get(v, 0)) for v in VERDICT_ORDER)
+        lines.append(f"| [{s['name']}]({s['name']}/README.md) | {s['runs']} | {s['preset']} | "
+                     f"{'; '.join(s.get('tiers', [])) or '—'} | {counts} | {claims} |")
+    lines += ["", "Verdicts count (row, metric, tier) lines of each `diff.csv`; claims count the lines of each "
+              "`claims.csv` (one per claim, and per reading of std for Fig. 7). Rules: in every report's README.", "",
+              "## Real-run reports", "", _real(reports), ""]
+    if runs_rel is not None:
+        lines += ["## Runs still owed", "", f"Rows with no finished run of the paper's recipe in `{runs_rel}/`:", ""]
+        lines += [f"* {name}: {', '.join(rows)} ({_where(name)})" for name, rows in owed.items()] or ["* none"]
+        lines += [""]
+    return "\n".join(lines) + "\n"
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1.2em}
+.card{border:1px solid #ddd;border-radius:8px;padding:0.8em 1em}
+.card img{width:100%;border:1px solid #eee}.card h2{font-size:1.05em;margin:0.2em 0 0.5em}
+ul{padding-left:1.2em}.card li{font-size:0.88em}
+.none{color:#888;font-style:italic}.pass{color:#1a7f37}.fail{color:#cf222e}.inconclusive{color:#9a6700}"""
+
+
+def _card(s: dict) -> str:
+    e = html.escape
+    name = s["name"]
+    figure = (f'<a href="{e(s["figure"])}"><img src="{e(s["figure"])}" alt="{e(name)} figure"></a>'
+              if s["figure"] else '<p class="none">No figure: nothing was run or computed for it.</p>')
+    verdicts = "".join(f"<li><b>{e(tier)}</b>: " + ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if v in counts)
+                       + "</li>" for tier, counts in s["by_tier"].items())
+    verdicts = f"<p>Diff lines by tier and verdict:</p><ul>{verdicts}</ul>" if verdicts else ""
+    claims = ", ".join(f'<span class="{c.replace(" ", "-")}">{n} {c}</span>'
+                       for c, n in s["claim_counts"].items() if n) or '<span class="none">none declared</span>'
+    return (f'<div class="card"><h2><a href="{e(name)}/{e(name)}.html">{e(s["title"])}</a></h2>{figure}'
+            f'<p>{s["runs"]} runs ({e(s["preset"])} preset) · <a href="{e(name)}/README.md">README</a> · '
+            f'<a href="{e(name)}/diff.csv">diff.csv</a> · <a href="{e(name)}/claims.csv">claims.csv</a></p>'
+            f'{verdicts}<p>Claims: {claims}</p></div>')
+
+
+def _code(text: str) -> str:
+    """Escaped, with `backticks` as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def page(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]]) -> str:
+    e = html.escape
+    owed_html = ""
+    if runs_rel is not None:
+        items = "".join(f"<li>{e(name)}: {e(', '.join(rows))} ({e(_where(name))})</li>" for name, rows in owed.items())
+        owed_html = (f"<h2>Runs still owed</h2><p>Rows with no finished run of the paper's recipe in "
+                     f"<code>{e(runs_rel)}/</code>:</p><ul>{items or '<li>none</li>'}</ul>")
+    cards = "".join(_card(s) for s in reports) or '<p class="none">No report is built here yet.</p>'
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>resbench reports</title>"
+            f"<style>{CSS}</style></head><body><h1>resbench reports</h1><p>{_code(INTRO)}</p>"
+            f"<h2>Real-run reports</h2><p>{e(_real(reports))}</p><div class='cards'>{cards}</div>{owed_html}"
+            f"<p>Verdicts count the (row, metric, tier) lines of each diff.csv; claims count the lines of each "
+            f"claims.csv. Each report states its rules.</p></body></html>\n")
+
+
+def build_index(out: str | Path = "reports", runs: str | Path | None = None) -> Path:
+    """OUT/README.md and OUT/index.html; returns the README's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reports = summaries(out)
+    runs_rel, owed = _owed(out, runs)
+    (out / "index.html").write_text(page(reports, runs_rel, owed))
+    path = out / "README.md"
+    path.write_text(markdown(reports, runs_rel, owed))
+    return path
