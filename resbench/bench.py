@@ -7,7 +7,8 @@ fast: resbench's training step: data resident on the device, batched augmentatio
 bf16 autocast, channels_last, torch.compile, fused SGD (whatever `Engine` resolves to).
 Both train the same model with the same recipe and batch size; only the loop differs.
 
-`resbench bench jobs` measures the other axis: several trainings packed on one device.
+`resbench bench jobs` measures the other axis: several trainings packed on one device, and
+`resbench bench fuse` several seeds fused into one training (`resbench.train.fused`).
 """
 from __future__ import annotations
 
@@ -115,6 +116,44 @@ def fast_loop(model_name: str, data: CifarData, engine: Engine, iterations: int,
     return BenchResult(model_name, "fast", rate, iterations, device, detail)
 
 
+def _bench_recipe(iterations: int) -> CifarRecipe:
+    """The paper's recipe for `iterations` steps, logged 20 times, tested only at the end."""
+    return CifarRecipe().with_options(iterations=iterations, milestones=(iterations,), eval_every=iterations,
+                                      log_every=max(1, iterations // 20), checkpoint_every=iterations,
+                                      test_subset=1000)
+
+
+def _steady_rate(run_dir: Path, iterations: int) -> float:
+    """A run's img/s in the middle of training (30-80% of the iterations: compilation over)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["img_per_s"] for r in records if r["split"] == "train" and 0.3 * iterations < r["iter"] <= 0.8 * iterations]
+    return sum(rates) / len(rates) if rates else float("nan")
+
+
+def fused_throughput(model_name: str, runs: int, iterations: int, data: CifarData, engine: Engine,
+                     out: Path) -> dict:
+    """Aggregate img/s of `runs` seeds of one model trained as one fused group (`resbench run --fuse`);
+    one run alone (runs=1) is the rate of any number of runs trained one after another."""
+    from .train.fused import train_fused
+    from .train.loop import CifarRun, train_cifar
+
+    recipe = _bench_recipe(iterations)
+    group = [CifarRun(model_name, recipe, seed, "bench") for seed in range(runs)]
+    dirs = [out / f"{model_name}-fuse{runs}-s{seed}" for seed in range(runs)]
+    started = time.perf_counter()
+    if runs == 1:
+        summaries = [train_cifar(group[0], data, dirs[0], engine, progress=False)]
+    else:
+        summaries = train_fused(group, data, dirs, engine, progress=False)
+    wall = time.perf_counter() - started
+    if any(s["status"] != "done" for s in summaries):
+        raise RuntimeError(f"a fused {model_name} training of the benchmark ended {summaries}")
+    steady = sum(_steady_rate(d, iterations) for d in dirs)
+    return {"model": model_name, "fuse": runs, "iterations": iterations, "device": engine.device,
+            "steady_img_per_s": round(steady, 1), "per_run_img_per_s": round(steady / runs, 1),
+            "wall_img_per_s": round(runs * iterations * recipe.batch_size / wall, 1), "wall_s": round(wall, 1)}
+
+
 def packed_throughput(model_name: str, workers: int, iterations: int, data: CifarData, data_root: str | None,
                       engine: Engine, out: Path) -> dict:
     """Aggregate img/s of `workers` copies of one training sharing the device (`resbench run --jobs`).
@@ -128,9 +167,7 @@ def packed_throughput(model_name: str, workers: int, iterations: int, data: Cifa
     from .runner import resolve
     from .train.loop import CifarRun
 
-    log_every = max(1, iterations // 20)
-    recipe = CifarRecipe().with_options(iterations=iterations, milestones=(iterations,), log_every=log_every,
-                                        eval_every=iterations, checkpoint_every=iterations, test_subset=1000)
+    recipe = _bench_recipe(iterations)
     jobs = [resolve(CifarRun(model_name, recipe, seed, "bench"), data, engine, out) for seed in range(workers)]
     started = time.perf_counter()
     results = launch_local(jobs, workers, data_root, engine, out, progress=False, say=lambda _: None)
@@ -139,12 +176,7 @@ def packed_throughput(model_name: str, workers: int, iterations: int, data: Cifa
         if r["status"] != "done":
             raise RuntimeError(f"a {model_name} training of the benchmark ended {r['status']}: "
                                f"{r.get('error', 'see ' + r['dir'])}")
-    steady = []
-    for job in jobs:
-        records = [json.loads(line) for line in (job.dir / "metrics.jsonl").read_text().splitlines()]
-        rates = [r["img_per_s"] for r in records
-                 if r["split"] == "train" and 0.3 * iterations < r["iter"] <= 0.8 * iterations]
-        steady.append(sum(rates) / len(rates) if rates else float("nan"))
+    steady = [_steady_rate(job.dir, iterations) for job in jobs]
     return {"model": model_name, "jobs": workers, "iterations": iterations, "device": engine.device,
             "steady_img_per_s": round(sum(steady), 1), "per_run_img_per_s": round(sum(steady) / workers, 1),
             "wall_img_per_s": round(workers * iterations * recipe.batch_size / wall, 1), "wall_s": round(wall, 1)}

@@ -120,6 +120,9 @@ def run(
     deterministic: bool = typer.Option(False, help="deterministic kernels (slower)", rich_help_panel=SPEED),
     decode: str = typer.Option("auto", rich_help_panel=SPEED,
                                help="ImageNet JPEGs: device (nvJPEG on the GPU), workers (PIL); auto: device on CUDA"),
+    fuse: str = typer.Option("auto", rich_help_panel=SPEED,
+                             help="train N seeds of a row together in one process (vmap over the runs); auto: "
+                                  "the GPU measurement's choice, 1 on CPU"),
     time_limit: Optional[float] = typer.Option(None, help="minutes; checkpoint and stop (status paused) after"),
     fresh: bool = typer.Option(False, "--fresh", help="start unfinished or finished runs again from scratch"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
@@ -135,7 +138,7 @@ def run(
     """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
     from .data import DataError
     from .launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
-    from .runner import prepare, train_jobs
+    from .runner import prepare, resolve_fuse, train_jobs
     from .train.distributed import init_from_env
     from .train.engine import Engine
 
@@ -156,16 +159,17 @@ def run(
                                      overrides=_overrides(set_), fresh=fresh, synthetic=synthetic,
                                      say=console.print)
         root = data.source  # workers read the very folder the plan was made on
+        fused = resolve_fuse(fuse, engine)
         if launcher == "slurm":
             options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, nodes=nodes)
-            ids = submit_slurm(todo, jobs, root, engine, out, options)
+            ids = submit_slurm(todo, jobs, root, engine, out, options, fused)
             console.print(f"submitted {len(ids)} Slurm tasks ({ids[0] if ids else '-'} ...); "
                           f"follow them with: resbench status {experiment} --out {out}")
             return
         if launcher == "local":
-            results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print)
+            results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fused)
         else:
-            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print)
+            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fused)
     except (DataError, ValueError, KeyError) as err:
         fail(str(err).strip("'\""))
     except OSError as err:
@@ -214,14 +218,14 @@ def status(
         return
     table = Table(title=f"runs in {out}/")
     table.add_column("run", overflow="fold")
-    for col in ("status", "progress", "test error %", "img/s", "note"):
+    for col in ("status", "progress", "test error %", "img/s", "fused with", "note"):
         table.add_column(col, justify="right" if col in ("progress", "test error %", "img/s") else "left")
     for r in runs.itertuples():
         style = STATE_STYLE.get(r.status, "")
         table.add_row(r.run, f"[{style}]{r.status}[/]", f"{r.iteration or 0}/{r.iterations}",
                       "" if r.test_error is None or r.test_error != r.test_error else f"{r.test_error:.2f}",
                       "" if not r.img_per_s or r.img_per_s != r.img_per_s else f"{r.img_per_s:,.0f}",
-                      r.note or "")
+                      ", ".join(f"s{name.rsplit('-s', 1)[1]}" for name in r.fused_with or []), r.note or "")
     console.print(table)
     counts = runs["status"].value_counts()
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -325,6 +329,64 @@ def bench_jobs(
             table.add_row(name, str(n), f"{r['steady_img_per_s']:,.0f}", f"{r['per_run_img_per_s']:,.0f}", ratio,
                           f"{r['wall_img_per_s']:,.0f}")
     console.print(table)
+    if out:
+        write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
+        console.print(f"wrote {out}")
+
+
+@bench_app.command("fuse")
+def bench_fuse(
+    models: str = typer.Option("resnet20,resnet56,resnet110", help="comma-separated models"),
+    fuse: str = typer.Option("1,2,4,8", help="comma-separated numbers of seeds trained together"),
+    iterations: int = typer.Option(500, min=20, help="iterations per training"),
+    jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="also N runs as N --jobs processes"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """Aggregate img/s of N seeds fused into one training, next to N runs one after another and as N
+    --jobs processes, on one device (resbench run --fuse N)."""
+    import tempfile
+
+    import torch
+
+    from .bench import fused_throughput, packed_throughput
+    from .data import DataError
+    from .data.cifar import load_cifar10
+    from .results import environment, write_json
+    from .train.engine import Engine
+
+    try:
+        engine = Engine(device=device, compile=compile, compile_mode=compile_mode).resolve()
+        data = load_cifar10(data_root)
+        counts = [int(n) for n in _split(fuse) or []]
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    table = Table(title=f"N seeds on {engine.device}: aggregate img/s ({iterations} iterations each)")
+    for col in ("model", "N", "fused", "vs 1 run", "one after another", *(["N --jobs"] if jobs else [])):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    results = []
+    for name in _split(models) or []:
+        one = None
+        for n in counts:
+            with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+                try:
+                    r = fused_throughput(name, n, iterations, data, engine, Path(tmp))
+                    if jobs and n > 1:
+                        r["jobs"] = packed_throughput(name, n, iterations, data, str(data_root) if data_root else None,
+                                                      engine, Path(tmp) / "jobs")
+                except RuntimeError as err:
+                    fail(str(err))
+            one = r if n == 1 else one
+            results.append(r)
+            ratio = f"{r['steady_img_per_s'] / one['steady_img_per_s']:.2f}x" if one else ""
+            table.add_row(name, str(n), f"{r['steady_img_per_s']:,.0f}", ratio,
+                          f"{one['steady_img_per_s']:,.0f}" if one else "",
+                          *([f"{r['jobs']['steady_img_per_s']:,.0f}" if "jobs" in r else ""] if jobs else []))
+    console.print(table)
+    console.print("one after another: N runs back to back have the aggregate rate of one run (the N = 1 line)")
     if out:
         write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
         console.print(f"wrote {out}")

@@ -1,12 +1,12 @@
 """Running a sweep's jobs in other processes: N workers on this machine, or Slurm tasks.
 
 Both go through submitit. Locally (`--launcher local`, the default for `--jobs N > 1`)
-N worker processes share one list of jobs; each trains the next run that is neither
-finished nor held by another worker (the store's locks), so long and short runs balance
-themselves and small CIFAR models can share one GPU. On Slurm (`--launcher slurm`) every
-run is one task of a job array, at most `--jobs` at once; a task that is preempted or
-reaches its time limit is requeued by submitit and resumes from the run's last
-checkpoint (`Worker` is `Checkpointable`). An ImageNet run is one task per GPU on
+N worker processes share one list of jobs; each trains the next run (or fused group of
+runs, `--fuse`) that is neither finished nor held by another worker (the store's locks),
+so long and short runs balance themselves and small CIFAR models can share one GPU. On
+Slurm (`--launcher slurm`) every run or fused group is one task of a job array, at most
+`--jobs` at once; a task that is preempted or reaches its time limit is requeued by
+submitit and resumes from the run's last checkpoint (`Worker` is `Checkpointable`). An ImageNet run is one task per GPU on
 `--nodes` nodes, joined into one data-parallel process group through submitit's
 `TorchDistributedEnvironment` (the same roles torchrun gives processes locally).
 """
@@ -20,7 +20,7 @@ from typing import Callable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .runner import Job, describe, train_jobs
+from .runner import Job, describe, make_groups, train_jobs
 from .store import ENDED, last_iteration, read_status, run_state
 from .train.engine import Engine
 
@@ -52,9 +52,10 @@ class Worker:
     read), train what is left of `jobs`."""
 
     def __init__(self, jobs: list[Job], data_root: str | None, engine: Engine,
-                 time_limit_s: float | None = None, threads: int | None = None, data_parallel: bool = False):
+                 time_limit_s: float | None = None, threads: int | None = None, data_parallel: bool = False,
+                 fuse: int = 1):
         self.jobs, self.data_root, self.engine = jobs, data_root, engine
-        self.time_limit_s, self.threads, self.data_parallel = time_limit_s, threads, data_parallel
+        self.time_limit_s, self.threads, self.data_parallel, self.fuse = time_limit_s, threads, data_parallel, fuse
 
     def __call__(self) -> list[dict]:
         import torch
@@ -73,7 +74,7 @@ class Worker:
                 self.engine = replace(self.engine, device=device)
         data = load_data([j.run for j in self.jobs], self.data_root)
         return train_jobs(self.jobs, data, self.engine, progress=False, time_limit_s=self.time_limit_s,
-                          say=lambda _: None)
+                          say=lambda _: None, fuse=self.fuse)
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on preemption or timeout: requeue; the run resumes from its checkpoint."""
@@ -84,8 +85,9 @@ class Worker:
 
 def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: Engine, out: Path,
                  time_limit_s: float | None = None, progress: bool = True,
-                 say: Callable[[str], None] = print) -> list[dict]:
-    """Train `jobs` with `workers` processes on this machine and wait for them; returns summaries."""
+                 say: Callable[[str], None] = print, fuse: int = 1) -> list[dict]:
+    """Train `jobs` with `workers` processes on this machine and wait for them; returns summaries.
+    With `fuse` > 1 each worker trains whole fused groups (`runner.make_groups`)."""
     import submitit
 
     if all(read_status(j.dir) in ENDED for j in jobs):  # nothing to train: start no process
@@ -95,13 +97,14 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
     executor.update_parameters(timeout_min=int((time_limit_s or 30 * 24 * 3600) / 60) + 10)
     gpus = _local_gpus(engine)
     threads = max(1, (os.cpu_count() or 1) // workers)
+    groups = make_groups(jobs, fuse)
     submitted = []
-    for i in range(min(workers, len(jobs))):
-        # every worker gets the whole list, rotated, so that they start on different runs
-        share = jobs[i:] + jobs[:i]
+    for i in range(min(workers, len(groups))):
+        # every worker gets every group, rotated, so that they start on different ones
+        share = [job for group in groups[i:] + groups[:i] for job in group]
         if gpus:
             executor.update_parameters(gpus_per_node=1, visible_gpus=[gpus[i % len(gpus)]])
-        submitted.append(executor.submit(Worker(share, data_root, engine, time_limit_s, threads)))
+        submitted.append(executor.submit(Worker(share, data_root, engine, time_limit_s, threads, fuse=fuse)))
     try:
         _watch(jobs, submitted, progress, say)
     except KeyboardInterrupt:  # stop the workers too; their runs resume on the next `resbench run`
@@ -116,8 +119,9 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
 
 
 def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: Engine, out: Path,
-                 options: SlurmOptions) -> list[str]:
-    """Submit one array task per run (at most `parallel` at once); returns the Slurm job ids."""
+                 options: SlurmOptions, fuse: int = 1) -> list[str]:
+    """Submit one array task per run, or per fused group of runs (at most `parallel` at once);
+    returns the Slurm job ids."""
     import submitit
 
     from .train.imagenet import ImageNetRun
@@ -126,8 +130,8 @@ def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: 
     executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm")
     executor.update_parameters(**options.executor_parameters(parallel, data_parallel))
     with executor.batch():
-        submitted = [executor.submit(Worker([job], data_root, engine, data_parallel=data_parallel))
-                     for job in jobs]
+        submitted = [executor.submit(Worker(group, data_root, engine, data_parallel=data_parallel, fuse=len(group)))
+                     for group in make_groups(jobs, fuse)]
     return [j.job_id for j in submitted]
 
 

@@ -7,13 +7,13 @@ list of jobs: each takes the next run that is neither finished nor taken.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .data.cifar import CifarData, CifarFiles, cifar10_files
 from .models import canonical_name, parse_model_name
@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for I
     Run = CifarRun | ImageNetRun
     Data = CifarData | CifarFiles | ImageFolderData
 
+# --fuse auto on a GPU: runs fused per process. 1 until `resbench bench fuse` has been measured on
+# the H100 (issue "Real numbers on the H100"); off the GPU fusing saves little and it is always 1.
+FUSE_AUTO = 1
 # the short presets (smoke, demo) skip the deepest nets unless they are named with --models
 SMOKE_MAX_DEPTH = {"cifar": 110, "imagenet": 50}
 
@@ -139,6 +142,76 @@ def reset(job: Job) -> None:
         (job.dir / name).unlink(missing_ok=True)
 
 
+def make_groups(jobs: list[Job], fuse: int) -> list[list[Job]]:
+    """Jobs in groups of at most `fuse` CIFAR runs that differ only in seed (seeds in order), each
+    group where its first job was in `jobs`; ImageNet runs alone. The same set of jobs always
+    gives the same groups, whatever its order, so every worker of a sweep forms the same ones."""
+    by_config: dict[str, list[Job]] = {}
+    for job in jobs:
+        same = {k: v for k, v in job.config.items() if k not in ("seed", "key")}
+        key = json.dumps(same, sort_keys=True) if isinstance(job.run, CifarRun) and fuse > 1 else str(job.dir)
+        by_config.setdefault(key, []).append(job)
+    groups = []
+    for members in by_config.values():
+        members = sorted(members, key=lambda j: j.run.seed)
+        groups += [members[i:i + fuse] for i in range(0, len(members), fuse)]
+    return groups
+
+
+def resolve_fuse(fuse: int | str, engine: Engine) -> int:
+    """--fuse: a number, or auto: what the GPU measurement chose (FUSE_AUTO), 1 off the GPU."""
+    if fuse == "auto":
+        return FUSE_AUTO if engine.resolve().device.startswith("cuda") else 1
+    if not str(fuse).isdigit() or int(fuse) < 1:
+        raise ValueError(f"--fuse takes a number of runs >= 1 or auto, got {fuse!r}")
+    return int(fuse)
+
+
+def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
+                time_limit_s: float | None = None) -> list[dict]:
+    """Train (or resume) jobs that differ only in seed, fused into one training when several are
+    left; returns a summary per job. Each job is trained only while its lock is held (see
+    `train_job`); the group trains the jobs it holds and that are not finished."""
+    lead = world()[0] == 0
+    results: dict[Path, dict] = {}
+    with contextlib.ExitStack() as held:
+        todo = []
+        for job in jobs:
+            if not held.enter_context(claim_once(job.dir)):
+                results[job.dir] = {"dir": str(job.dir), "status": "taken"}
+            elif read_status(job.dir) in ENDED:
+                results[job.dir] = {"dir": str(job.dir), "already": True, **read_json(job.dir / "summary.json")}
+            else:
+                if job.config["data"] != job.run.config(data, engine)["data"]:
+                    raise ValueError(f"{job.dir}: this process's data ({data.variant}, {data.source}) is not the "
+                                     "data the run was planned on; give every worker the same --data-root")
+                if lead:
+                    write_json(job.dir / "config.json", job.config)
+                todo.append(job)
+        if todo:
+            try:
+                summaries = _train(todo, data, engine, progress, time_limit_s)
+            except OSError:
+                raise
+            except Exception as err:
+                failed = {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0], "iteration": None}
+                summaries = [failed] * len(todo)
+                for job in todo if lead else []:
+                    atomic_write_text(job.dir / "error.txt", traceback.format_exc())
+                    write_json(job.dir / "summary.json", failed)
+            results.update({job.dir: {"dir": str(job.dir), **s} for job, s in zip(todo, summaries)})
+    return [results[job.dir] for job in jobs]
+
+
+def _train(jobs: list[Job], data: Data, engine: Engine, progress: bool, time_limit_s: float | None) -> list[dict]:
+    if len(jobs) == 1:
+        return [train_run(jobs[0].run, data, jobs[0].dir, engine, progress, time_limit_s)]
+    from .train.fused import train_fused
+
+    data = data.load() if isinstance(data, CifarFiles) else data
+    return train_fused([j.run for j in jobs], data, [j.dir for j in jobs], engine, progress, time_limit_s)
+
+
 def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
               time_limit_s: float | None = None) -> dict:
     """Train (or resume) one job unless it is finished or taken; returns its summary.
@@ -149,28 +222,7 @@ def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
     (disk full, no write permission) is not a property of the run, so it is raised.
     Under torchrun, process 0 holds the lock and writes; the others follow its decision.
     """
-    lead = world()[0] == 0
-    with claim_once(job.dir) as mine:
-        if not mine:
-            return {"dir": str(job.dir), "status": "taken"}
-        if read_status(job.dir) in ENDED:
-            return {"dir": str(job.dir), "already": True, **read_json(job.dir / "summary.json")}
-        if job.config["data"] != job.run.config(data, engine)["data"]:
-            raise ValueError(f"{job.dir}: this process's data ({data.variant}, {data.source}) is not the data "
-                             "the run was planned on; give every worker the same --data-root")
-        if lead:
-            write_json(job.dir / "config.json", job.config)
-        try:
-            summary = train_run(job.run, data, job.dir, engine, progress, time_limit_s)
-        except OSError:
-            raise
-        except Exception as err:
-            summary = {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0],
-                       "iteration": None}
-            if lead:
-                atomic_write_text(job.dir / "error.txt", traceback.format_exc())
-                write_json(job.dir / "summary.json", summary)
-        return {"dir": str(job.dir), **summary}
+    return train_group([job], data, engine, progress, time_limit_s)[0]
 
 
 def prepare(name: str, preset: str = "paper", models: list[str] | None = None, seeds: int | None = None,
@@ -204,25 +256,25 @@ def run_experiment(name: str, preset: str = "paper", models: list[str] | None = 
                    seeds: int | None = None, out: str | Path = "runs", data: Data | None = None,
                    data_root: str | None = None, engine: Engine = Engine(), progress: bool = True,
                    time_limit_s: float | None = None, fresh: bool = False, overrides: dict | None = None,
-                   synthetic: bool = False, say: Callable[[str], None] = print) -> list[dict]:
+                   synthetic: bool = False, say: Callable[[str], None] = print, fuse: int | str = 1) -> list[dict]:
     """Train, in this process, every planned run of `name` that has not finished; returns summaries."""
     jobs, data, engine = prepare(name, preset, models, seeds, out, data, data_root, engine, overrides, fresh,
                                  synthetic, say)
-    return train_jobs(jobs, data, engine, progress, time_limit_s, say)
+    return train_jobs(jobs, data, engine, progress, time_limit_s, say, resolve_fuse(fuse, engine))
 
 
 def train_jobs(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
-               time_limit_s: float | None = None, say: Callable[[str], None] = print) -> list[dict]:
-    """Train the jobs one after another (skipping finished and taken ones) within the time limit."""
+               time_limit_s: float | None = None, say: Callable[[str], None] = print, fuse: int = 1) -> list[dict]:
+    """Train the jobs, `fuse` seeds at a time (skipping finished and taken ones), within the time limit."""
     started, results = time.perf_counter(), []
-    for job in jobs:
+    for group in make_groups(jobs, fuse):
         left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
         if left is not None and left <= 0:
-            say(f"time limit reached; not started: {job.dir}")
+            say(f"time limit reached; not started: {', '.join(str(j.dir) for j in group)}")
             continue
-        summary = train_job(job, data, engine, progress, left)
-        say(describe(summary))
-        results.append(summary)
+        for summary in train_group(group, data, engine, progress, left):
+            say(describe(summary))
+            results.append(summary)
     return results
 
 

@@ -116,7 +116,7 @@ IMAGENET_TESTS = ("center", "10crop", "multiscale")  # every finished ImageNet r
 IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")]
 RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
                "precision", "tf32", "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error",
-               "train_error", "iteration", "train_s", "img_per_s", "params", *IMAGENET_COLUMNS, "note"]
+               "train_error", "iteration", "train_s", "img_per_s", "params", *IMAGENET_COLUMNS, "fused_with", "note"]
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
@@ -150,6 +150,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
             **{f"{metric}_{test}": summary.get("tests", {}).get(test, {}).get(metric)
                for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")},
             "iteration": summary.get("iteration") or last_iteration(d),
+            "fused_with": summary.get("fused_with", env.get("fused_with", [])),  # the runs trained with it
             "note": summary.get("error") or summary.get("reason"),
         })
     return pd.DataFrame(rows, columns=RUN_COLUMNS)

@@ -12,11 +12,11 @@
 set -u
 pip install -q --no-index --find-links .gpu/wheels typer rich submitit cloudpickle >/dev/null
 export RESBENCH_DATA=.gpu/data PYTHONPATH=. PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=$PWD/.gpu-state/inductor
-EXPERIMENT=${EXPERIMENT:-table6} JOBS=${JOBS:-4} MINUTES=${MINUTES:-8} SEEDS=${SEEDS:-1} MODELS=${MODELS:-}
+EXPERIMENT=${EXPERIMENT:-table6} JOBS=${JOBS:-4} MINUTES=${MINUTES:-8} SEEDS=${SEEDS:-1} MODELS=${MODELS:-} FUSE=${FUSE:-auto}
 mkdir -p .gpu-state/runs
 [ -f .gpu/resume.tgz ] && tar -C .gpu-state/runs -xzf .gpu/resume.tgz
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-python -m resbench run "$EXPERIMENT" --preset paper --seeds "$SEEDS" --jobs "$JOBS" --time-limit "$MINUTES" \
+python -m resbench run "$EXPERIMENT" --preset paper --seeds "$SEEDS" --jobs "$JOBS" --fuse "$FUSE" --time-limit "$MINUTES" \
   ${MODELS:+--models "$MODELS"} --out .gpu-state/runs -q 2>&1 | tee "$OUT/sweep.log"
 python -m resbench status "$EXPERIMENT" --out .gpu-state/runs 2>&1 | tee -a "$OUT/sweep.log"
 cd .gpu-state/runs

@@ -162,3 +162,55 @@ def test_fp32_is_true_fp32_and_bf16_runs_record_tf32():
             assert engine.arithmetic == {"precision": engine.precision, "tf32": tf32}
     finally:
         Engine("cpu", "fp32", False).apply_global_settings()
+
+
+def test_fuse_trains_the_seeds_of_a_row_together_and_status_shows_the_groups(tiny_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from resbench.cli import app
+
+    results = run_experiment("table6", "smoke", ["resnet20"], seeds=3, out=tmp_path, data=tiny_data, engine=CPU,
+                             progress=False, say=lambda _: None, fuse=2)
+    assert [r["status"] for r in results] == ["done", "done", "done"]
+    runs = load_runs(tmp_path).sort_values("seed")
+    assert [[name.rsplit("-s", 1)[1] for name in f] for f in runs["fused_with"]] == [["1"], ["0"], []]
+    status = CliRunner().invoke(app, ["status", "--out", str(tmp_path)], env={"COLUMNS": "220"})
+    cells = next(cells for cells in (line.split("│") for line in status.output.splitlines())
+                 if len(cells) > 2 and cells[1].strip().endswith("-s0"))
+    assert cells[-3].strip() == "s1"  # the "fused with" column
+
+
+def test_groups_are_the_same_whatever_order_the_jobs_come_in(tiny_data, tmp_path):
+    from resbench.runner import make_groups, prepare
+
+    jobs, _, _ = prepare("table6", "smoke", ["resnet20", "resnet32"], seeds=3, out=tmp_path, data=tiny_data,
+                         engine=CPU, say=lambda _: None)
+    groups = make_groups(jobs, 2)
+    names = [[j.dir.name.split("-")[0] + j.dir.name[-3:] for j in g] for g in groups]
+    assert names == [["resnet20-s0", "resnet20-s1"], ["resnet20-s2"], ["resnet32-s0", "resnet32-s1"], ["resnet32-s2"]]
+    rotated = make_groups(jobs[3:] + jobs[:3], 2)
+    assert sorted(map(tuple, ([j.dir for j in g] for g in rotated))) == \
+        sorted(map(tuple, ([j.dir for j in g] for g in groups)))
+    assert [len(g) for g in make_groups(jobs, 1)] == [1] * 6
+
+
+@pytest.mark.parametrize("fuse, expected", [("auto", 1), ("3", 3), (2, 2)])
+def test_fuse_auto_is_one_off_the_gpu(fuse, expected):
+    from resbench.runner import resolve_fuse
+
+    assert resolve_fuse(fuse, CPU) == expected
+
+
+def test_a_bad_fuse_is_a_one_line_error():
+    proc = resbench("run", "table6", "--fuse", "0", "--device", "cpu")
+    assert proc.returncode == 2 and "--fuse takes a number" in proc.stderr
+
+
+def test_bench_fuse_measures_fused_groups_beside_one_run_and_jobs(bench_root, tmp_path):
+    proc = resbench("bench", "fuse", "--models", "resnet8", "--fuse", "1,2", "--iterations", "20", "--device", "cpu",
+                    "--data-root", str(bench_root), "--out", str(tmp_path / "fuse.json"))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "fuse.json").read_text())["results"]
+    assert [r["fuse"] for r in results] == [1, 2] and all(r["steady_img_per_s"] > 0 for r in results)
+    assert results[1]["jobs"]["jobs"] == 2 and results[1]["jobs"]["steady_img_per_s"] > 0
+    assert "one after another" in proc.stdout

@@ -62,6 +62,116 @@ def progress_bar(enabled: bool) -> Progress:
                     TextColumn("{task.fields[status]}"), disable=not enabled)
 
 
+class Member:
+    """One run as a training loop keeps it: model, optimizer, data order, log, counters, files.
+
+    train_cifar drives one Member; train_fused (`resbench.train.fused`) drives several, stepping
+    their parameters stacked and copying them back into each Member's model before it
+    evaluates, checkpoints or finishes. The files a Member writes are the same either way.
+    """
+
+    def __init__(self, run: CifarRun, data: CifarData, run_dir: Path, engine: Engine, fused_with: tuple = ()):
+        self.run, self.dir, self.engine = run, run_dir, engine
+        self.recipe, device = run.recipe.validate(), engine.device
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = {**environment(torch.device(device), data.provenance()), **({"fused_with": list(fused_with)}
+                                                                          if fused_with else {})}
+        self.log = MetricsLog(run_dir / "metrics.jsonl")
+        torch.manual_seed(run.seed)  # the run's initialisation, fused or not
+        self.model = build_model(run.model).to(device)
+        if engine.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(self.model, self.recipe.lr, self.recipe.momentum, self.recipe.weight_decay,
+                                        device)
+        self.state = {"iteration": 0, "warming_up": self.recipe.warmup, "warmup_ended_at": None,
+                      "train_s": 0.0, "images": 0}
+        if (ckpt := load_checkpoint(run_dir, map_location=device)) is not None:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.state.update(ckpt["state"])
+            self.log.truncate_after(self.state["iteration"])
+            self.log.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
+                             "git": env["git"], "gpu": env["gpu"], "torch": env["torch"],
+                             **({"fused_with": list(fused_with)} if fused_with else {})})
+        else:
+            self.log.truncate_after(0)
+            write_json(run_dir / "env.json", env)
+        self.fused_with = list(fused_with)
+        self.loader = DeviceLoader(data.train_x, data.train_y, self.recipe.batch_size, run.seed, device)
+        self.test_x, self.test_y = data.test_x, data.test_y
+        if self.recipe.test_subset and self.recipe.test_subset < len(self.test_y):
+            _, keep = stratified_split(self.test_y, self.recipe.test_subset, seed=0)
+            self.test_x, self.test_y = self.test_x[keep], self.test_y[keep]
+        self.window, self.warm = Window(device), Window(device)
+        self.train_err = None
+        self.last_log = (self.state["images"], self.state["train_s"])
+
+    @property
+    def iteration(self) -> int:
+        return self.state["iteration"]
+
+    def lr(self, iteration: int) -> float:
+        return self.recipe.lr_at(iteration, self.state["warming_up"])
+
+    def record(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> tuple[bool, bool, bool, bool]:
+        """Count one step; returns (log, eval, checkpoint, last) due after it."""
+        self.window.add(loss, wrong, n)
+        done = self.state["iteration"] = self.state["iteration"] + 1
+        self.state["images"] += n
+        if self.state["warming_up"]:
+            self.warm.add(loss, wrong, n)
+            if done % self.recipe.warmup_window == 0:
+                # the paper's condition: back to lr 0.1 once training error is below 80%
+                error = self.warm.read()[1]
+                self.log.append({"iter": done, "split": "warmup", "error": error})
+                if error < self.recipe.warmup_until:
+                    self.state["warming_up"], self.state["warmup_ended_at"] = False, done
+        last = done == self.recipe.iterations
+        due = (last or done % every == 0 for every in
+               (self.recipe.log_every, self.recipe.eval_every, self.recipe.checkpoint_every))
+        return (*due, last)
+
+    def log_train(self, lr: float) -> float:
+        """Write the window's training loss and error; returns the loss (NaN/inf: diverged)."""
+        train_loss, self.train_err = self.window.read()
+        images, seconds = self.state["images"] - self.last_log[0], self.state["train_s"] - self.last_log[1]
+        self.last_log = (self.state["images"], self.state["train_s"])
+        self.log.append({"iter": self.iteration, "split": "train", "loss": train_loss, "error": self.train_err,
+                         "lr": lr,  # of the window's last step
+                         "img_per_s": round(images / max(seconds, 1e-9), 1)})
+        return train_loss
+
+    def test_batches(self):
+        return self.loader.eval_batches(self.test_x, self.test_y)
+
+    def log_test(self) -> float:
+        test_loss, test_err = evaluate(self.model, self.test_batches(), self.engine)
+        self.log.append({"iter": self.iteration, "split": "test", "loss": test_loss, "error": test_err})
+        return test_err
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.dir, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                   "state": dict(self.state), "rng_cpu": torch.get_rng_state()})
+
+    def finish(self, status: str, **extra) -> dict:
+        if status == "done":
+            _, extra["test_error"] = evaluate(self.model, self.test_batches(), self.engine)
+            extra["train_error"] = self.train_err
+            write_json(self.dir / "responses.json", response_stds(
+                self.model, self.test_batches(), bn_images=self.recipe.batch_size // self.recipe.bn_splits))
+        summary = {"status": status, "iteration": self.iteration, "train_s": round(self.state["train_s"], 2),
+                   "img_per_s": round(self.state["images"] / max(self.state["train_s"], 1e-9), 1),
+                   "warmup_ended_at": self.state["warmup_ended_at"],
+                   "params": sum(p.numel() for p in self.model.parameters()),
+                   **({"fused_with": self.fused_with} if self.fused_with else {}), **extra}
+        write_json(self.dir / "summary.json", summary)
+        return summary
+
+    def diverged(self, loss: float) -> dict:
+        return self.finish("diverged", train_error=None, test_error=None,
+                           reason=f"training loss became {loss} by iteration {self.iteration}")
+
+
 def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = Engine(),
                 progress: bool = True, time_limit_s: float | None = None) -> dict:
     """Train (or resume) one run in `run_dir`; returns its summary (also in summary.json).
@@ -71,102 +181,34 @@ def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = 
     """
     engine = engine.resolve()
     engine.apply_global_settings()
-    recipe, device = run.recipe.validate(), engine.device
-    run_dir.mkdir(parents=True, exist_ok=True)
-    env = environment(torch.device(device), data.provenance())
-    log = MetricsLog(run_dir / "metrics.jsonl")
-
-    torch.manual_seed(run.seed)
-    model = build_model(run.model).to(device)
-    if engine.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, recipe.lr, recipe.momentum, recipe.weight_decay, device)
-    state = {"iteration": 0, "warming_up": recipe.warmup, "warmup_ended_at": None,
-             "train_s": 0.0, "images": 0}
-    if (ckpt := load_checkpoint(run_dir, map_location=device)) is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state.update(ckpt["state"])
-        log.truncate_after(state["iteration"])
-        log.append({"iter": state["iteration"], "split": "event", "event": "resumed",
-                    "git": env["git"], "gpu": env["gpu"], "torch": env["torch"]})
-    else:
-        log.truncate_after(0)
-        write_json(run_dir / "env.json", env)
-
-    loader = DeviceLoader(data.train_x, data.train_y, recipe.batch_size, run.seed, device)
-    test_x, test_y = data.test_x, data.test_y
-    if recipe.test_subset and recipe.test_subset < len(test_y):
-        _, keep = stratified_split(test_y, recipe.test_subset, seed=0)
-        test_x, test_y = test_x[keep], test_y[keep]
-    step = make_train_step(model, optimizer, recipe.bn_splits, engine)
-
-    def test_batches():
-        return loader.eval_batches(test_x, test_y)
-
-    def checkpoint() -> None:
-        save_checkpoint(run_dir, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "state": dict(state), "rng_cpu": torch.get_rng_state()})
-
-    def finish(status: str, **extra) -> dict:
-        summary = {"status": status, "iteration": state["iteration"], "train_s": round(state["train_s"], 2),
-                   "img_per_s": round(state["images"] / max(state["train_s"], 1e-9), 1),
-                   "warmup_ended_at": state["warmup_ended_at"],
-                   "params": sum(p.numel() for p in model.parameters()), **extra}
-        write_json(run_dir / "summary.json", summary)
-        return summary
-
-    window, warm = Window(device), Window(device)
-    first, train_err = state["iteration"], None
-    last_log = (state["images"], state["train_s"])
+    member = Member(run, data, run_dir, engine)
+    step = make_train_step(member.model, member.optimizer, member.recipe.bn_splits, engine)
+    first = member.iteration
     started = tick = time.perf_counter()
     with progress_bar(progress) as bar:
-        task = bar.add_task(run_dir.name, total=recipe.iterations, completed=first, rate="", status="")
-        for it in range(first, recipe.iterations):
-            x, y = loader.batch(it)
-            lr = recipe.lr_at(it, state["warming_up"])
+        task = bar.add_task(run_dir.name, total=member.recipe.iterations, completed=first, rate="", status="")
+        for it in range(first, member.recipe.iterations):
+            x, y = member.loader.batch(it)
+            lr = member.lr(it)
             loss, wrong = step(x, y, lr)
-            window.add(loss, wrong, len(y))
-            done = state["iteration"] = it + 1
-            state["images"] += len(y)
-            if state["warming_up"]:
-                warm.add(loss, wrong, len(y))
-                if done % recipe.warmup_window == 0:
-                    # the paper's condition: back to lr 0.1 once training error is below 80%
-                    error = warm.read()[1]
-                    log.append({"iter": done, "split": "warmup", "error": error})
-                    if error < recipe.warmup_until:
-                        state["warming_up"], state["warmup_ended_at"] = False, done
-            last = done == recipe.iterations
-            due_log, due_eval, due_ckpt = (last or done % every == 0 for every in
-                                           (recipe.log_every, recipe.eval_every, recipe.checkpoint_every))
+            due_log, due_eval, due_ckpt, last = member.record(loss, wrong, len(y))
             if not (due_log or due_eval or due_ckpt):
                 continue
-            sync(device)
+            sync(engine.device)
             now = time.perf_counter()
-            state["train_s"] += now - tick  # training time only: evaluation and I/O excluded
+            member.state["train_s"] += now - tick  # training time only: evaluation and I/O excluded
             if due_log:
-                train_loss, train_err = window.read()
-                images, seconds = state["images"] - last_log[0], state["train_s"] - last_log[1]
-                last_log = (state["images"], state["train_s"])
-                log.append({"iter": done, "split": "train", "loss": train_loss, "error": train_err,
-                            "lr": lr,  # of the window's last step
-                            "img_per_s": round(images / max(seconds, 1e-9), 1)})
-                bar.update(task, completed=done, rate=f"{(done - first) / (now - started):.1f} it/s",
-                           status=f"loss {train_loss:.3f}  train err {train_err:.1f}%")
+                train_loss = member.log_train(lr)
+                bar.update(task, completed=it + 1, rate=f"{(it + 1 - first) / (now - started):.1f} it/s",
+                           status=f"loss {train_loss:.3f}  train err {member.train_err:.1f}%")
                 if not math.isfinite(train_loss):
-                    return finish("diverged", train_error=None, test_error=None,
-                                  reason=f"training loss became {train_loss} by iteration {done}")
+                    return member.diverged(train_loss)
             if due_eval:
-                test_loss, test_err = evaluate(model, test_batches(), engine)
-                log.append({"iter": done, "split": "test", "loss": test_loss, "error": test_err})
+                member.log_test()
             if due_ckpt:
-                checkpoint()
+                member.checkpoint()
             tick = time.perf_counter()
             if time_limit_s is not None and not last and tick - started > time_limit_s:
-                checkpoint()
-                return finish("paused", train_error=train_err, test_error=None)
-    _, test_err = evaluate(model, test_batches(), engine)
-    write_json(run_dir / "responses.json",
-               response_stds(model, test_batches(), bn_images=recipe.batch_size // recipe.bn_splits))
-    return finish("done", train_error=train_err, test_error=test_err)
+                member.checkpoint()
+                return member.finish("paused", train_error=member.train_err, test_error=None)
+    return member.finish("done")

@@ -1,0 +1,180 @@
+"""Fused multi-run training: runs that differ only in seed, trained together in one process.
+
+Small CIFAR nets leave a GPU nearly idle at batch 128. Fusing N runs makes every layer
+compute all N in one kernel: the runs' parameters, BN buffers and momentum are stacked
+along a new first dimension, and one forward `vmap`s the network's own `nn.Module`
+(`torch.func.functional_call` on a parameter-less copy), which turns each convolution into
+one grouped convolution over the runs (HFTA, Wang et al. 2021, fuses the same way). No
+second definition of any network exists.
+
+Each run keeps everything it has alone (`loop.Member`): its seeded initialisation, data
+order and augmentation, learning rate (ResNet-110's warm-up ends at its own iteration), BN
+statistics per bn_splits part of its own batch and its own running statistics, its
+metrics, checkpoints, Fig. 7 probe and summary. Its parameters are copied back into its
+Member's model before it is evaluated, checkpointed or finished, so the run directory is
+the one an unfused run writes (plus `fused_with`), and either resumes the other.
+
+SGD on the stacked parameters is torch.optim.SGD's arithmetic (momentum, coupled weight
+decay, dampening 0) with a learning rate per run, in a few foreach kernels. A run whose
+loss becomes NaN or inf is finished as diverged and leaves the group; the others go on.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+
+from ..data.cifar import CifarData
+from .engine import Engine, sync
+from .loop import CifarRun, Member, progress_bar
+
+
+class Stack:
+    """The Members' parameters, BN buffers and SGD momentum, stacked: index i is member i."""
+
+    def __init__(self, members: list[Member]):
+        models = [m.model for m in members]
+        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture, without storage
+        self.params, self.buffers = stack_module_state(models)
+        self.momentum = {name: torch.stack([_momentum(m, name) for m in members]) for name in self.params}
+        recipe = members[0].recipe
+        self.momentum_factor, self.weight_decay = recipe.momentum, recipe.weight_decay
+
+    @torch.no_grad()
+    def sgd(self, grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        """torch.optim.SGD's step (d_p = g + wd p; buf = m buf + d_p; p -= lr buf), lr per run."""
+        params, bufs = list(self.params.values()), list(self.momentum.values())
+        grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        torch._foreach_mul_(bufs, self.momentum_factor)
+        torch._foreach_add_(bufs, grads)
+        torch._foreach_addcmul_(params, bufs, [lr.view(-1, *[1] * (p.dim() - 1)) for p in params], value=-1.0)
+
+    @torch.no_grad()
+    def write_back(self, members: list[Member]) -> None:
+        """Copy each member's slice into its model and optimizer, as if it had trained alone."""
+        for i, m in enumerate(members):
+            for name, p in m.model.named_parameters():
+                p.copy_(self.params[name][i])
+                m.optimizer.state[p]["momentum_buffer"] = self.momentum[name][i].clone()
+            for name, b in m.model.named_buffers():
+                b.copy_(self.buffers[name][i])
+
+    def keep(self, rows: list[int]) -> None:
+        """Only these members go on (a diverged run leaves the group)."""
+        index = torch.tensor(rows, device=next(iter(self.params.values())).device)
+        self.params = {k: v.detach()[index].requires_grad_() for k, v in self.params.items()}
+        self.buffers = {k: v[index] for k, v in self.buffers.items()}
+        self.momentum = {k: v[index] for k, v in self.momentum.items()}
+
+
+def _momentum(member: Member, name: str) -> torch.Tensor:
+    p = dict(member.model.named_parameters())[name]
+    buf = member.optimizer.state.get(p, {}).get("momentum_buffer")
+    return buf.detach().clone() if buf is not None else torch.zeros_like(p)  # before the first step
+
+
+def make_fused_step(stack: Stack, bn_splits: int, engine: Engine):
+    """step(x (N, B, ...), y (N, B), lr (N,)) -> (loss (N,), number wrong (N,)), on the device."""
+    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
+    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
+
+    def one_run(params, buffers, x, y):
+        with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
+            # BN statistics per split, as the paper's data-parallel GPUs each had their own
+            logits = torch.cat([functional_call(stack.base, (params, buffers), (part,))
+                                for part in x.chunk(bn_splits)])
+        return F.cross_entropy(logits.float(), y), (logits.argmax(1) != y).sum()
+
+    forward = vmap(one_run)
+    if engine.compile:
+        forward = torch.compile(forward, mode=engine.compile_mode)
+
+    def step(x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, wrong = forward(stack.params, stack.buffers, x, y)
+        grads = torch.autograd.grad(loss.sum(), list(stack.params.values()))  # runs are independent
+        stack.sgd(list(grads), lr)
+        return loss.detach(), wrong.detach()
+
+    return step
+
+
+def train_fused(runs: list[CifarRun], data: CifarData, run_dirs: list[Path], engine: Engine = Engine(),
+                progress: bool = True, time_limit_s: float | None = None) -> list[dict]:
+    """Train (or resume) runs that differ only in seed, together; returns their summaries in order.
+
+    Runs that resume from different iterations cannot step together: each iteration's
+    members train as their own group, one group after another.
+    """
+    engine = engine.resolve()
+    engine.apply_global_settings()
+    device = engine.device
+    data = replace(data, train_x=data.train_x.to(device), train_y=data.train_y.to(device))  # once, not per run
+    names = [d.name for d in run_dirs]
+    members = [Member(run, data, d, engine, tuple(n for n in names if n != d.name)) for run, d in zip(runs, run_dirs)]
+    summaries: dict[Path, dict] = {}
+    started = time.perf_counter()
+    for first in sorted({m.iteration for m in members}):
+        left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
+        group = [m for m in members if m.iteration == first]
+        summaries.update(_train_group(group, engine, progress, left))
+    return [summaries[d] for d in run_dirs]
+
+
+def _train_group(members: list[Member], engine: Engine, progress: bool, time_limit_s: float | None) -> dict:
+    recipe, device, finished = members[0].recipe, engine.device, {}
+    stack = Stack(members)
+    step = make_fused_step(stack, recipe.bn_splits, engine)
+    first = members[0].iteration
+    started = tick = time.perf_counter()
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"{members[0].run.model} x{len(members)} fused", total=recipe.iterations,
+                            completed=first, rate="", status="")
+        for it in range(first, recipe.iterations):
+            x, y = (torch.stack(t) for t in zip(*(m.loader.batch(it) for m in members)))
+            lrs = [m.lr(it) for m in members]
+            loss, wrong = step(x, y, torch.tensor(lrs, device=device))
+            due_log, due_eval, due_ckpt, last = [m.record(loss[i], wrong[i], y.shape[1])
+                                                 for i, m in enumerate(members)][0]  # one schedule for all
+            if not (due_log or due_eval or due_ckpt):
+                continue
+            sync(device)
+            now = time.perf_counter()
+            for m in members:
+                m.state["train_s"] += now - tick  # each run's wall time is the group's
+            if due_log:
+                losses = [m.log_train(lr) for m, lr in zip(members, lrs)]
+                for m, train_loss in zip(members, losses):
+                    if not math.isfinite(train_loss):
+                        finished[m.dir] = m.diverged(train_loss)
+                if len(finished) and any(m.dir in finished for m in members):
+                    rows = [i for i, m in enumerate(members) if m.dir not in finished]
+                    if not rows:
+                        return finished
+                    stack.keep(rows)
+                    members = [members[i] for i in rows]
+                    step = make_fused_step(stack, recipe.bn_splits, engine)
+                bar.update(task, completed=it + 1, rate=f"{len(members) * (it + 1 - first) / (now - started):.1f} "
+                           "run-it/s", status=f"loss {min(losses):.3f}..{max(losses):.3f}")
+            if due_eval or due_ckpt:
+                stack.write_back(members)
+            if due_eval:
+                for m in members:
+                    m.log_test()
+            if due_ckpt:
+                for m in members:
+                    m.checkpoint()
+            tick = time.perf_counter()
+            if time_limit_s is not None and not last and tick - started > time_limit_s:
+                stack.write_back(members)
+                for m in members:
+                    m.checkpoint()
+                    finished[m.dir] = m.finish("paused", train_error=m.train_err, test_error=None)
+                return finished
+    stack.write_back(members)
+    return {**finished, **{m.dir: m.finish("done") for m in members}}

@@ -1,0 +1,148 @@
+"""Fused multi-run training (resbench.train.fused) against the same runs trained one by one, in fp32 on CPU.
+
+Bitwise equality is not to be had: a vmapped convolution runs as one grouped convolution over
+the runs, whose kernels sum in another order than a run's own convolution. After one step the
+fused and unfused weights agree to fp32 rounding (~1e-7); training at lr 0.1 on 16-image BN
+groups then amplifies rounding, so longer runs are compared by their loss curves.
+"""
+import json
+
+import pytest
+import torch
+
+from resbench.train.engine import Engine
+from resbench.train.fused import train_fused
+from resbench.train.loop import CifarRun, train_cifar
+from resbench.train.recipe import CifarRecipe
+
+CPU = Engine(device="cpu", precision="fp32", compile=False, deterministic=True)
+ROUNDING = dict(rtol=0, atol=1e-6)  # fp32 rounding of weights, momentum and BN statistics after a step
+
+
+def recipe(**kw) -> CifarRecipe:
+    base = dict(batch_size=32, iterations=24, milestones=(16, 20), log_every=4, eval_every=8, checkpoint_every=8)
+    return CifarRecipe(**{**base, **kw}).validate()
+
+
+def checkpoint(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+
+
+def losses(run_dir, split="train"):
+    return [r["loss"] if "loss" in r else r["error"] for r in map(json.loads, (run_dir / "metrics.jsonl").open())
+            if r["split"] == split]
+
+
+def assert_same_state(a, b, **tol):
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, **tol, msg=name)
+    for i, state in a["optimizer"]["state"].items():
+        torch.testing.assert_close(b["optimizer"]["state"][i]["momentum_buffer"], state["momentum_buffer"], **tol)
+
+
+def unfused_and_fused(data, tmp_path, seeds, **kw):
+    runs = [CifarRun("resnet8", recipe(**kw), seed) for seed in seeds]
+    alone = [train_cifar(run, data, tmp_path / f"alone-{run.seed}", CPU, progress=False) for run in runs]
+    fused = train_fused(runs, data, [tmp_path / f"fused-{run.seed}" for run in runs], CPU, progress=False)
+    return runs, alone, fused
+
+
+def test_one_step_of_three_fused_runs_is_three_runs_steps(tiny_data, tmp_path):
+    """Loss, gradients (momentum after the first step is grad + wd * w), weights and BN running stats."""
+    _, alone, fused = unfused_and_fused(tiny_data, tmp_path, (0, 1, 2), iterations=1, milestones=(), log_every=1,
+                                        eval_every=1, checkpoint_every=1)
+    for seed in (0, 1, 2):
+        a, b = checkpoint(tmp_path / f"alone-{seed}"), checkpoint(tmp_path / f"fused-{seed}")
+        assert_same_state(a, b, **ROUNDING)
+        assert losses(tmp_path / f"fused-{seed}") == pytest.approx(losses(tmp_path / f"alone-{seed}"), abs=1e-6)
+    assert [s["iteration"] for s in fused] == [1, 1, 1]
+
+
+def test_a_fused_group_of_one_and_of_three_follow_their_unfused_runs(tiny_data, tmp_path):
+    runs, alone, fused = unfused_and_fused(tiny_data, tmp_path, (0, 1, 2))
+    (one,) = train_fused(runs[:1], tiny_data, [tmp_path / "one"], CPU, progress=False)
+    for seed, a, b in zip((0, 1, 2), alone, fused):
+        assert losses(tmp_path / f"fused-{seed}") == pytest.approx(losses(tmp_path / f"alone-{seed}"), abs=5e-3)
+        assert b["status"] == "done" and b["iteration"] == a["iteration"] == 24
+        assert b["fused_with"] == [f"fused-{s}" for s in (0, 1, 2) if s != seed]
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "alone-0"), abs=5e-3)
+    assert "fused_with" not in one  # a group of one is a run alone
+    for name in ("env.json", "metrics.jsonl", "responses.json", "summary.json", "checkpoint.pt"):
+        assert (tmp_path / "fused-1" / name).exists(), name
+
+
+def test_each_run_keeps_its_own_data_order(tiny_data, tmp_path, monkeypatch):
+    from resbench.data.pipeline import DeviceLoader
+
+    seen: dict[str, list] = {"alone": [], "fused": []}
+    real = DeviceLoader.batch
+
+    def spy(self, iteration):
+        x, y = real(self, iteration)
+        seen[mode].append((self.seed, iteration, y.tolist(), float(x.sum())))
+        return x, y
+    monkeypatch.setattr(DeviceLoader, "batch", spy)
+    runs = [CifarRun("resnet8", recipe(iterations=6), seed) for seed in (3, 4)]
+    mode = "alone"
+    for run in runs:
+        train_cifar(run, tiny_data, tmp_path / f"a{run.seed}", CPU, progress=False)
+    mode = "fused"
+    train_fused(runs, tiny_data, [tmp_path / f"f{r.seed}" for r in runs], CPU, progress=False)
+    assert sorted(seen["fused"]) == sorted(seen["alone"]) and len(seen["fused"]) == 12
+
+
+def test_warmup_ends_at_each_runs_own_iteration(tiny_data, tmp_path):
+    kw = dict(iterations=40, milestones=(), warmup=True, warmup_until=75.0, warmup_window=2, log_every=2)
+    _, alone, fused = unfused_and_fused(tiny_data, tmp_path, (0, 1, 2, 3), **kw)
+    ended = [s["warmup_ended_at"] for s in alone]
+    assert [s["warmup_ended_at"] for s in fused] == ended
+    assert len(set(ended)) > 1, ended  # the runs left the warm-up at different iterations
+    for seed, end in zip((0, 1, 2, 3), ended):
+        lrs = [r["lr"] for r in map(json.loads, (tmp_path / f"fused-{seed}" / "metrics.jsonl").open())
+               if r["split"] == "train"]
+        assert lrs == [0.01 if it <= end else 0.1 for it in range(2, 41, 2)]
+
+
+@pytest.mark.parametrize("first, then", [("fused", "alone"), ("alone", "fused")])
+def test_a_paused_run_resumes_the_other_way(tiny_data, tmp_path, first, then):
+    """A fused group's checkpoints resume unfused and the other way round, where the run left off."""
+    runs = [CifarRun("resnet8", recipe(), seed) for seed in (0, 1)]
+    dirs = [tmp_path / f"s{r.seed}" for r in runs]
+    train = {"fused": lambda limit: train_fused(runs, tiny_data, dirs, CPU, progress=False, time_limit_s=limit),
+             "alone": lambda limit: [train_cifar(r, tiny_data, d, CPU, progress=False, time_limit_s=limit)
+                                     for r, d in zip(runs, dirs)]}
+    paused = train[first](0.0)  # stops at the first log, at iteration 4
+    assert [s["status"] for s in paused] == ["paused", "paused"] and paused[0]["iteration"] == 4
+    done = train[then](None)
+    assert [s["status"] for s in done] == ["done", "done"] and [s["iteration"] for s in done] == [24, 24]
+    for run, d in zip(runs, dirs):
+        reference = tmp_path / f"straight-{run.seed}"
+        train_cifar(run, tiny_data, reference, CPU, progress=False)
+        assert losses(d) == pytest.approx(losses(reference), abs=5e-3)
+        assert [json.loads(line)["event"] for line in (d / "metrics.jsonl").open()
+                if '"event"' in line] == ["resumed"]
+
+
+def test_a_run_that_diverges_leaves_the_group_and_the_others_go_on_unchanged(tiny_data, tmp_path, monkeypatch):
+    from resbench.train import fused as fusion
+
+    runs = [CifarRun("resnet8", recipe(), seed) for seed in (0, 1, 2)]
+    train_fused(runs, tiny_data, [tmp_path / f"clean-{r.seed}" for r in runs], CPU, progress=False)
+    sgd, calls = fusion.Stack.sgd, []
+
+    def poison_seed1_at_step_6(self, grads, lr):
+        sgd(self, grads, lr)
+        calls.append(1)
+        if len(calls) == 6:
+            with torch.no_grad():
+                next(iter(self.params.values()))[1].fill_(float("nan"))
+    monkeypatch.setattr(fusion.Stack, "sgd", poison_seed1_at_step_6)
+    summaries = train_fused(runs, tiny_data, [tmp_path / f"nan-{r.seed}" for r in runs], CPU, progress=False)
+    assert [s["status"] for s in summaries] == ["done", "diverged", "done"]
+    assert summaries[1]["iteration"] == 8 and "nan" in summaries[1]["reason"]
+    for seed in (0, 2):  # bitwise while the NaN run is still in the group (iterations 4, 8): nothing leaks;
+        # after it leaves, a group of two runs other kernels than a group of three: rounding only
+        nan, clean = losses(tmp_path / f"nan-{seed}"), losses(tmp_path / f"clean-{seed}")
+        assert nan[:2] == clean[:2] and nan[2:] == pytest.approx(clean[2:], abs=5e-3)
+        assert losses(tmp_path / f"nan-{seed}", "test") == pytest.approx(losses(tmp_path / f"clean-{seed}", "test"),
+                                                                         abs=2.0)  # % of 100 test images
