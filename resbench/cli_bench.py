@@ -1,0 +1,234 @@
+"""`resbench bench ...`: throughput benchmarks, each measuring its contenders side by side in one run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .cli_common import console, fail, split as _split
+
+bench_app = typer.Typer(help="Throughput benchmarks (img/s), measured side by side in one run.")
+
+
+def _setup(device: str, compile: Optional[bool], compile_mode: str, data_root: Optional[Path]):
+    """(resolved engine, CIFAR-10) for a CIFAR benchmark, or a one-line error."""
+    from .data import DataError
+    from .data.cifar import load_cifar10
+    from .train.engine import Engine
+
+    try:
+        return Engine(device=device, compile=compile, compile_mode=compile_mode).resolve(), load_cifar10(data_root)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        return [int(n) for n in _split(text) or []]
+    except ValueError:
+        fail(f"expected comma-separated numbers, got {text!r}")
+
+
+def _write(out: Optional[Path], results: list, engine, data) -> None:
+    """The results and the machine they were measured on (GPU name, versions, data) as JSON."""
+    if out:
+        import torch
+
+        from .results import environment, write_json
+
+        write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
+        console.print(f"wrote {out}")
+
+
+@bench_app.command("cifar")
+def bench_cifar(
+    models: str = typer.Option("resnet20,resnet56,resnet110", help="comma-separated models"),
+    iterations: int = typer.Option(200, min=1, help="timed iterations per loop"),
+    warmup: int = typer.Option(30, min=0, help="untimed iterations first (compilation, cudnn autotune)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    workers: int = typer.Option(8, min=0, help="DataLoader workers of the plain loop"),
+    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode of the fast loop"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    bn_splits: int = typer.Option(2, min=1, help="fast loop: BN groups per batch (2 = the paper's 2x64)"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """The plain loop (DataLoader + PIL + fp32 eager) vs resbench's fast loop: img/s and ratio."""
+    from dataclasses import asdict
+
+    from .bench import fast_loop, plain_loop
+    from .train.recipe import CifarRecipe
+
+    try:
+        recipe = CifarRecipe(bn_splits=bn_splits).validate()
+    except ValueError as err:
+        fail(str(err))
+    engine, data = _setup(device, compile, compile_mode, data_root)
+    table = Table(title=f"CIFAR-10 training throughput on {engine.device}, batch 128")
+    for col in ("model", "plain img/s", "fast img/s", "fast / plain", "fast loop"):
+        table.add_column(col, justify="left" if col in ("model", "fast loop") else "right")
+    results = []
+    for name in _split(models) or []:
+        plain = plain_loop(name, data, engine.device, iterations, warmup, workers)
+        fast = fast_loop(name, data, engine, iterations, warmup, recipe)
+        results += [plain, fast]
+        table.add_row(name, f"{plain.img_per_s:,.0f}", f"{fast.img_per_s:,.0f}",
+                      f"{fast.img_per_s / plain.img_per_s:.2f}x", fast.detail)
+    console.print(table)
+    _write(out, [asdict(r) for r in results], engine, data)
+
+
+@bench_app.command("jobs")
+def bench_jobs(
+    models: str = typer.Option("resnet20,resnet56", help="comma-separated models"),
+    jobs: str = typer.Option("1,2,4,8", help="comma-separated numbers of trainings at once"),
+    iterations: int = typer.Option(2000, min=20, help="iterations per training"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """Aggregate img/s of N trainings sharing one device (resbench run --jobs N), for each N."""
+    import tempfile
+
+    from .bench import packed_throughput
+
+    counts = _counts(jobs)
+    engine, data = _setup(device, compile, compile_mode, data_root)
+    table = Table(title=f"Trainings packed on {engine.device}: aggregate img/s ({iterations} iterations each)")
+    for col in ("model", "jobs", "steady img/s", "per run", "vs 1 job", "wall img/s"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    results = []
+    for name in _split(models) or []:
+        for n in counts:
+            with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+                try:
+                    r = packed_throughput(name, n, iterations, data, str(data_root) if data_root else None,
+                                          engine, Path(tmp))
+                except RuntimeError as err:
+                    fail(str(err))
+            results.append(r)
+            one = next((x for x in results if x["model"] == name and x["jobs"] == 1), None)
+            ratio = f"{r['steady_img_per_s'] / one['steady_img_per_s']:.2f}x" if one else ""
+            table.add_row(name, str(n), f"{r['steady_img_per_s']:,.0f}", f"{r['per_run_img_per_s']:,.0f}", ratio,
+                          f"{r['wall_img_per_s']:,.0f}")
+    console.print(table)
+    _write(out, results, engine, data)
+
+
+@bench_app.command("fuse")
+def bench_fuse(
+    models: str = typer.Option("resnet20,resnet56,resnet110", help="comma-separated models"),
+    fuse: str = typer.Option("1,2,4,8", help="comma-separated numbers of seeds trained together"),
+    iterations: int = typer.Option(500, min=20, help="iterations per training"),
+    jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="also N runs as N --jobs processes"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """Aggregate img/s of N seeds fused into one training, next to N runs one after another and as N
+    --jobs processes, on one device (resbench run --fuse N)."""
+    import tempfile
+
+    from .bench import fused_throughput, packed_throughput
+
+    counts = _counts(fuse)
+    engine, data = _setup(device, compile, compile_mode, data_root)
+    table = Table(title=f"N seeds on {engine.device}: aggregate img/s ({iterations} iterations each)")
+    for col in ("model", "N", "fused", "vs 1 run", "one after another", *(["N --jobs"] if jobs else [])):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    results = []
+    for name in _split(models) or []:
+        one = None
+        for n in counts:
+            with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+                try:
+                    r = fused_throughput(name, n, iterations, data, engine, Path(tmp))
+                    if jobs and n > 1:
+                        r["jobs"] = packed_throughput(name, n, iterations, data, str(data_root) if data_root else None,
+                                                      engine, Path(tmp) / "jobs")
+                except RuntimeError as err:
+                    fail(str(err))
+            one = r if n == 1 else one
+            results.append(r)
+            ratio = f"{r['steady_img_per_s'] / one['steady_img_per_s']:.2f}x" if one else ""
+            table.add_row(name, str(n), f"{r['steady_img_per_s']:,.0f}", ratio,
+                          f"{one['steady_img_per_s']:,.0f}" if one else "",
+                          *([f"{r['jobs']['steady_img_per_s']:,.0f}" if "jobs" in r else ""] if jobs else []))
+    console.print(table)
+    console.print("one after another: N runs back to back have the aggregate rate of one run (the N = 1 line)")
+    _write(out, results, engine, data)
+
+
+@bench_app.command("imagenet")
+def bench_imagenet(
+    models: str = typer.Option("resnet50,plain34,resnet34,resnet101,resnet152",
+                               help="comma-separated; the first is also measured end to end"),
+    iterations: int = typer.Option(30, min=1, help="timed iterations per measurement"),
+    warmup: int = typer.Option(10, min=0, help="untimed iterations first"),
+    batch_size: int = typer.Option(256, min=1, help="images per step (the paper's global batch)"),
+    workers: Optional[int] = typer.Option(None, min=0, help="decoding processes (default: every core)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    decode: str = typer.Option("auto", help="end to end: device (nvJPEG on the GPU), workers (PIL); auto: device on CUDA"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    data_root: Optional[Path] = typer.Option(None, help="an ImageNet folder; default: generated JPEGs"),
+    images: int = typer.Option(2000, min=16, help="generated images (sides 300-500 px, like ImageNet's)"),
+    crop: int = typer.Option(224, min=16, help="training crop (smaller only for tests)"),
+    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+) -> None:
+    """ImageNet training img/s: decoding alone, each model alone, ResNet-50 end to end; projected
+    wall time of the paper's 600k iterations on 1 and 8 GPUs."""
+    import os
+    import tempfile
+
+    import torch
+
+    from .bench import imagenet_throughput
+    from .data import DataError
+    from .data.imagenet import find_imagenet, make_synthetic
+    from .results import environment, write_json
+    from .train.engine import Engine
+    from .train.recipe import ImageNetRecipe
+
+    names = _split(models) or []
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    with tempfile.TemporaryDirectory(prefix="resbench-imagenet-") as tmp:
+        try:
+            engine = Engine(device=device, compile=compile, decode=decode).resolve()
+            recipe = ImageNetRecipe(crop=crop, scale_min=max(crop, min(256, 2 * crop)),
+                                    scale_max=max(crop, min(480, 4 * crop)), test_size=max(crop, 256 * crop // 224),
+                                    bn_group=min(32, batch_size)).validate()
+            if data_root is None:
+                console.print(f"generating {images} JPEGs (sides 300-500 px) in {tmp} ...")
+                make_synthetic(Path(tmp), classes=10, per_class=max(1, images // 10), val_per_class=1,
+                               sides=(300, 500))
+            data = find_imagenet(data_root or tmp)
+            r = imagenet_throughput(names, data, engine, iterations, warmup, batch_size, workers, recipe)
+        except (DataError, ValueError) as err:
+            fail(str(err))
+    table = Table(title=f"ImageNet training throughput on {engine.device}, batch {batch_size}, crop {crop}, "
+                        f"{workers} decoding processes")
+    for col in ("measured", "img/s", "600k iterations: 1 GPU (h)", "8 GPUs (h)"):
+        table.add_column(col, justify="left" if col == "measured" else "right")
+    decoder = "nvJPEG" if engine.device.startswith("cuda") else "torchvision"
+    table.add_row(f"decoding: PIL, {workers} workers", f"{r['pipeline_img_per_s']['workers']:,.0f}",
+                  "", "")
+    device_rate = r["pipeline_img_per_s"]["device"]
+    table.add_row(f"decoding: {decoder} on {engine.device}",
+                  "unavailable" if device_rate is None else f"{device_rate:,.0f}", "", "")
+    for name, rate in r["model_img_per_s"].items():
+        hours = r["projected_hours"][name]
+        table.add_row(f"{name}, model only", f"{rate:,.0f}", f"{hours['1 GPU']:,}", f"{hours['8 GPUs']:,}")
+    e2e = r["end_to_end"]
+    table.add_row(f"{e2e['model']}, end to end ({e2e['decode']})", f"{e2e['img_per_s']:,.0f}", "", "")
+    console.print(table)
+    console.print(f"projection: min(model only, decoding on {engine.decode}) per GPU, "
+                  "linear scaling to 8 GPUs assumed")
+    if out:
+        write_json(out, {**r, "env": environment(torch.device(engine.device), data.provenance())})
+        console.print(f"wrote {out}")
