@@ -112,7 +112,7 @@ def fast_loop(model_name: str, data: CifarData, engine: Engine, iterations: int,
 
     rate = _timed(step, batches(), warmup, iterations, recipe.batch_size, device)
     detail = f"{engine.precision}, {'compile ' + engine.compile_mode if engine.compile else 'eager'}, " \
-             f"bn_splits {recipe.bn_splits}"
+             f"bn_splits {recipe.bn_splits}{' in one forward' if engine.one_forward else ''}"
     return BenchResult(model_name, "fast", rate, iterations, device, detail)
 
 

@@ -110,6 +110,9 @@ def run(
     fp32: bool = typer.Option(False, "--fp32", rich_help_panel=SPEED,
                               help="no bf16 autocast (the plain path, for comparison)"),
     deterministic: bool = typer.Option(False, help="deterministic kernels (slower)", rich_help_panel=SPEED),
+    one_forward: bool = typer.Option(False, "--one-forward", rich_help_panel=SPEED,
+                                     help="the BN halves in one vmapped forward (same arithmetic; off until the GPU "
+                                          "shows it faster)"),
     decode: str = typer.Option("auto", rich_help_panel=SPEED,
                                help="ImageNet JPEGs: device (nvJPEG on the GPU), workers (PIL); auto: device on CUDA"),
     fuse: str = typer.Option("auto", rich_help_panel=SPEED,
@@ -138,10 +141,11 @@ def run(
     if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
         device, launcher = rank_device, "inline"
     engine = Engine(device=device, precision="fp32" if fp32 else "auto", compile=compile,
-                    compile_mode=compile_mode, deterministic=deterministic, decode=decode)
+                    compile_mode=compile_mode, deterministic=deterministic, decode=decode, one_forward=one_forward)
     if launcher == "slurm" and gpus_per_task and device == "auto":  # resolved for the GPU nodes, not this one
         engine = Engine("cuda", "fp32" if fp32 else "bf16", compile is not False, compile_mode,
-                        deterministic=deterministic, decode="device" if decode == "auto" else decode)
+                        deterministic=deterministic, decode="device" if decode == "auto" else decode,
+                        one_forward=one_forward)
     time_limit_s = time_limit * 60 if time_limit else None
     try:
         if launcher not in LAUNCHERS:

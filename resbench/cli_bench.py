@@ -12,14 +12,15 @@ from .cli_common import console, fail, split as _split
 bench_app = typer.Typer(help="Throughput benchmarks (img/s), measured side by side in one run.")
 
 
-def _setup(device: str, compile: Optional[bool], compile_mode: str, data_root: Optional[Path]):
+def _setup(device: str, compile: Optional[bool], compile_mode: str, data_root: Optional[Path], **engine):
     """(resolved engine, CIFAR-10) for a CIFAR benchmark, or a one-line error."""
     from .data import DataError
     from .data.cifar import load_cifar10
     from .train.engine import Engine
 
     try:
-        return Engine(device=device, compile=compile, compile_mode=compile_mode).resolve(), load_cifar10(data_root)
+        engine = Engine(device=device, compile=compile, compile_mode=compile_mode, **engine).resolve()
+        return engine, load_cifar10(data_root)
     except (DataError, ValueError) as err:
         fail(str(err))
 
@@ -52,6 +53,8 @@ def bench_cifar(
     compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode of the fast loop"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
     bn_splits: int = typer.Option(2, min=1, help="fast loop: BN groups per batch (2 = the paper's 2x64)"),
+    one_forward: bool = typer.Option(False, "--one-forward", help="fast loop: the BN groups in one vmapped "
+                                     "forward, not one forward each (resbench.train.splits)"),
     data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
     out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
 ) -> None:
@@ -65,7 +68,7 @@ def bench_cifar(
         recipe = CifarRecipe(bn_splits=bn_splits).validate()
     except ValueError as err:
         fail(str(err))
-    engine, data = _setup(device, compile, compile_mode, data_root)
+    engine, data = _setup(device, compile, compile_mode, data_root, one_forward=one_forward)
     table = Table(title=f"CIFAR-10 training throughput on {engine.device}, batch 128")
     for col in ("model", "plain img/s", "fast img/s", "fast / plain", "fast loop"):
         table.add_column(col, justify="left" if col in ("model", "fast loop") else "right")

@@ -18,7 +18,9 @@ case "$STEP" in
     for mode in reduce-overhead max-autotune-no-cudagraphs; do
       resbench bench cifar --models resnet20,resnet56,resnet110 --compile-mode "$mode" \
         --out "$OUT/bench_cifar_$mode.json" 2>&1 | tee -a "$OUT/bench_cifar.log"
-    done ;;
+    done  # and the two BN halves in one forward (Engine.one_forward): the default if faster
+    resbench bench cifar --models resnet20,resnet56,resnet110 --one-forward \
+      --out "$OUT/bench_cifar_one_forward.json" 2>&1 | tee -a "$OUT/bench_cifar.log" ;;
   jobs)  # issue 6: trainings packed on one GPU
     resbench bench jobs --models resnet20,resnet56 --jobs 1,2,4,8 --iterations 2000 \
       --out "$OUT/bench_jobs.json" 2>&1 | tee "$OUT/bench_jobs.log" ;;

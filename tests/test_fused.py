@@ -146,3 +146,56 @@ def test_a_run_that_diverges_leaves_the_group_and_the_others_go_on_unchanged(tin
         assert nan[:2] == clean[:2] and nan[2:] == pytest.approx(clean[2:], abs=5e-3)
         assert losses(tmp_path / f"nan-{seed}", "test") == pytest.approx(losses(tmp_path / f"clean-{seed}", "test"),
                                                                          abs=2.0)  # % of 100 test images
+
+
+def test_one_forward_over_the_bn_halves_computes_what_a_forward_per_half_does():
+    """resbench.train.splits: the paper's two BN halves as one vmapped forward, running statistics folded
+    as if the halves had run one after another: logits, gradients and BN buffers, to fp32 rounding."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from resbench.models import build_model
+    from resbench.train.splits import bn_momenta, forward_parts
+
+    torch.manual_seed(0)
+    net, x, y = build_model("resnet8"), torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+
+    def step(one: bool):
+        m = copy.deepcopy(net)
+        if one:
+            logits = forward_parts(m, dict(m.named_parameters()), dict(m.named_buffers()), x, 2, bn_momenta(m))
+        else:
+            logits = torch.cat([m(part) for part in x.chunk(2)])
+        F.cross_entropy(logits, y).backward()
+        return logits, {n: p.grad for n, p in m.named_parameters()}, dict(m.named_buffers())
+
+    (loop_logits, loop_grads, loop_buffers), (logits, grads, buffers) = step(False), step(True)
+    torch.testing.assert_close(logits, loop_logits, rtol=0, atol=1e-6)
+    for name in grads:
+        torch.testing.assert_close(grads[name], loop_grads[name], rtol=0, atol=1e-6, msg=name)
+    for name in buffers:  # running mean and var; num_batches_tracked 2: one update per half
+        torch.testing.assert_close(buffers[name], loop_buffers[name], rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_step_with_one_forward_matches_a_forward_per_half(tiny_data, tmp_path, fused):
+    """Engine.one_forward in a training step, alone and fused. On the pipeline's images the CPU's conv
+    kernels round the two shapes (a batch of 16, a vmapped pair of 16) up to 5e-5 apart in the stem's
+    gradient, so weights and momentum are compared to 2e-4."""
+    from dataclasses import replace
+
+    runs = [CifarRun("resnet8", recipe(iterations=1, milestones=(), log_every=1, eval_every=1, checkpoint_every=1),
+                     seed) for seed in (0, 1)]
+    for name, engine in (("loop", CPU), ("one", replace(CPU, one_forward=True))):
+        dirs = [tmp_path / f"{name}-{r.seed}" for r in runs]
+        if fused:
+            train_fused(runs, tiny_data, dirs, engine, progress=False)
+        else:
+            for run, d in zip(runs, dirs):
+                train_cifar(run, tiny_data, d, engine, progress=False)
+    for seed in (0, 1):
+        loop, one = checkpoint(tmp_path / f"loop-{seed}"), checkpoint(tmp_path / f"one-{seed}")
+        assert_same_state(loop, one, rtol=0, atol=2e-4)
+        assert one["model"]["stem.1.num_batches_tracked"] == 2  # one update per half, as the loop counts
+        assert losses(tmp_path / f"one-{seed}") == pytest.approx(losses(tmp_path / f"loop-{seed}"), abs=1e-5)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .splits import bn_momenta, forward_parts
+
 PRECISIONS = ("bf16", "fp32")
 
 
@@ -36,6 +38,10 @@ class Engine:
     # GPU), "workers" = PIL in DataLoader worker processes; auto: device on CUDA, else workers.
     # (CIFAR is decoded once and stays resident.)
     decode: str = "auto"
+    # BN per part of the batch (bn_splits): one vmapped forward over the parts instead of one
+    # forward per part; the same arithmetic up to rounding (resbench.train.splits). Off until
+    # `resbench bench cifar --one-forward` shows it faster on the GPU.
+    one_forward: bool = False
 
     @property
     def is_resolved(self) -> bool:
@@ -55,7 +61,8 @@ class Engine:
         decode = self.decode if self.decode != "auto" else ("device" if cuda else "workers")
         if decode not in ("device", "workers"):
             raise ValueError(f"decode must be auto, device or workers, got {decode!r}")
-        return Engine(device, precision, compile_, self.compile_mode, self.channels_last, self.deterministic, decode)
+        return Engine(device, precision, compile_, self.compile_mode, self.channels_last, self.deterministic, decode,
+                      self.one_forward)
 
     @property
     def tf32(self) -> bool:
@@ -92,11 +99,15 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_split
     """step(x, y, lr) -> (loss, number wrong), both 0-d tensors left on the device."""
     dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
     device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
+    params, buffers, momenta = dict(model.named_parameters()), dict(model.named_buffers()), bn_momenta(model)
 
     def forward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
             # BN statistics per split, as the paper's data-parallel GPUs each had their own
-            logits = torch.cat([model(part) for part in x.chunk(bn_splits)]) if bn_splits > 1 else model(x)
+            if bn_splits > 1 and engine.one_forward:
+                logits = forward_parts(model, params, buffers, x, bn_splits, momenta)
+            else:
+                logits = torch.cat([model(part) for part in x.chunk(bn_splits)]) if bn_splits > 1 else model(x)
         loss = F.cross_entropy(logits.float(), y)
         return loss, (logits.argmax(1) != y).sum()
 

@@ -33,6 +33,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..data.cifar import CifarData
 from .engine import Engine, sync
 from .loop import CifarRun, Member, progress_bar
+from .splits import bn_momenta, forward_parts
 
 
 class Stack:
@@ -83,12 +84,16 @@ def make_fused_step(stack: Stack, bn_splits: int, engine: Engine):
     """step(x (N, B, ...), y (N, B), lr (N,)) -> (loss (N,), number wrong (N,)), on the device."""
     dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
     device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
+    momenta = bn_momenta(stack.base)
 
     def one_run(params, buffers, x, y):
         with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
             # BN statistics per split, as the paper's data-parallel GPUs each had their own
-            logits = torch.cat([functional_call(stack.base, (params, buffers), (part,))
-                                for part in x.chunk(bn_splits)])
+            if bn_splits > 1 and engine.one_forward:
+                logits = forward_parts(stack.base, params, buffers, x, bn_splits, momenta)
+            else:
+                logits = torch.cat([functional_call(stack.base, (params, buffers), (part,))
+                                    for part in x.chunk(bn_splits)])
         return F.cross_entropy(logits.float(), y), (logits.argmax(1) != y).sum()
 
     forward = vmap(one_run)
