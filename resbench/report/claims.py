@@ -69,7 +69,7 @@ def judge(claim: Claim, exp: Experiment, values: Values) -> tuple[str, str]:
         else:
             missing.append(model)
     if not outcomes:
-        return "not run", f"needs finished runs of {', '.join(missing)}"
+        return "not run", f"needs finished runs of {', '.join(missing) or 'both sides of an ordering'}"
     status = "fail" if "fail" in outcomes else "pass" if all(o == "pass" for o in outcomes) and not missing \
         else "inconclusive"
     evidence = "; ".join(parts) + (f"; no runs of {', '.join(missing)}" if missing else "") + \
@@ -78,7 +78,7 @@ def judge(claim: Claim, exp: Experiment, values: Values) -> tuple[str, str]:
 
 
 def _chain(models: tuple[str, ...], column: str, falls: bool = False):
-    """Orderings of neighbours: each model lower (falls=False: higher) than the next one."""
+    """Orderings of neighbours in `models`: each one's value below the next one's (falls: above it)."""
     def orderings(exp):
         pairs = zip(models, models[1:])
         return [(b, a, column) if falls else (a, b, column) for a, b in pairs]
