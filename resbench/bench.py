@@ -126,7 +126,8 @@ def _bench_recipe(iterations: int) -> CifarRecipe:
 def _steady_rate(run_dir: Path, iterations: int) -> float:
     """A run's img/s in the middle of training (30-80% of the iterations: compilation over)."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    rates = [r["img_per_s"] for r in records if r["split"] == "train" and 0.3 * iterations < r["iter"] <= 0.8 * iterations]
+    rates = [r["img_per_s"] for r in records
+             if r["split"] == "train" and 0.3 * iterations < r["iter"] <= 0.8 * iterations]
     return sum(rates) / len(rates) if rates else float("nan")
 
 

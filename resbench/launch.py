@@ -6,9 +6,10 @@ runs, `--fuse`) that is neither finished nor held by another worker (the store's
 so long and short runs balance themselves and small CIFAR models can share one GPU. On
 Slurm (`--launcher slurm`) every run or fused group is one task of a job array, at most
 `--jobs` at once; a task that is preempted or reaches its time limit is requeued by
-submitit and resumes from the run's last checkpoint (`Worker` is `Checkpointable`). An ImageNet run is one task per GPU on
-`--nodes` nodes, joined into one data-parallel process group through submitit's
-`TorchDistributedEnvironment` (the same roles torchrun gives processes locally).
+submitit and resumes from the run's last checkpoint (`Worker` is `Checkpointable`). An
+ImageNet run is one task per GPU on `--nodes` nodes, joined into one data-parallel process
+group through submitit's `TorchDistributedEnvironment` (the same roles torchrun gives
+processes locally).
 """
 from __future__ import annotations
 

@@ -194,7 +194,8 @@ def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = Tr
             except OSError:
                 raise
             except Exception as err:
-                failed = {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0], "iteration": None}
+                error = f"{type(err).__name__}: {err}".splitlines()[0]
+                failed = {"status": "failed", "error": error, "iteration": None}
                 summaries = [failed] * len(todo)
                 for job in todo if lead else []:
                     atomic_write_text(job.dir / "error.txt", traceback.format_exc())

@@ -158,8 +158,8 @@ def sha256_file(path: Path) -> str:
 
 def decoded_cache_dir() -> Path:
     """$RESBENCH_CACHE, else ~/.cache/resbench (or $XDG_CACHE_HOME/resbench), then decoded/."""
-    base = os.environ.get("RESBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resbench"
-    return Path(base).expanduser() / "decoded"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(os.environ.get("RESBENCH_CACHE") or Path(cache) / "resbench").expanduser() / "decoded"
 
 
 def _read_jpeg_npz(folder: Path, sha256: dict[str, str]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
