@@ -48,13 +48,15 @@ def unfused_and_fused(data, tmp_path, seeds, **kw):
 
 
 def test_one_step_of_three_fused_runs_is_three_runs_steps(tiny_data, tmp_path):
-    """Loss, gradients (momentum after the first step is grad + wd * w), weights and BN running stats."""
-    _, alone, fused = unfused_and_fused(tiny_data, tmp_path, (0, 1, 2), iterations=1, milestones=(), log_every=1,
-                                        eval_every=1, checkpoint_every=1)
-    for seed in (0, 1, 2):
-        a, b = checkpoint(tmp_path / f"alone-{seed}"), checkpoint(tmp_path / f"fused-{seed}")
+    """Loss, gradients (momentum after the first step is grad + wd * w), weights and BN running stats;
+    for a group of three and a group of one, which is not bitwise either (see the module docstring)."""
+    runs, alone, fused = unfused_and_fused(tiny_data, tmp_path, (0, 1, 2), iterations=1, milestones=(),
+                                           log_every=1, eval_every=1, checkpoint_every=1)
+    train_fused(runs[:1], tiny_data, [tmp_path / "one-0"], CPU, progress=False)
+    for seed, fused_dir in ((0, "fused-0"), (1, "fused-1"), (2, "fused-2"), (0, "one-0")):
+        a, b = checkpoint(tmp_path / f"alone-{seed}"), checkpoint(tmp_path / fused_dir)
         assert_same_state(a, b, **ROUNDING)
-        assert losses(tmp_path / f"fused-{seed}") == pytest.approx(losses(tmp_path / f"alone-{seed}"), abs=1e-6)
+        assert losses(tmp_path / fused_dir) == pytest.approx(losses(tmp_path / f"alone-{seed}"), abs=1e-6)
     assert [s["iteration"] for s in fused] == [1, 1, 1]
 
 
