@@ -10,6 +10,12 @@ from rich.table import Table
 from .cli_common import console, fail, split as _split
 
 bench_app = typer.Typer(help="Throughput benchmarks (img/s), measured side by side in one run.")
+# options every benchmark takes
+DEVICE = typer.Option("auto", help="auto, cpu, cuda")
+COMPILE = typer.Option(None, "--compile/--no-compile", help="default: on GPU")
+COMPILE_MODE = typer.Option("reduce-overhead", help="torch.compile mode")
+DATA_ROOT = typer.Option(None, help="folder holding CIFAR-10")
+OUT = typer.Option(None, help="also write the results as JSON here")
 
 
 def _setup(device: str, compile: Optional[bool], compile_mode: str, data_root: Optional[Path], **engine):
@@ -48,15 +54,15 @@ def bench_cifar(
     models: str = typer.Option("resnet20,resnet56,resnet110", help="comma-separated models"),
     iterations: int = typer.Option(200, min=1, help="timed iterations per loop"),
     warmup: int = typer.Option(30, min=0, help="untimed iterations first (compilation, cudnn autotune)"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    device: str = DEVICE,
     workers: int = typer.Option(8, min=0, help="DataLoader workers of the plain loop"),
-    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode of the fast loop"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    compile_mode: str = COMPILE_MODE,
+    compile: Optional[bool] = COMPILE,
     bn_splits: int = typer.Option(2, min=1, help="fast loop: BN groups per batch (2 = the paper's 2x64)"),
     one_forward: bool = typer.Option(False, "--one-forward", help="fast loop: the BN groups in one vmapped "
                                      "forward, not one forward each (resbench.train.splits)"),
-    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
-    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+    data_root: Optional[Path] = DATA_ROOT,
+    out: Optional[Path] = OUT,
 ) -> None:
     """The plain loop (DataLoader + PIL + fp32 eager) vs resbench's fast loop: img/s and ratio."""
     from dataclasses import asdict
@@ -88,11 +94,11 @@ def bench_jobs(
     models: str = typer.Option("resnet20,resnet56", help="comma-separated models"),
     jobs: str = typer.Option("1,2,4,8", help="comma-separated numbers of trainings at once"),
     iterations: int = typer.Option(2000, min=20, help="iterations per training"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda"),
-    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
-    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
-    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+    device: str = DEVICE,
+    compile_mode: str = COMPILE_MODE,
+    compile: Optional[bool] = COMPILE,
+    data_root: Optional[Path] = DATA_ROOT,
+    out: Optional[Path] = OUT,
 ) -> None:
     """Aggregate img/s of N trainings sharing one device (resbench run --jobs N), for each N."""
     import tempfile
@@ -128,11 +134,11 @@ def bench_fuse(
     fuse: str = typer.Option("1,2,4,8", help="comma-separated numbers of seeds trained together"),
     iterations: int = typer.Option(500, min=20, help="iterations per training"),
     jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="also N runs as N --jobs processes"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda"),
-    compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
-    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10"),
-    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+    device: str = DEVICE,
+    compile_mode: str = COMPILE_MODE,
+    compile: Optional[bool] = COMPILE,
+    data_root: Optional[Path] = DATA_ROOT,
+    out: Optional[Path] = OUT,
 ) -> None:
     """Aggregate img/s of N seeds fused into one training, next to N runs one after another and as N
     --jobs processes, on one device (resbench run --fuse N)."""
@@ -176,13 +182,13 @@ def bench_imagenet(
     warmup: int = typer.Option(10, min=0, help="untimed iterations first"),
     batch_size: int = typer.Option(256, min=1, help="images per step (the paper's global batch)"),
     workers: Optional[int] = typer.Option(None, min=0, help="decoding processes (default: every core)"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    device: str = DEVICE,
     decode: str = typer.Option("auto", help="end to end: device (nvJPEG on the GPU), workers (PIL); auto: device on CUDA"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="default: on GPU"),
+    compile: Optional[bool] = COMPILE,
     data_root: Optional[Path] = typer.Option(None, help="an ImageNet folder; default: generated JPEGs"),
     images: int = typer.Option(2000, min=16, help="generated images (sides 300-500 px, like ImageNet's)"),
     crop: int = typer.Option(224, min=16, help="training crop (smaller only for tests)"),
-    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
+    out: Optional[Path] = OUT,
 ) -> None:
     """ImageNet training img/s: decoding alone, each model alone, ResNet-50 end to end; projected
     wall time of the paper's 600k iterations on 1 and 8 GPUs."""

@@ -92,7 +92,7 @@ class Report:
             return responses_figure(self.exp, self.responses, self.run_names)
         if self.exp.name.startswith("figure"):
             return curves_figure(self.exp, self.curves, self.run_names)
-        return table_figure(self.exp, self.diff, self.complexity, self.runs)
+        return table_figure(self.exp, self.diff, self.complexity, self.runs, self.preset)
 
     def save(self, out_dir: str | Path) -> Path:
         """diff.csv, claims.csv, runs.csv, <name>.png/.svg and README.md into `out_dir`."""
@@ -123,8 +123,7 @@ class Report:
         if self.run_names:
             done = self.runs[self.runs["status"] == "done"]
             seeds = ", ".join(f"{m} ×{n}" for m, n in done["model"].value_counts(sort=False).items()) or "none"
-            commits = sorted(set(done["git_commit"].fillna("unknown").str[:8]
-                                 + done["git_dirty"].map({True: "+dirty"}).fillna("")))
+            commits = diffs.code_versions(done)
             devices = sorted(set(done["gpu"].dropna())) or ["CPU"]
             lines += [f"* Finished runs (seeds) per network: {seeds}",
                       f"* Data: {', '.join(sorted(set(done['data_variant'])) or ['—'])}",

@@ -75,6 +75,12 @@ def metric_column(exp: Experiment, metric: str) -> str:
     return "test_error" if metric == "error" else f"{metric}_{exp.test}"
 
 
+def code_versions(runs: pd.DataFrame) -> list[str]:
+    """The git commits the runs were trained at (8 characters), "+dirty" for uncommitted changes."""
+    dirty = runs["git_dirty"].map({True: "+dirty"}).fillna("")
+    return sorted(set(runs["git_commit"].fillna("unknown").str[:8] + dirty))
+
+
 def _empty(verdict: str = "not run", **extra) -> dict:
     return {**stats.spread([]), "delta": math.nan, "pi_low": math.nan, "pi_high": math.nan, "verdict": verdict,
             "check": "", **extra}
@@ -176,8 +182,7 @@ def _run_lines(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, prese
 def _tier_line(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, tier: str, preset: str,
                diverged: int) -> dict:
     notes = [row.note]
-    versions = sorted(set(runs["git_commit"].fillna("unknown").str[:8]
-                          + runs["git_dirty"].map({True: "+dirty"}).fillna("")))
+    versions = code_versions(runs)
     if len(versions) > 1:
         notes.append(f"averaged over runs of {len(versions)} code versions: {', '.join(versions)}")
     elif versions and versions[0].endswith("+dirty"):

@@ -5,6 +5,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from ..protocol import is_exact
 from ..spec import Experiment, load_experiment
 
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
@@ -84,7 +85,8 @@ def responses_figure(exp: Experiment, responses: pd.DataFrame, runs: list[str]) 
     return fig
 
 
-def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd.DataFrame) -> plt.Figure | None:
+def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd.DataFrame,
+                 preset: str) -> plt.Figure | None:
     """Tables: per row (and tier) each seed's error as a dot, their mean +- std, and the paper's number
     as a red tick, on the range the numbers span; the complexity if no error was measured."""
     from .diff import metric_column, row_runs
@@ -95,7 +97,7 @@ def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd
     fig, ax = plt.subplots(figsize=(min(12.0, max(5.0, 1.1 * len(errors) + 2)), 4))
     values = []
     for x, line in enumerate(errors.itertuples()):
-        mine = row_runs(exp, exp.row(line.row), runs, runs["preset"].iloc[0] if len(runs) else "paper")
+        mine = row_runs(exp, exp.row(line.row), runs, preset)
         seeds = mine[(mine["tier"] == line.tier) & (mine["status"] == "done")][metric_column(exp, line.metric)]
         seeds = seeds.dropna().astype(float).tolist()
         jitter = [x - 0.18 + 0.06 * (i - (len(seeds) - 1) / 2) for i in range(len(seeds))]  # left of the mean
@@ -108,7 +110,7 @@ def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd
     pad = max(0.5, 0.12 * (high - low))
     ax.set_ylim(max(0.0, low - pad), high + pad)
     ax.set_xlim(-0.7, len(errors) - 0.3)
-    proxy = ["" if t.startswith("exact") else "\n(proxy)" for t in errors["tier"]]
+    proxy = ["" if is_exact(t) else "\n(proxy)" for t in errors["tier"]]
     ax.set_xticks(range(len(errors)), [f"{r}\n{m}{p}" for r, m, p in zip(errors["row"], errors["metric"], proxy)],
                   fontsize=8)
     ax.set_ylabel("error (%)")

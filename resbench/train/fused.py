@@ -43,7 +43,8 @@ class Stack:
         models = [m.model for m in members]
         self.base = copy.deepcopy(models[0]).to("meta")  # the architecture, without storage
         self.params, self.buffers = stack_module_state(models)
-        self.momentum = {name: torch.stack([_momentum(m, name) for m in members]) for name in self.params}
+        buffers = [_momentum(m) for m in members]
+        self.momentum = {name: torch.stack([b[name] for b in buffers]) for name in self.params}
         recipe = members[0].recipe
         self.momentum_factor, self.weight_decay = recipe.momentum, recipe.weight_decay
 
@@ -74,10 +75,11 @@ class Stack:
         self.momentum = {k: v[index] for k, v in self.momentum.items()}
 
 
-def _momentum(member: Member, name: str) -> torch.Tensor:
-    p = dict(member.model.named_parameters())[name]
-    buf = member.optimizer.state.get(p, {}).get("momentum_buffer")
-    return buf.detach().clone() if buf is not None else torch.zeros_like(p)  # before the first step
+def _momentum(member: Member) -> dict[str, torch.Tensor]:
+    """Each parameter's SGD momentum buffer (zeros before the first step)."""
+    state = member.optimizer.state
+    return {name: state[p]["momentum_buffer"].detach().clone() if "momentum_buffer" in state.get(p, {})
+            else torch.zeros_like(p) for name, p in member.model.named_parameters()}
 
 
 def make_fused_step(stack: Stack, bn_splits: int, engine: Engine):
@@ -157,7 +159,7 @@ def _train_group(members: list[Member], engine: Engine, progress: bool, time_lim
                 for m, train_loss in zip(members, losses):
                     if not math.isfinite(train_loss):
                         finished[m.dir] = m.diverged(train_loss)
-                if len(finished) and any(m.dir in finished for m in members):
+                if any(m.dir in finished for m in members):
                     rows = [i for i, m in enumerate(members) if m.dir not in finished]
                     if not rows:
                         return finished

@@ -74,8 +74,8 @@ class Member:
         self.run, self.dir, self.engine = run, run_dir, engine
         self.recipe, device = run.recipe.validate(), engine.device
         run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**environment(torch.device(device), data.provenance()), **({"fused_with": list(fused_with)}
-                                                                          if fused_with else {})}
+        self.fused = {"fused_with": list(fused_with)} if fused_with else {}  # written where a run records itself
+        env = {**environment(torch.device(device), data.provenance()), **self.fused}
         self.log = MetricsLog(run_dir / "metrics.jsonl")
         torch.manual_seed(run.seed)  # the run's initialisation, fused or not
         self.model = build_model(run.model).to(device)
@@ -92,11 +92,10 @@ class Member:
             self.log.truncate_after(self.state["iteration"])
             self.log.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
                              "git": env["git"], "gpu": env["gpu"], "torch": env["torch"],
-                             **({"fused_with": list(fused_with)} if fused_with else {})})
+                             **self.fused})
         else:
             self.log.truncate_after(0)
             write_json(run_dir / "env.json", env)
-        self.fused_with = list(fused_with)
         self.loader = DeviceLoader(data.train_x, data.train_y, self.recipe.batch_size, run.seed, device)
         self.test_x, self.test_y = data.test_x, data.test_y
         if self.recipe.test_subset and self.recipe.test_subset < len(self.test_y):
@@ -163,7 +162,7 @@ class Member:
                    "img_per_s": round(self.state["images"] / max(self.state["train_s"], 1e-9), 1),
                    "warmup_ended_at": self.state["warmup_ended_at"],
                    "params": sum(p.numel() for p in self.model.parameters()),
-                   **({"fused_with": self.fused_with} if self.fused_with else {}), **extra}
+                   **self.fused, **extra}
         write_json(self.dir / "summary.json", summary)
         return summary
 
