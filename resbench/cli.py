@@ -107,8 +107,12 @@ def run(
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", rich_help_panel=SPEED,
                                            help="torch.compile (default: on GPU)"),
     compile_mode: str = typer.Option("reduce-overhead", help="torch.compile mode", rich_help_panel=SPEED),
-    fp32: bool = typer.Option(False, "--fp32", rich_help_panel=SPEED,
-                              help="no bf16 autocast (the plain path, for comparison)"),
+    precision: str = typer.Option("auto", rich_help_panel=SPEED,
+                                  help="auto, bf16 (autocast) or fp32 (true fp32, TF32 off); auto: bf16 on a GPU, "
+                                       "fp32 on a CPU (bf16 there only where it is native and asked for)"),
+    fp32: bool = typer.Option(False, "--fp32", rich_help_panel=SPEED, help="the same as --precision fp32"),
+    budget: str = typer.Option("1", help="train this share of the schedule, e.g. 1/32: iterations and lr "
+                               "milestones scaled (a budget tier: a proxy, never the paper's number)"),
     deterministic: bool = typer.Option(False, help="deterministic kernels (slower)", rich_help_panel=SPEED),
     one_forward: bool = typer.Option(False, "--one-forward", rich_help_panel=SPEED,
                                      help="the BN halves in one vmapped forward (same arithmetic; off until the GPU "
@@ -140,10 +144,11 @@ def run(
     launcher = launcher or ("inline" if jobs == 1 else "local")
     if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
         device, launcher = rank_device, "inline"
-    engine = Engine(device=device, precision="fp32" if fp32 else "auto", compile=compile,
+    precision = "fp32" if fp32 else precision
+    engine = Engine(device=device, precision=precision, compile=compile,
                     compile_mode=compile_mode, deterministic=deterministic, decode=decode, one_forward=one_forward)
     if launcher == "slurm" and gpus_per_task and device == "auto":  # resolved for the GPU nodes, not this one
-        engine = Engine("cuda", "fp32" if fp32 else "bf16", compile is not False, compile_mode,
+        engine = Engine("cuda", "bf16" if precision == "auto" else precision, compile is not False, compile_mode,
                         deterministic=deterministic, decode="device" if decode == "auto" else decode,
                         one_forward=one_forward)
     time_limit_s = time_limit * 60 if time_limit else None
@@ -153,7 +158,7 @@ def run(
         todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
                                      overrides=_overrides(set_), fresh=fresh, synthetic=synthetic,
-                                     say=console.print)
+                                     say=console.print, budget=budget)
         root = data.source  # workers read the very folder the plan was made on
         fused = resolve_fuse(fuse, engine)
         if launcher == "slurm":
@@ -214,17 +219,32 @@ def status(
         return
     table = Table(title=f"runs in {out}/")
     table.add_column("run", overflow="fold")
-    for col in ("status", "progress", "test error %", "img/s", "fused with", "note"):
-        table.add_column(col, justify="right" if col in ("progress", "test error %", "img/s") else "left")
+    numeric = ("progress", "test error %", "img/s", "ETA")
+    for col in ("status", *numeric, "fused with", "note"):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for r in runs.itertuples():
         style = STATE_STYLE.get(r.status, "")
         table.add_row(r.run, f"[{style}]{r.status}[/]", f"{r.iteration or 0}/{r.iterations}",
-                      "" if r.test_error is None or r.test_error != r.test_error else f"{r.test_error:.2f}",
-                      "" if not r.img_per_s or r.img_per_s != r.img_per_s else f"{r.img_per_s:,.0f}",
+                      "" if _missing(r.test_error) else f"{r.test_error:.2f}",
+                      "" if _missing(r.img_per_s) or not r.img_per_s else f"{r.img_per_s:,.0f}",
+                      "" if _missing(r.eta_s) else _duration(r.eta_s),
                       ", ".join(f"s{name.rsplit('-s', 1)[1]}" for name in r.fused_with or []), r.note or "")
     console.print(table)
     counts = runs["status"].value_counts()
-    console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    left = runs["eta_s"].dropna()
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items())
+                  + (f"; {_duration(left.sum())} of training left at the measured img/s, one run at a time"
+                     if len(left) else ""))
+
+
+def _missing(value) -> bool:
+    return value is None or value != value  # None or NaN
+
+
+def _duration(seconds: float) -> str:
+    """3725 -> '1:02:05'."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 @app.command()

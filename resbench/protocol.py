@@ -37,8 +37,10 @@ def departures(config: dict) -> list[str]:
     bn_images = recipe["bn_group"] if dataset == "imagenet" else recipe["batch_size"] // recipe["bn_splits"]
     if bn_images != PAPER_BN_IMAGES[dataset]:
         out.append(f"BN statistics over {bn_images} images (paper: {PAPER_BN_IMAGES[dataset]})")
-    if config.get("preset", "paper") != "paper":
-        out.append(f"{config['preset']} preset ({recipe['iterations']:,} iterations)")
+    preset, budget = config.get("preset", "paper"), config.get("budget", "1")
+    if preset != "paper" or budget != "1":  # a shorter schedule: "schedule 1/32 (2,000 iterations)"
+        name = "schedule" if preset == "paper" else f"{preset} preset"
+        out.append(name + ("" if budget == "1" else f" {budget}") + f" ({recipe['iterations']:,} iterations)")
     out += [f"--set {key}={value}" for key, value in sorted(config.get("overrides", {}).items())]
     return out
 

@@ -50,9 +50,30 @@ def read_json(path: Path):
     return json.loads(path.read_text())
 
 
+# Recipe fields that say when a run logs, tests and checkpoints: they change what is written
+# down, never what is trained. (ImageNet's eval_every stays: the plateau schedule reads it.)
+CADENCE = {"cifar": ("log_every", "eval_every", "checkpoint_every"), "imagenet": ("log_every", "checkpoint_every")}
+
+
+def identity(config: dict) -> dict:
+    """What determines a run's result: model, training recipe, seed, data, arithmetic, budget.
+
+    Not in it: labels (preset name, tier wording, which options were the row's and which
+    were --set), the cadence of logs, tests and checkpoints, where the data lies, and how
+    fast the step ran (layout, compile, fusing). A run keeps its name through edits of those.
+    """
+    recipe = dict(config["recipe"])
+    for name in CADENCE["imagenet" if "bn_group" in recipe else "cifar"]:
+        recipe.pop(name, None)
+    data = {k: v for k, v in config["data"].items() if k != "source"}
+    return {"model": config["model"], "seed": config["seed"], "recipe": recipe, "data": data,
+            "precision": config["precision"], "tf32": config.get("tf32", False),
+            "budget": config.get("budget", "1")}
+
+
 def config_key(config: dict) -> str:
-    """Short stable hash of a resolved config: same config, same run directory."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    """Short stable hash of a run's identity (`identity`): same result, same run directory."""
+    return hashlib.sha256(json.dumps(identity(config), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def git_info() -> dict:
@@ -84,7 +105,24 @@ def environment(device: torch.device, data_provenance: dict) -> dict:
     else:
         env["gpu"] = None
         env["cpu_threads"] = torch.get_num_threads()
+    env["cpu"] = cpu_model()
+    env["cpu_cores"] = os.cpu_count()
     return env
+
+
+def cpu_model() -> str:
+    """The CPU's model name and whether it computes bf16 natively, e.g. 'AMD EPYC (native bf16)'."""
+    from .train.engine import native_bf16
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return name + (" (native bf16)" if native_bf16() else "")
 
 
 class MetricsLog:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 import traceback
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -25,7 +25,8 @@ from .train.checkpoint import remove_checkpoints
 from .train.engine import Engine
 from .train.distributed import claim_once, world
 from .train.loop import CifarRun, train_cifar
-from .train.recipe import cifar_recipe, imagenet_recipe
+from .train.stop import Deadline, stop_on_signals
+from .train.recipe import budget_label, cifar_recipe, imagenet_recipe, parse_budget
 
 if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
     from .data.imagenet import ImageFolderData
@@ -58,7 +59,7 @@ class Job:
 
 
 def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: int | None = None,
-         overrides: dict | None = None) -> list[PlannedRun]:
+         overrides: dict | None = None, budget: Fraction = Fraction(1)) -> list[PlannedRun]:
     """The runs of `exp`'s rows (optionally only `models`), seeds 0..seeds-1 each.
 
     Without `seeds`, a row gets as many runs as the paper's number summarises (`row.seeds`:
@@ -66,8 +67,11 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
 
     `overrides` change the recipe of every run (e.g. {"lr": 0.05}); they are recorded apart
     from the row's own options (the paper's), and make the run a proxy (`resbench.protocol`).
+    `budget` (CIFAR) compresses the schedule (`CifarRecipe.with_budget`): a budget tier, a proxy too.
     An ImageNet network has one name (`canonical_name`), so the tables that test it share its run.
     """
+    if budget != 1 and exp.dataset != "cifar":
+        raise ValueError(f"--budget compresses the CIFAR-10 schedule; {exp.name} is an ImageNet experiment")
     if exp.kind != "train":
         raise ValueError(f"{exp.name} has nothing to train ({exp.kind}); "
                          + ("see `resbench flops`" if exp.kind == "complexity" else "see its declaration"))
@@ -84,19 +88,21 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
         if preset != "paper" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH[exp.dataset]:
             skip = f"too big for a {preset} run; name it with --models {row.model} to include it"
         for seed in range(seeds or row.seeds):
-            planned.append(PlannedRun(row.id, _run(exp, row.model, preset, row.options, overrides or {}, seed), skip))
+            run = _run(exp, row.model, preset, row.options, overrides or {}, seed, budget)
+            planned.append(PlannedRun(row.id, run, skip))
     return planned
 
 
-def _run(exp: Experiment, model: str, preset: str, options: dict, overrides: dict, seed: int) -> Run:
+def _run(exp: Experiment, model: str, preset: str, options: dict, overrides: dict, seed: int,
+         budget: Fraction) -> Run:
     frozen, changed = tuple(sorted(options.items())), tuple(sorted(overrides.items()))
     if exp.dataset == "imagenet":
         from .train.imagenet import ImageNetRun
 
         recipe = imagenet_recipe(preset, **{**options, **overrides})
         return ImageNetRun(canonical_name(model), recipe, seed, preset, frozen, changed)
-    return CifarRun(canonical_name(model), cifar_recipe(preset, **{**options, **overrides}), seed, preset, frozen,
-                    changed)
+    recipe = cifar_recipe(preset, **{**options, **overrides}).with_budget(budget)
+    return CifarRun(canonical_name(model), recipe, seed, preset, frozen, changed, budget)
 
 
 def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | None = None) -> Data:
@@ -130,7 +136,8 @@ def resolve(run: Run, data: Data, engine: Engine, out: Path) -> Job:
     config = run.config(data, engine)
     config["tier"] = tier(config)  # for whoever reads config.json; reports recompute it
     config["key"] = config_key(config)
-    return Job(run, config, run_dir_for(out, run.model, run.preset, config["key"], run.seed))
+    schedule = run.preset + (f"-{budget_label(run.budget)}" if getattr(run, "budget", 1) != 1 else "")
+    return Job(run, config, run_dir_for(out, run.model, schedule, config["key"], run.seed))
 
 
 def reset(job: Job) -> None:
@@ -229,13 +236,15 @@ def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
 def prepare(name: str, preset: str = "paper", models: list[str] | None = None, seeds: int | None = None,
             out: str | Path = "runs", data: Data | None = None, data_root: str | None = None,
             engine: Engine = Engine(), overrides: dict | None = None, fresh: bool = False,
-            synthetic: bool = False, say: Callable[[str], None] = print) -> tuple[list[Job], Data, Engine]:
+            synthetic: bool = False, say: Callable[[str], None] = print,
+            budget: Fraction | str = Fraction(1)) -> tuple[list[Job], Data, Engine]:
     """Plan and resolve experiment `name`: the jobs to train, the data and the resolved engine.
 
     `synthetic` (ImageNet experiments): train on a small generated folder, made once in
     `<out>/.synthetic-imagenet`; its runs are marked synthetic and never compared with the paper.
+    `budget` ('1/32'): the preset's schedule compressed to that share (`CifarRecipe.with_budget`).
     """
-    planned = plan(load_experiment(name), preset, models, seeds, overrides)
+    planned = plan(load_experiment(name), preset, models, seeds, overrides, parse_budget(budget))
     engine = engine if engine.is_resolved else engine.resolve()  # explicit: e.g. for Slurm's GPU nodes
     data = data or load_data([p.run for p in planned], data_root,
                              Path(out) / ".synthetic-imagenet" if synthetic else None)
@@ -257,25 +266,28 @@ def run_experiment(name: str, preset: str = "paper", models: list[str] | None = 
                    seeds: int | None = None, out: str | Path = "runs", data: Data | None = None,
                    data_root: str | None = None, engine: Engine = Engine(), progress: bool = True,
                    time_limit_s: float | None = None, fresh: bool = False, overrides: dict | None = None,
-                   synthetic: bool = False, say: Callable[[str], None] = print, fuse: int | str = 1) -> list[dict]:
+                   synthetic: bool = False, say: Callable[[str], None] = print, fuse: int | str = 1,
+                   budget: Fraction | str = Fraction(1)) -> list[dict]:
     """Train, in this process, every planned run of `name` that has not finished; returns summaries."""
     jobs, data, engine = prepare(name, preset, models, seeds, out, data, data_root, engine, overrides, fresh,
-                                 synthetic, say)
+                                 synthetic, say, budget)
     return train_jobs(jobs, data, engine, progress, time_limit_s, say, resolve_fuse(fuse, engine))
 
 
 def train_jobs(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
                time_limit_s: float | None = None, say: Callable[[str], None] = print, fuse: int = 1) -> list[dict]:
-    """Train the jobs, `fuse` seeds at a time (skipping finished and taken ones), within the time limit."""
-    started, results = time.perf_counter(), []
-    for group in make_groups(jobs, fuse):
-        left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
-        if left is not None and left <= 0:
-            say(f"time limit reached; not started: {', '.join(str(j.dir) for j in group)}")
-            continue
-        for summary in train_group(group, data, engine, progress, left):
-            say(describe(summary))
-            results.append(summary)
+    """Train the jobs, `fuse` seeds at a time (skipping finished and taken ones), within the time limit;
+    SIGTERM or Ctrl-C pauses the run in training and starts no other (`resbench.train.stop`)."""
+    results = []
+    with stop_on_signals():
+        deadline = Deadline(time_limit_s)
+        for group in make_groups(jobs, fuse):
+            if reason := deadline.reason():
+                say(f"{reason}; not started: {', '.join(str(j.dir) for j in group)}")
+                continue
+            for summary in train_group(group, data, engine, progress, deadline.left()):
+                say(describe(summary))
+                results.append(summary)
     return results
 
 
@@ -290,4 +302,7 @@ def describe(summary: dict) -> str:
         return f"failed: {where}  {summary['error']} (traceback in error.txt)"
     if status == "diverged":
         return f"diverged: {where}  {summary.get('reason', '')}"
+    if status == "paused":
+        return f"paused at iteration {summary['iteration']:,} ({summary.get('reason', 'time limit')}): {where}; " \
+               "a rerun resumes it"
     return f"{status}: {where}  test error {summary.get('test_error')}"

@@ -92,20 +92,38 @@ def run_state(run_dir: Path) -> str:
     return "paused" if status == "paused" else "stopped"
 
 
-def last_iteration(run_dir: Path) -> int:
-    """The iteration of the last metrics record: cheap to read while a run is writing."""
+def last_records(run_dir: Path) -> list[dict]:
+    """The last few metrics records, oldest first: cheap to read while a run is writing."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
-        return 0
+        return []
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - 4096))
         lines = f.read().splitlines()
-    for line in reversed(lines):
+    records = []
+    for line in lines:
         try:
-            return int(json.loads(line)["iter"])
-        except (ValueError, KeyError):  # the first line of the tail may be cut, the last torn
+            records.append(json.loads(line))
+        except ValueError:  # the first line of the tail may be cut, the last torn
             continue
-    return 0
+    return [r for r in records if isinstance(r, dict) and "iter" in r]
+
+
+def last_iteration(run_dir: Path) -> int:
+    """The iteration of the last metrics record."""
+    records = last_records(run_dir)
+    return int(records[-1]["iter"]) if records else 0
+
+
+def eta_s(run_dir: Path, iterations: int, batch_size: int, fallback_img_per_s: float | None = None) -> float | None:
+    """Seconds of training an unfinished run has left, at its last measured img/s (None if unmeasured)."""
+    records = last_records(run_dir)
+    rates = [r["img_per_s"] for r in records if r.get("split") == "train" and r.get("img_per_s")]
+    rate = rates[-1] if rates else fallback_img_per_s
+    if not rate:
+        return None
+    done = int(records[-1]["iter"]) if records else 0
+    return max(0, iterations - done) * batch_size / rate
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -116,7 +134,8 @@ IMAGENET_TESTS = ("center", "10crop", "multiscale")  # every finished ImageNet r
 IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")]
 RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
                "precision", "tf32", "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error",
-               "train_error", "iteration", "train_s", "img_per_s", "params", *IMAGENET_COLUMNS, "fused_with", "note"]
+               "train_error", "iteration", "train_s", "img_per_s", "eta_s", "params", *IMAGENET_COLUMNS, "fused_with",
+               "note", "budget", "cpu"]
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
@@ -152,6 +171,9 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
             "iteration": summary.get("iteration") or last_iteration(d),
             "fused_with": summary.get("fused_with", env.get("fused_with", [])),  # the runs trained with it
             "note": summary.get("error") or summary.get("reason"),
+            "eta_s": None if summary["status"] in ENDED else
+            eta_s(d, cfg["recipe"]["iterations"], cfg["recipe"]["batch_size"], summary.get("img_per_s")),
+            "budget": cfg.get("budget", "1"), "cpu": env.get("cpu"),
         })
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 

@@ -113,8 +113,8 @@ def test_a_paused_run_resumes_the_other_way(tiny_data, tmp_path, first, then):
     train = {"fused": lambda limit: train_fused(runs, tiny_data, dirs, CPU, progress=False, time_limit_s=limit),
              "alone": lambda limit: [train_cifar(r, tiny_data, d, CPU, progress=False, time_limit_s=limit)
                                      for r, d in zip(runs, dirs)]}
-    paused = train[first](0.0)  # stops at the first log, at iteration 4
-    assert [s["status"] for s in paused] == ["paused", "paused"] and paused[0]["iteration"] == 4
+    paused = train[first](0.0)  # stops after the first step, between two training records
+    assert [s["status"] for s in paused] == ["paused", "paused"] and paused[0]["iteration"] == 1
     done = train[then](None)
     assert [s["status"] for s in done] == ["done", "done"] and [s["iteration"] for s in done] == [24, 24]
     for run, d in zip(runs, dirs):

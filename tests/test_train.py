@@ -108,12 +108,51 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch
     assert [r["iter"] for r in records(tmp_path / "resumed", "train")] == list(range(4, 25, 4))
 
 
-def test_time_limit_pauses_with_a_checkpoint_and_resume_finishes(tiny_data, tmp_path):
+def final_weights(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name, tensor in a.items():
+        assert torch.equal(tensor, b[name]), name
+
+
+def test_time_limit_pauses_after_the_step_it_passes_and_resume_finishes(tiny_data, tmp_path):
     run = CifarRun("resnet8", tiny_recipe(), seed=0)
-    paused = train_cifar(run, tiny_data, tmp_path, engine(), progress=False, time_limit_s=0.0)
-    assert paused["status"] == "paused" and paused["iteration"] == 4
-    done = train_cifar(run, tiny_data, tmp_path, engine(), progress=False)
+    paused = train_cifar(run, tiny_data, tmp_path / "paused", engine(), progress=False, time_limit_s=0.0)
+    assert paused["status"] == "paused" and paused["iteration"] == 1 and paused["reason"] == "time limit"
+    done = train_cifar(run, tiny_data, tmp_path / "paused", engine(), progress=False)
     assert done["status"] == "done" and done["iteration"] == 24
+    train_cifar(run, tiny_data, tmp_path / "straight", engine(), progress=False)
+    assert_same_weights(final_weights(tmp_path / "paused"), final_weights(tmp_path / "straight"))
+
+
+def test_sigterm_checkpoints_pauses_and_resume_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from resbench.data.pipeline import DeviceLoader
+
+    run = CifarRun("resnet8", tiny_recipe(), seed=2)
+    real_batch = DeviceLoader.batch
+
+    def sigterm_at_11(self, iteration):
+        if iteration == 11:  # between checkpoints (8, 16): only the signal's own checkpoint saves it
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_batch(self, iteration)
+    monkeypatch.setattr(DeviceLoader, "batch", sigterm_at_11)
+    paused = train_cifar(run, tiny_data, tmp_path / "resumed", engine(), progress=False)
+    assert paused["status"] == "paused" and paused["iteration"] == 12 and "SIGTERM" in paused["reason"]
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 12
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the loop
+    monkeypatch.setattr(DeviceLoader, "batch", real_batch)
+    resumed = train_cifar(run, tiny_data, tmp_path / "resumed", engine(), progress=False)
+    assert resumed["status"] == "done"
+    assert [r["event"] for r in records(tmp_path / "resumed", "event")] == ["resumed"]
+    train_cifar(run, tiny_data, tmp_path / "straight", engine(), progress=False)
+    assert_same_weights(final_weights(tmp_path / "resumed"), final_weights(tmp_path / "straight"))
+    assert records(tmp_path / "straight", "test") == records(tmp_path / "resumed", "test")
 
 
 def test_diverged_run_stops_and_says_so(tiny_data, tmp_path):

@@ -34,6 +34,7 @@ from ..data.cifar import CifarData
 from .engine import Engine, sync
 from .loop import CifarRun, Member, progress_bar
 from .splits import bn_momenta, forward_parts
+from .stop import Deadline, stop_on_signals
 
 
 class Stack:
@@ -125,15 +126,15 @@ def train_fused(runs: list[CifarRun], data: CifarData, run_dirs: list[Path], eng
     names = [d.name for d in run_dirs]
     members = [Member(run, data, d, engine, tuple(n for n in names if n != d.name)) for run, d in zip(runs, run_dirs)]
     summaries: dict[Path, dict] = {}
-    started = time.perf_counter()
-    for first in sorted({m.iteration for m in members}):
-        left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
-        group = [m for m in members if m.iteration == first]
-        summaries.update(_train_group(group, engine, progress, left))
+    with stop_on_signals():
+        deadline = Deadline(time_limit_s)
+        for first in sorted({m.iteration for m in members}):
+            group = [m for m in members if m.iteration == first]
+            summaries.update(_train_group(group, engine, progress, deadline))
     return [summaries[d] for d in run_dirs]
 
 
-def _train_group(members: list[Member], engine: Engine, progress: bool, time_limit_s: float | None) -> dict:
+def _train_group(members: list[Member], engine: Engine, progress: bool, deadline: Deadline) -> dict:
     recipe, device, finished = members[0].recipe, engine.device, {}
     stack = Stack(members)
     step = make_fused_step(stack, recipe.bn_splits, engine)
@@ -148,7 +149,8 @@ def _train_group(members: list[Member], engine: Engine, progress: bool, time_lim
             loss, wrong = step(x, y, torch.tensor(lrs, device=device))
             due_log, due_eval, due_ckpt, last = [m.record(loss[i], wrong[i], y.shape[1])
                                                  for i, m in enumerate(members)][0]  # one schedule for all
-            if not (due_log or due_eval or due_ckpt):
+            pause = None if last else deadline.reason()
+            if not (due_log or due_eval or due_ckpt or pause):
                 continue
             sync(device)
             now = time.perf_counter()
@@ -168,20 +170,18 @@ def _train_group(members: list[Member], engine: Engine, progress: bool, time_lim
                     step = make_fused_step(stack, recipe.bn_splits, engine)
                 bar.update(task, completed=it + 1, rate=f"{len(members) * (it + 1 - first) / (now - started):.1f} "
                            "run-it/s", status=f"loss {min(losses):.3f}..{max(losses):.3f}")
-            if due_eval or due_ckpt:
+            if due_eval or due_ckpt or pause:
                 stack.write_back(members)
             if due_eval:
                 for m in members:
                     m.log_test()
-            if due_ckpt:
+            if due_ckpt or pause:
                 for m in members:
                     m.checkpoint()
-            tick = time.perf_counter()
-            if time_limit_s is not None and not last and tick - started > time_limit_s:
-                stack.write_back(members)
+            if pause:
                 for m in members:
-                    m.checkpoint()
-                    finished[m.dir] = m.finish("paused", train_error=m.train_err, test_error=None)
+                    finished[m.dir] = m.finish("paused", train_error=m.train_err, test_error=None, reason=pause)
                 return finished
+            tick = time.perf_counter()
     stack.write_back(members)
     return {**finished, **{m.dir: m.finish("done") for m in members}}

@@ -29,6 +29,7 @@ from .distributed import broadcast, world
 from .engine import Engine, make_optimizer, make_train_step, sync
 from .loop import Window, progress_bar
 from .recipe import ImageNetRecipe
+from .stop import Deadline
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
         return summary
 
     window, first, train_err = Window(device), state["iteration"], None
+    deadline = Deadline(time_limit_s)  # and SIGTERM, where the sweep installed its handler
     started = tick = time.perf_counter()
     batches = loader.batches(first)
     with progress_bar(progress and lead) as bar:
@@ -155,9 +157,9 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
             if due_ckpt:
                 checkpoint()
             tick = time.perf_counter()
-            if time_limit_s is not None and not last and broadcast(tick - started > time_limit_s):
+            if not last and (pause := broadcast(deadline.reason())):  # the lead's decision, for every rank
                 checkpoint()
-                return finish("paused", train_error=train_err)
+                return finish("paused", train_error=train_err, reason=pause)
     tests = {mode: evaluate(net, data, recipe.views(), engine, mode, None, workers) if lead else None
              for mode in TESTS}
     tests = broadcast(tests)

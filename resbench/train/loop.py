@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from ..results import MetricsLog, environment, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engine import Engine, evaluate, make_optimizer, make_train_step, sync
 from .recipe import CifarRecipe
+from .stop import Deadline, stop_on_signals
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,10 @@ class CifarRun:
     preset: str = "paper"
     options: tuple[tuple[str, object], ...] = ()  # the recipe options the row asked for (the paper's)
     overrides: tuple[tuple[str, object], ...] = ()  # --set options: departures from the paper's recipe
+    budget: Fraction = Fraction(1)  # share of the preset's schedule that `recipe` trains (a budget tier)
 
     def config(self, data: CifarData, engine: Engine) -> dict:
-        return {"model": self.model, "preset": self.preset, "seed": self.seed,
+        return {"model": self.model, "preset": self.preset, "seed": self.seed, "budget": str(self.budget),
                 "options": dict(self.options), "overrides": dict(self.overrides), "recipe": asdict(self.recipe),
                 "data": {"variant": data.variant, "sha256": data.sha256, "split": data.split},
                 **engine.arithmetic}
@@ -47,6 +50,14 @@ class Window:
     def add(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> None:
         self.sums += torch.stack([loss.double() * n, wrong.double()])
         self.images += n
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of a window cut short by a pause, so the next record is whole."""
+        return {"sums": self.sums.tolist(), "images": self.images}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums.copy_(torch.tensor(state["sums"], dtype=torch.float64))
+        self.images = state["images"]
 
     def read(self) -> tuple[float, float]:
         """(mean loss, error %) since the last read; synchronises with the device once."""
@@ -84,7 +95,8 @@ class Member:
         self.optimizer = make_optimizer(self.model, self.recipe.lr, self.recipe.momentum, self.recipe.weight_decay,
                                         device)
         self.state = {"iteration": 0, "warming_up": self.recipe.warmup, "warmup_ended_at": None,
-                      "train_s": 0.0, "images": 0}
+                      "train_s": 0.0, "wall_s": 0.0, "images": 0}
+        self.clock = time.perf_counter()  # wall_s: training, tests and checkpoints, over every resume
         if (ckpt := load_checkpoint(run_dir, map_location=device)) is not None:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -102,6 +114,9 @@ class Member:
             _, keep = stratified_split(self.test_y, self.recipe.test_subset, seed=0)
             self.test_x, self.test_y = self.test_x[keep], self.test_y[keep]
         self.window, self.warm = Window(device), Window(device)
+        if ckpt is not None and "windows" in ckpt:
+            self.window.load_state_dict(ckpt["windows"]["train"])
+            self.warm.load_state_dict(ckpt["windows"]["warmup"])
         self.train_err = None
         self.last_log = (self.state["images"], self.state["train_s"])
 
@@ -148,9 +163,16 @@ class Member:
         self.log.append({"iter": self.iteration, "split": "test", "loss": test_loss, "error": test_err})
         return test_err
 
+    def tick_wall(self) -> None:
+        now = time.perf_counter()
+        self.state["wall_s"] = self.state.get("wall_s", 0.0) + now - self.clock
+        self.clock = now
+
     def checkpoint(self) -> None:
+        self.tick_wall()
         save_checkpoint(self.dir, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                   "state": dict(self.state), "rng_cpu": torch.get_rng_state()})
+                                   "state": dict(self.state), "rng_cpu": torch.get_rng_state(),
+                                   "windows": {"train": self.window.state_dict(), "warmup": self.warm.state_dict()}})
 
     def finish(self, status: str, **extra) -> dict:
         if status == "done":
@@ -158,7 +180,9 @@ class Member:
             extra["train_error"] = self.train_err
             write_json(self.dir / "responses.json", response_stds(
                 self.model, self.test_batches(), bn_images=self.recipe.batch_size // self.recipe.bn_splits))
+        self.tick_wall()
         summary = {"status": status, "iteration": self.iteration, "train_s": round(self.state["train_s"], 2),
+                   "wall_s": round(self.state["wall_s"], 2),
                    "img_per_s": round(self.state["images"] / max(self.state["train_s"], 1e-9), 1),
                    "warmup_ended_at": self.state["warmup_ended_at"],
                    "params": sum(p.numel() for p in self.model.parameters()),
@@ -175,39 +199,42 @@ def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = 
                 progress: bool = True, time_limit_s: float | None = None) -> dict:
     """Train (or resume) one run in `run_dir`; returns its summary (also in summary.json).
 
-    `time_limit_s` checkpoints and stops with status "paused" once that much wall time has
-    passed, so that a long run can span several limited jobs.
+    The run checkpoints and stops with status "paused" once `time_limit_s` of wall time has
+    passed or a stop is requested (SIGTERM, Ctrl-C: `resbench.train.stop`), so that a long
+    run can span several limited jobs and resumes exactly.
     """
     engine = engine.resolve()
     engine.apply_global_settings()
-    member = Member(run, data, run_dir, engine)
-    step = make_train_step(member.model, member.optimizer, member.recipe.bn_splits, engine)
-    first = member.iteration
-    started = tick = time.perf_counter()
-    with progress_bar(progress) as bar:
-        task = bar.add_task(run_dir.name, total=member.recipe.iterations, completed=first, rate="", status="")
-        for it in range(first, member.recipe.iterations):
-            x, y = member.loader.batch(it)
-            lr = member.lr(it)
-            loss, wrong = step(x, y, lr)
-            due_log, due_eval, due_ckpt, last = member.record(loss, wrong, len(y))
-            if not (due_log or due_eval or due_ckpt):
-                continue
-            sync(engine.device)
-            now = time.perf_counter()
-            member.state["train_s"] += now - tick  # training time only: evaluation and I/O excluded
-            if due_log:
-                train_loss = member.log_train(lr)
-                bar.update(task, completed=it + 1, rate=f"{(it + 1 - first) / (now - started):.1f} it/s",
-                           status=f"loss {train_loss:.3f}  train err {member.train_err:.1f}%")
-                if not math.isfinite(train_loss):
-                    return member.diverged(train_loss)
-            if due_eval:
-                member.log_test()
-            if due_ckpt:
-                member.checkpoint()
-            tick = time.perf_counter()
-            if time_limit_s is not None and not last and tick - started > time_limit_s:
-                member.checkpoint()
-                return member.finish("paused", train_error=member.train_err, test_error=None)
-    return member.finish("done")
+    with stop_on_signals():
+        deadline = Deadline(time_limit_s)
+        member = Member(run, data, run_dir, engine)
+        step = make_train_step(member.model, member.optimizer, member.recipe.bn_splits, engine)
+        first = member.iteration
+        started = tick = time.perf_counter()
+        with progress_bar(progress) as bar:
+            task = bar.add_task(run_dir.name, total=member.recipe.iterations, completed=first, rate="", status="")
+            for it in range(first, member.recipe.iterations):
+                x, y = member.loader.batch(it)
+                lr = member.lr(it)
+                loss, wrong = step(x, y, lr)
+                due_log, due_eval, due_ckpt, last = member.record(loss, wrong, len(y))
+                pause = None if last else deadline.reason()
+                if not (due_log or due_eval or due_ckpt or pause):
+                    continue
+                sync(engine.device)
+                now = time.perf_counter()
+                member.state["train_s"] += now - tick  # training time only: evaluation and I/O excluded
+                if due_log:
+                    train_loss = member.log_train(lr)
+                    bar.update(task, completed=it + 1, rate=f"{(it + 1 - first) / (now - started):.1f} it/s",
+                               status=f"loss {train_loss:.3f}  train err {member.train_err:.1f}%")
+                    if not math.isfinite(train_loss):
+                        return member.diverged(train_loss)
+                if due_eval:
+                    member.log_test()
+                if due_ckpt or pause:
+                    member.checkpoint()
+                if pause:
+                    return member.finish("paused", train_error=member.train_err, test_error=None, reason=pause)
+                tick = time.perf_counter()
+        return member.finish("done")

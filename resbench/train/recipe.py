@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 
 
 class Options:
@@ -71,6 +72,42 @@ class CifarRecipe(Options):
         if warming_up:
             return self.warmup_lr
         return round(self.lr * self.lr_decay ** sum(iteration >= m for m in self.milestones), 12)
+
+    def with_budget(self, budget: Fraction) -> "CifarRecipe":
+        """This recipe compressed to `budget` of its iterations (a budget tier, never the paper's result).
+
+        Iterations and lr milestones are multiplied by the budget, so the schedule keeps its
+        shape: two drops by 10, at 1/2 and 3/4 of training. The warm-up rule (ResNet-110/1202:
+        lr 0.01 until training error < 80%) is a rule on the error, not on a length, and stays.
+        The test evaluations keep the recipe's cadence, or 16 per run where that gives fewer
+        (a curve of Fig. 1/6 needs points), with a checkpoint at each and 10 training records
+        between them; the cadence is not part of a run's identity.
+        """
+        if budget == 1:
+            return self
+        iterations = max(1, round(self.iterations * budget))
+        milestones = tuple(max(1, round(m * budget)) for m in self.milestones)
+        eval_every = max(1, min(self.eval_every, iterations // 16))
+        return replace(self, iterations=iterations, milestones=milestones, eval_every=eval_every,
+                       log_every=max(1, min(self.log_every, eval_every // 10)),
+                       checkpoint_every=max(1, min(self.checkpoint_every, eval_every))).validate()
+
+
+def parse_budget(text: str | Fraction | int) -> Fraction:
+    """'1/32' -> Fraction(1, 32): the share of the recipe's iterations a budget run trains, in (0, 1]."""
+    try:
+        budget = Fraction(str(text).strip())
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"--budget takes a fraction of the paper's schedule such as 1/32, got {text!r}") from None
+    if not 0 < budget <= 1:
+        raise ValueError(f"--budget must be in (0, 1] (a share of the paper's schedule, e.g. 1/32), got {text}")
+    return budget
+
+
+def budget_label(budget: Fraction) -> str:
+    """1/32 -> '1of32': how a budget shows in a run directory's name ('' for the full schedule)."""
+    return "" if budget == 1 else f"{budget.numerator}of{budget.denominator}"
+
 
 # Shorter presets, for a machine without a GPU. Their numbers are never compared with the
 # paper's; reports say which preset a run used.
