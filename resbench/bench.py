@@ -4,7 +4,8 @@ plain: torchvision's CIFAR recipe as most tutorials write it: a Dataset of PIL i
 RandomCrop(32, padding=4) + RandomHorizontalFlip + ToTensor + Normalize in DataLoader
 workers, fp32, eager, channels-first, the default (foreach) SGD.
 fast: resbench's training step: data resident on the device, batched augmentation,
-bf16 autocast, channels_last, torch.compile, fused SGD (whatever `Engine` resolves to).
+channels_last, and what `Engine` resolves to (on a GPU bf16 autocast, torch.compile, fused
+SGD), once per precision asked for: fp32 and bf16 side by side, as a ratio.
 Both train the same model with the same recipe and batch size; only the loop differs.
 
 `resbench bench jobs` measures the other axis: several trainings packed on one device, and
@@ -113,7 +114,7 @@ def fast_loop(model_name: str, data: CifarData, engine: Engine, iterations: int,
     rate = _timed(step, batches(), warmup, iterations, recipe.batch_size, device)
     detail = f"{engine.precision}, {'compile ' + engine.compile_mode if engine.compile else 'eager'}, " \
              f"bn_splits {recipe.bn_splits}{' in one forward' if engine.one_forward else ''}"
-    return BenchResult(model_name, "fast", rate, iterations, device, detail)
+    return BenchResult(model_name, f"fast {engine.precision}", rate, iterations, device, detail)
 
 
 def _bench_recipe(iterations: int) -> CifarRecipe:

@@ -55,6 +55,7 @@ def bench_cifar(
     iterations: int = typer.Option(200, min=1, help="timed iterations per loop"),
     warmup: int = typer.Option(30, min=0, help="untimed iterations first (compilation, cudnn autotune)"),
     device: str = DEVICE,
+    precisions: str = typer.Option("fp32,bf16", help="fast loop: the arithmetics to measure side by side"),
     workers: int = typer.Option(8, min=0, help="DataLoader workers of the plain loop"),
     compile_mode: str = COMPILE_MODE,
     compile: Optional[bool] = COMPILE,
@@ -64,27 +65,38 @@ def bench_cifar(
     data_root: Optional[Path] = DATA_ROOT,
     out: Optional[Path] = OUT,
 ) -> None:
-    """The plain loop (DataLoader + PIL + fp32 eager) vs resbench's fast loop: img/s and ratio."""
-    from dataclasses import asdict
+    """The plain loop (DataLoader + PIL + fp32 eager) vs resbench's fast loop in each precision: img/s, ratios."""
+    from dataclasses import asdict, replace
 
     from .bench import fast_loop, plain_loop
+    from .train.engine import PRECISIONS, native_bf16
     from .train.recipe import CifarRecipe
 
     try:
         recipe = CifarRecipe(bn_splits=bn_splits).validate()
+        arithmetics = _split(precisions) or []
+        if not arithmetics or set(arithmetics) - set(PRECISIONS):
+            raise ValueError(f"--precisions takes a comma-separated subset of {', '.join(PRECISIONS)}")
     except ValueError as err:
         fail(str(err))
-    engine, data = _setup(device, compile, compile_mode, data_root, one_forward=one_forward)
-    table = Table(title=f"CIFAR-10 training throughput on {engine.device}, batch 128")
-    for col in ("model", "plain img/s", "fast img/s", "fast / plain", "fast loop"):
-        table.add_column(col, justify="left" if col in ("model", "fast loop") else "right")
+    engine, data = _setup(device, compile, compile_mode, data_root, one_forward=one_forward,
+                          precision=arithmetics[0])
+    cpu = "" if engine.device.startswith("cuda") else f" ({'native' if native_bf16() else 'no native'} bf16)"
+    table = Table(title=f"CIFAR-10 training throughput on {engine.device}{cpu}, batch 128")
+    for col in ("model", "loop", "img/s", "vs plain", f"vs fast {arithmetics[0]}", "detail"):
+        table.add_column(col, justify="left" if col in ("model", "loop", "detail") else "right")
     results = []
     for name in _split(models) or []:
         plain = plain_loop(name, data, engine.device, iterations, warmup, workers)
-        fast = fast_loop(name, data, engine, iterations, warmup, recipe)
-        results += [plain, fast]
-        table.add_row(name, f"{plain.img_per_s:,.0f}", f"{fast.img_per_s:,.0f}",
-                      f"{fast.img_per_s / plain.img_per_s:.2f}x", fast.detail)
+        table.add_row(name, "plain", f"{plain.img_per_s:,.0f}", "1.00x", "", plain.detail)
+        results.append(plain)
+        reference = None
+        for arithmetic in arithmetics:
+            fast = fast_loop(name, data, replace(engine, precision=arithmetic), iterations, warmup, recipe)
+            reference = reference or fast
+            table.add_row("", f"fast {arithmetic}", f"{fast.img_per_s:,.0f}", f"{fast.img_per_s / plain.img_per_s:.2f}x",
+                          f"{fast.img_per_s / reference.img_per_s:.2f}x", fast.detail)
+            results.append(fast)
     console.print(table)
     _write(out, [asdict(r) for r in results], engine, data)
 

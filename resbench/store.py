@@ -115,15 +115,11 @@ def last_iteration(run_dir: Path) -> int:
     return int(records[-1]["iter"]) if records else 0
 
 
-def eta_s(run_dir: Path, iterations: int, batch_size: int, fallback_img_per_s: float | None = None) -> float | None:
-    """Seconds of training an unfinished run has left, at its last measured img/s (None if unmeasured)."""
-    records = last_records(run_dir)
-    rates = [r["img_per_s"] for r in records if r.get("split") == "train" and r.get("img_per_s")]
+def eta_s(run_dir: Path, iterations_left: int, batch_size: int, fallback_img_per_s: float | None = None) -> float | None:
+    """Seconds of training a run has left, at its last measured img/s (None while unmeasured)."""
+    rates = [r["img_per_s"] for r in last_records(run_dir) if r.get("split") == "train" and r.get("img_per_s")]
     rate = rates[-1] if rates else fallback_img_per_s
-    if not rate:
-        return None
-    done = int(records[-1]["iter"]) if records else 0
-    return max(0, iterations - done) * batch_size / rate
+    return max(0, iterations_left) * batch_size / rate if rate else None
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -135,7 +131,7 @@ IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in 
 RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
                "precision", "tf32", "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error",
                "train_error", "iteration", "train_s", "img_per_s", "eta_s", "params", *IMAGENET_COLUMNS, "fused_with",
-               "note", "budget", "cpu"]
+               "note", "budget", "cpu", "dataset", "family"]
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
@@ -171,9 +167,12 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
             "iteration": summary.get("iteration") or last_iteration(d),
             "fused_with": summary.get("fused_with", env.get("fused_with", [])),  # the runs trained with it
             "note": summary.get("error") or summary.get("reason"),
-            "eta_s": None if summary["status"] in ENDED else
-            eta_s(d, cfg["recipe"]["iterations"], cfg["recipe"]["batch_size"], summary.get("img_per_s")),
+            "eta_s": None if summary["status"] in ENDED else eta_s(
+                d, cfg["recipe"]["iterations"] - (summary.get("iteration") or last_iteration(d)),
+                cfg["recipe"]["batch_size"], summary.get("img_per_s")),
             "budget": cfg.get("budget", "1"), "cpu": env.get("cpu"),
+            "dataset": "imagenet" if "bn_group" in cfg["recipe"] else "cifar",
+            "family": tier({**cfg, "budget": "1"}),  # the tier but for the schedule's budget
         })
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 

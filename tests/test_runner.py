@@ -117,14 +117,16 @@ def test_cli_bad_inputs_are_one_line_errors(args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_bench_cifar_measures_both_loops(bench_root, tmp_path):
+def test_bench_cifar_measures_the_plain_loop_and_the_fast_one_in_fp32_and_bf16(bench_root, tmp_path):
     proc = resbench("bench", "cifar", "--models", "resnet8", "--iterations", "2", "--warmup", "1",
                     "--workers", "0", "--device", "cpu", "--data-root", str(bench_root),
                     "--out", str(tmp_path / "bench.json"))
     assert proc.returncode == 0, proc.stderr
     results = json.loads((tmp_path / "bench.json").read_text())["results"]
-    assert [r["loop"] for r in results] == ["plain", "fast"] and all(r["img_per_s"] > 0 for r in results)
-    assert "fast / plain" in proc.stdout
+    assert [r["loop"] for r in results] == ["plain", "fast fp32", "fast bf16"]
+    assert all(r["img_per_s"] > 0 for r in results)
+    assert [r["detail"].split(",")[0] for r in results[1:]] == ["fp32", "bf16"]
+    assert "vs plain" in proc.stdout and "vs fast fp32" in proc.stdout and "bf16)" in proc.stdout
 
 
 def test_bench_jobs_measures_packed_trainings(bench_root, tmp_path):

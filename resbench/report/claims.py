@@ -5,9 +5,10 @@ Each ordering is judged over seeds with a one-sided Welch t-test (`stats.orderin
 when it holds at p < 0.05, fail when the opposite holds at p < 0.05, inconclusive otherwise
 or with fewer than 3 finished runs on a side: a strict ordering on one seed is not
 evidence. A claim passes when every ordering passes, fails when one fails, and is
-inconclusive otherwise. Claims read the runs of one tier (`resbench.protocol`): the one
-with the most finished runs. Fig. 7's claims are judged under every reading of "std"
-(`resbench.probes.responses`); the figure shows the default.
+inconclusive otherwise. Runs of different tiers (`resbench.protocol`: data, budget,
+arithmetic) are never pooled: a claim is judged in every tier that has runs on both sides
+of one of its orderings, one line per tier. Fig. 7's claims are judged under every reading
+of "std" (`resbench.probes.responses`); the figure shows the default.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ..spec import Experiment
 from . import stats
 from .diff import row_runs
 
-CLAIM_COLUMNS = ["claim", "statement", "definition", "status", "evidence"]
+CLAIM_COLUMNS = ["tier", "claim", "statement", "definition", "status", "evidence"]
 Values = Callable[[str, str], list]  # (model, column) -> one value per finished run
 
 
@@ -31,7 +32,8 @@ Values = Callable[[str, str], list]  # (model, column) -> one value per finished
 class Claim:
     name: str
     statement: str
-    orderings: Callable[[Experiment], list[tuple[str, str, str]]]  # (lower model, higher model, column)
+    # (lower model, higher model, column) per ordering, given the experiment and which models have runs
+    orderings: Callable[[Experiment, Callable[[str], bool]], list[tuple[str, str, str]]]
     bound: tuple[str, str, float] | None = None  # (model, column, value) the model's runs stay above
     pairs_optional: bool = False  # an ordering without runs on both sides is left out (a net without its twin)
 
@@ -46,7 +48,7 @@ def _fmt(values: list) -> str:
 def judge(claim: Claim, exp: Experiment, values: Values) -> tuple[str, str]:
     """(status, evidence) of one claim over the runs `values` gives."""
     outcomes, parts, missing, untested = [], [], [], []
-    for low, high, column in claim.orderings(exp):
+    for low, high, column in claim.orderings(exp, lambda model, column: bool(values(model, column))):
         a, b = values(low, column), values(high, column)
         if claim.pairs_optional and (not a or not b):
             untested += [f"{low} vs {high}"] if a or b else []
@@ -68,6 +70,8 @@ def judge(claim: Claim, exp: Experiment, values: Values) -> tuple[str, str]:
             outcomes.append(outcome)
         else:
             missing.append(model)
+    chain = getattr(claim.orderings, "models", ())
+    missing += [m for m in chain if m not in missing and not values(m, claim.orderings.column)]
     if not outcomes:
         return "not run", f"needs finished runs of {', '.join(missing) or 'both sides of an ordering'}"
     status = "fail" if "fail" in outcomes else "pass" if all(o == "pass" for o in outcomes) and not missing \
@@ -78,19 +82,23 @@ def judge(claim: Claim, exp: Experiment, values: Values) -> tuple[str, str]:
 
 
 def _chain(models: tuple[str, ...], column: str, falls: bool = False):
-    """Orderings of neighbours in `models`: each one's value below the next one's (falls: above it)."""
-    def orderings(exp):
-        pairs = zip(models, models[1:])
+    """Orderings of neighbours among the `models` that have runs: each one's value below the next one's
+    (falls: above it). A chain with a network missing is judged on the ones present, and its claim
+    cannot pass (see `judge`)."""
+    def orderings(exp, has=lambda model, column: True):
+        present = [m for m in models if has(m, column)]
+        pairs = list(zip(present, present[1:])) if len(present) > 1 else list(zip(models, models[1:]))
         return [(b, a, column) if falls else (a, b, column) for a, b in pairs]
+    orderings.models, orderings.column = models, column
     return orderings
 
 
-def _degradation(exp: Experiment) -> list[tuple[str, str, str]]:
+def _degradation(exp: Experiment, has=None) -> list[tuple[str, str, str]]:
     shallow, deep = ("plain18", "plain34") if exp.dataset == "imagenet" else ("plain20", "plain56")
     return [(shallow, deep, "train_error"), (shallow, deep, "test_error")]
 
 
-def _shortcuts_help(exp: Experiment) -> list[tuple[str, str, str]]:
+def _shortcuts_help(exp: Experiment, has=None) -> list[tuple[str, str, str]]:
     column = f"top1_err_{exp.test}"
     return [("resnet34", "resnet18", column), ("plain18", "plain34", column)]
 
@@ -100,12 +108,12 @@ CLAIMS = {c.name: c for c in (
           "(Fig. 1: plain-20 vs 56; Fig. 4: plain-18 vs 34)", _degradation),
     Claim("plain_training_error_rises", "Training error rises with depth: plain-20 < 32 < 44 < 56 (Fig. 6)",
           _chain(("plain20", "plain32", "plain44", "plain56"), "train_error")),
-    Claim("plain110_fails", "Plain-110 fails: its error stays above 60% (Fig. 6)", lambda exp: [],
+    Claim("plain110_fails", "Plain-110 fails: its error stays above 60% (Fig. 6)", lambda exp, has: [],
           bound=("plain110", "test_error", 60.0)),
     Claim("deeper_resnets_better", "Test error falls with depth: ResNet-20 > 32 > 44 > 56 > 110 (Table 6)",
           _chain(("resnet20", "resnet32", "resnet44", "resnet56", "resnet110"), "test_error", falls=True)),
     Claim("resnet1202_worse", "ResNet-1202 has higher test error than ResNet-110 (Table 6)",
-          lambda exp: [("resnet110", "resnet1202", "test_error")]),
+          lambda exp, has: [("resnet110", "resnet1202", "test_error")]),
     Claim("shortcuts_help_depth", "ResNet-34 beats ResNet-18 while plain-34 is worse than plain-18 "
           "(Table 2, Fig. 4)", _shortcuts_help),
 )}
@@ -114,65 +122,84 @@ CLAIMS = {c.name: c for c in (
 FIG7_VIEWS = {"all 3x3 layers": lambda r: r, "block outputs": lambda r: r[r["block_output"].astype(bool)]}
 FIG7_CLAIMS = {c.name: c for c in (
     Claim("resnet_responses_smaller", "ResNets' layer responses are smaller than their plain twins' (Fig. 7)",
-          lambda exp: [(f"resnet{d}", f"plain{d}", "response") for d in (20, 56, 110)], pairs_optional=True),
+          lambda exp, has: [(f"resnet{d}", f"plain{d}", "response") for d in (20, 56, 110)], pairs_optional=True),
     Claim("deeper_resnet_responses_smaller", "Deeper ResNets have smaller responses: ResNet-20 > 56 > 110 "
           "(Fig. 7)", _chain(("resnet20", "resnet56", "resnet110"), "response", falls=True)),
 )}
 
 
-def _main_tier(runs: pd.DataFrame) -> pd.DataFrame:
+def tiers_of(runs: pd.DataFrame) -> list[str]:
+    """The tiers of the finished runs, exact ones first (`resbench.protocol`)."""
+    from ..protocol import is_exact
+
     finished = runs[runs["status"] == "done"]
-    if finished.empty:
-        return finished
-    return finished[finished["tier"] == finished["tier"].value_counts().idxmax()]
+    return sorted(set(finished["tier"].dropna()), key=lambda t: (not is_exact(t), t))
+
+
+def run_values(runs: pd.DataFrame) -> Values:
+    """values(model, column): that column of every finished run of `model` among `runs`."""
+    finished = runs[runs["status"] == "done"]
+    models = finished["model"].map(canonical_name)
+
+    def values(model: str, column: str) -> list:
+        return [float(v) for v in finished.loc[models == canonical_name(model), column] if v is not None and v == v]
+    return values
 
 
 def check_claims(exp: Experiment, runs: pd.DataFrame, responses: pd.DataFrame, preset: str = "paper") -> pd.DataFrame:
-    """One line per claim the experiment declares (per reading of std for Fig. 7's)."""
+    """One line per claim the experiment declares (per reading of std for Fig. 7's) and tier with runs on
+    both sides of one of its orderings; a claim no tier can judge gets one line, "not run"."""
     mine = pd.concat([runs.iloc[0:0], *(row_runs(exp, r, runs, preset) for r in exp.runnable_rows)])
-    mine = _main_tier(mine.drop_duplicates("run"))
-
-    def values(model: str, column: str) -> list:
-        chosen = mine[mine["model"].map(canonical_name) == canonical_name(model)]
-        return [float(v) for v in chosen[column] if v is not None and v == v]
-
+    mine = mine.drop_duplicates("run")
     lines = []
     for name in exp.claims:
-        if name in FIG7_CLAIMS:
-            lines += _fig7_lines(FIG7_CLAIMS[name], exp, mine, responses)
-            continue
-        claim = CLAIMS[name]
-        status, evidence = judge(claim, exp, values)
-        lines.append({"claim": name, "statement": claim.statement, "definition": "", "status": status,
-                      "evidence": evidence})
+        judged = []
+        for tier in tiers_of(mine):
+            of_tier = mine[mine["tier"] == tier]
+            if name in FIG7_CLAIMS:
+                found = _fig7_lines(FIG7_CLAIMS[name], exp, of_tier, responses)
+            else:
+                status, evidence = judge(CLAIMS[name], exp, run_values(of_tier))
+                found = [{"claim": name, "statement": CLAIMS[name].statement, "definition": "", "status": status,
+                          "evidence": evidence}]
+            if any(line["status"] != "not run" for line in found):
+                judged += [{"tier": tier, **line} for line in found]
+        if not judged:
+            claim = FIG7_CLAIMS.get(name) or CLAIMS[name]
+            status, evidence = judge(claim, exp, lambda model, column: [])
+            judged = [{"tier": "", "claim": name, "statement": claim.statement, "definition": "",
+                       "status": status, "evidence": evidence}]
+        lines += judged
     table = pd.DataFrame(lines, columns=CLAIM_COLUMNS)
     if preset != "paper":  # short runs: the numbers are shown, never judged
         judged = table["status"] != "not run"
         table.loc[judged, "evidence"] = f"{preset} runs only, too short to judge the paper's claim: " + \
             table.loc[judged, "evidence"]
         table["status"] = "not run"
-    elif not mine.empty:
-        table["evidence"] = table["evidence"] + f" [tier: {mine['tier'].iloc[0]}]"
     return table
 
 
+def response_values(runs: pd.DataFrame, responses: pd.DataFrame, reading: str, view: str) -> Values:
+    """values(model, _): per finished run of `model`, the mean over its layers (in `view`) of `reading`."""
+    finished = set(runs.loc[runs["status"] == "done", "run"])
+    mine = responses[responses["run"].isin(finished)] if not responses.empty else responses
+    if mine.empty or reading not in mine or "block_output" not in mine or mine[reading].isna().all():
+        return lambda model, column: []
+    per_run = FIG7_VIEWS[view](mine).groupby("run")[reading].mean()
+    model_of = mine.drop_duplicates("run").set_index("run")["model"]
+
+    def values(model: str, column: str) -> list:
+        return [float(v) for run, v in per_run.items() if model_of[run] == model]
+    return values
+
+
 def _fig7_lines(claim: Claim, exp: Experiment, runs: pd.DataFrame, responses: pd.DataFrame) -> list[dict]:
-    mine = responses[responses["run"].isin(set(runs["run"]))] if not responses.empty else responses
     lines = []
-    for view, select in FIG7_VIEWS.items():
+    for view in FIG7_VIEWS:
+        if view == "block outputs" and claim.name != "resnet_responses_smaller":
+            continue  # the residual function's output is compared with the plain twin's layer
         for reading in READINGS:
-            if view == "block outputs" and claim.name != "resnet_responses_smaller":
-                continue  # the residual function's output is compared with the plain twin's layer
-            if mine.empty or reading not in mine or "block_output" not in mine or mine[reading].isna().all():
-                per_run = pd.Series(dtype=float)
-            else:
-                per_run = select(mine).groupby("run")[reading].mean()
-            model_of = mine.drop_duplicates("run").set_index("run")["model"] if not mine.empty else {}
-
-            def values(model: str, column: str, per_run=per_run, model_of=model_of) -> list:
-                return [float(v) for run, v in per_run.items() if model_of[run] == model]
-
-            status, evidence = judge(claim, exp, values)
+            status, evidence = judge(claim, exp, response_values(runs, responses, reading, view))
             lines.append({"claim": claim.name, "statement": claim.statement, "definition": f"{reading}, {view}",
                           "status": status, "evidence": evidence})
     return lines

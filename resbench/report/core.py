@@ -14,7 +14,9 @@ from ..store import load_curves, load_responses, load_runs
 from ..spec import Experiment, load_experiment
 from . import diff as diffs
 from . import gap as gaps
+from . import budgets as budgets_module
 from . import claims as claim_checks
+from .budgets import BUDGET_COLUMNS, across_budgets, budgets_figure
 from .claims import check_claims
 from .figures import curves_figure, responses_figure, table_figure
 
@@ -34,6 +36,8 @@ class Report:
     claims: pd.DataFrame
     gap: pd.DataFrame  # our gap to the paper by depth (CIFAR error tables), see report/gap.py
     gap_verdict: str
+    budgets: pd.DataFrame  # each claim's effect per tier and budget, see report/budgets.py
+    duplicates: list[str]  # run directories not read: another one has the same network, seed and tier
 
     @classmethod
     def build(cls, name: str, runs_dir: str | Path = "runs", preset: str | None = None,
@@ -45,17 +49,21 @@ class Report:
         if preset is None:  # the paper's recipe where it was run, else the longest short runs there are
             preset = next((p for p in PRESET_ORDER if (runs["preset"] == p).any()), "paper")
         mine = pd.concat([runs.iloc[0:0], *(diffs.row_runs(exp, r, runs, preset) for r in exp.runnable_rows)])
-        mine = mine.drop_duplicates("run")
+        mine, duplicates = one_run_each(mine.drop_duplicates("run"))
         curves = load_curves(runs_dir) if len(mine) else pd.DataFrame()
         responses = load_responses(runs_dir) if len(mine) else pd.DataFrame()
         needs_complexity = exp.kind == "complexity" or exp.dataset == "imagenet" or \
             any(m in ("params", "flops") for r in exp.rows for m in r.paper)
         cx = {r.model: complexity(r.model) for r in exp.runnable_rows if r.model} if needs_complexity else {}
         diff = diffs.diff_table(exp, mine, preset, cx)
-        gap, gap_verdict = gaps.gap_by_depth(exp, diff) if preset == "paper" and gaps.applies(exp) \
-            else (pd.DataFrame(columns=gaps.GAP_COLUMNS), "")
-        return cls(exp, preset, mine, curves, responses, cx, diff, check_claims(exp, mine, responses, preset),
-                   gap, gap_verdict)
+        gap, gap_verdict = (pd.DataFrame(columns=gaps.GAP_COLUMNS), "")
+        if preset == "paper" and gaps.applies(exp):  # full-schedule tiers only: a budget's gap says nothing
+            full = set(mine.loc[mine["budget"].fillna("1") == "1", "tier"])
+            gap, gap_verdict = gaps.gap_by_depth(exp, diff[diff["tier"].isin(full) | (diff["tier"] == "")])
+        claims = check_claims(exp, mine, responses, preset)
+        budgets = across_budgets(exp, mine, responses) if preset == "paper" and exp.claims \
+            else pd.DataFrame(columns=BUDGET_COLUMNS)
+        return cls(exp, preset, mine, curves, responses, cx, diff, claims, gap, gap_verdict, budgets, duplicates)
 
     @property
     def run_names(self) -> list[str]:
@@ -89,10 +97,28 @@ class Report:
 
     def figure(self):
         if self.exp.name == "figure7":
-            return responses_figure(self.exp, self.responses, self.run_names)
+            return responses_figure(self.exp, self.responses, self.runs_by_tier())
         if self.exp.name.startswith("figure"):
-            return curves_figure(self.exp, self.curves, self.run_names)
+            return curves_figure(self.exp, self.curves, self.runs_by_tier())
         return table_figure(self.exp, self.diff, self.complexity, self.runs, self.preset)
+
+    def runs_by_tier(self) -> dict[str, list[str]]:
+        """The runs read, per tier (exact tiers first): figures draw each tier apart."""
+        return {t: list(self.runs.loc[self.runs["tier"] == t, "run"]) for t in self.tiers()}
+
+    def budgets_figure(self):
+        return budgets_figure(self.budgets)
+
+    def response_means(self) -> pd.DataFrame:
+        """Fig. 7: each network's mean response per tier, under every reading of "std"."""
+        from ..probes.responses import READINGS
+
+        if self.responses.empty:
+            return pd.DataFrame()
+        tiers = self.runs.set_index("run")["tier"]
+        mine = self.responses[self.responses["run"].isin(self.run_names)]
+        mine = mine.assign(tier=mine["run"].map(tiers))
+        return mine.groupby(["tier", "model"])[[r for r in READINGS if r in mine]].mean()
 
     def save(self, out_dir: str | Path) -> Path:
         """diff.csv, claims.csv, runs.csv, <name>.png/.svg and README.md into `out_dir`."""
@@ -100,6 +126,11 @@ class Report:
         out.mkdir(parents=True, exist_ok=True)
         self.diff.to_csv(out / "diff.csv", index=False)  # full precision: it is the record
         self.claims.to_csv(out / "claims.csv", index=False)
+        if not self.budgets.empty:
+            self.budgets.to_csv(out / "budgets.csv", index=False)
+            figure = self.budgets_figure()
+            for ext in ("png", "svg"):
+                figure.savefig(out / f"{self.exp.name}-budgets.{ext}", dpi=130, bbox_inches="tight")
         if self.gap_verdict:
             self.gap.to_csv(out / "gap.csv", index=False)
         self.runs.drop(columns=["dir"]).to_csv(out / "runs.csv", index=False)
@@ -136,9 +167,12 @@ class Report:
             iterations = ", ".join(str(i) for i in sorted(set(self.runs["iterations"])))
             lines += [f"**These are {self.preset} runs** ({iterations} iterations, not the paper's 64,000): they "
                       "show that the pipeline works and learns; none is a reproduction of the paper's number.", ""]
-        if self.exp.dataset == "imagenet":
-            lines += ["**No ImageNet run was made**: ImageNet is not available on this project's machines. "
-                      "Complexity is computed from the models; every error is `not run`.", ""]
+        if self.duplicates:
+            lines += [f"{len(self.duplicates)} run directories were not read: each has the same network, seed and "
+                      f"tier as one that was (`{'`, `'.join(self.duplicates)}`).", ""]
+        if self.exp.dataset == "imagenet" and not (self.runs["status"] == "done").any():
+            lines += [f"**{diffs.NO_IMAGENET_RUN[0].upper() + diffs.NO_IMAGENET_RUN[1:]}**: complexity is computed "
+                      "from the models; every error is `not run`.", ""]
         return "\n".join(lines)
 
     def rules(self) -> str:
@@ -157,12 +191,34 @@ class Report:
             lines += [f"![{self.exp.name}]({self.exp.name}.png)", ""]
         lines += ["## Diff against the paper", "", _markdown_table(self.diff), ""]
         if not self.claims.empty:
-            lines += ["## The paper's claims", "", _markdown_table(self.claims), ""]
+            lines += ["## The paper's claims", "", "One table per tier: runs of different data, budgets or "
+                      "arithmetic are never pooled.", ""]
+            for tier, claims in self.claims.groupby("tier", sort=False):
+                lines += [f"### {'`' + tier + '`' if tier else 'No tier has runs for these claims'}", "",
+                          _markdown_table(claims.drop(columns="tier")), ""]
+        if not self.budgets.empty:
+            lines += ["## Claims across budgets", "", budgets_doc(), "", f"![claims across budgets]"
+                      f"({self.exp.name}-budgets.png)", "", _markdown_table(self.budgets), ""]
         if self.gap_verdict:
             lines += ["## Is the gap the same at every depth?", "", f"**{self.gap_verdict}.**", ""]
             if not self.gap.empty:
                 lines += [_markdown_table(self.gap), ""]
         return "\n".join(lines + [self.rules()])
+
+
+def one_run_each(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One run directory per (network, options, seed, tier): a finished one, else the furthest; and the
+    names of those left out (a key changed by an edit, or runs written by two versions of resbench)."""
+    if runs.empty:
+        return runs, []
+    rank = runs.assign(_done=runs["status"] != "done", _behind=-runs["iteration"].fillna(0).astype(float))
+    rank = rank.sort_values(["_done", "_behind", "run"])
+    keep = ~rank.duplicated(["model", "options", "seed", "tier"])
+    return runs.loc[rank.index[keep]].sort_index(), sorted(rank.loc[~keep, "run"])
+
+
+def budgets_doc() -> str:
+    return budgets_module.__doc__.split("\n\n", 1)[0].strip()
 
 
 def claims_rule() -> str:

@@ -3,24 +3,27 @@
 * tier (`resbench.protocol`): `exact` when our runs' data, BN statistics and recipe are the
   paper's (their arithmetic named: `exact (fp32)`, `exact (bf16+TF32)`), else `proxy: <the
   departures>`. Runs of different tiers are never averaged: each tier gets its own line.
-  Only exact lines get reproduced / close / not reproduced. A proxy line shows its numbers,
-  delta and interval, and its verdict is `proxy`: it says nothing about whether the paper's
-  number was reproduced (the JPEG q75 data here makes every CIFAR-10 run a proxy).
+  Only exact lines get a verdict against the paper. A proxy line shows its numbers, delta and
+  interval, and its verdict is `proxy`: it says nothing about whether the paper's number was
+  reproduced (JPEG q75 data, a compressed schedule: each makes a run a proxy).
 * error metrics, in percentage points: ours is the mean over seeds (n, std, standard error),
-  and `delta` = our mean - the paper's number. For the paper's single runs:
-  - n >= 2: reproduced when the paper's number lies inside our 95% prediction interval for
-    one new run (mean +- t(0.975, n-1) * std * sqrt(1 + 1/n)); else close when |delta| <=
-    tolerance["close"]; else not reproduced. The interval is the noise our own seeds show.
-  - n = 1: one seed is not enough for more than a tolerance check: reproduced when |delta| <=
-    max(tolerance["reproduced"], 2 * sqrt(2) * the test-set sampling error of the paper's
-    number, e.g. 0.80 pp at 8.75% on 10,000 images); close within tolerance["close"].
-  ResNet-110, whose paper number is the best of 5 runs (mean 6.61 +- 0.16): `ours_best` is the
-  best of exactly our seeds 0-4 (`best of 5` needs all five; with fewer the line says so) and
-  `delta` is that best minus the paper's best; the verdict compares the means: reproduced when
-  Welch's t-test finds no difference between our mean +- std and the paper's (two-sided p >=
-  0.05, n >= 2), else close / not reproduced by the means' difference; with n = 1, the
-  tolerance check against the paper's mean. A lower bound ("more than 60%") is reproduced
-  when our mean exceeds it.
+  `delta` = our mean - the paper's number, and [delta_low, delta_high] its 95% confidence
+  interval. The verdict is an equivalence test (two one-sided tests) on that interval:
+  reproduced when it lies inside +-tolerance["reproduced"], not reproduced when it lies wholly
+  outside, otherwise inconclusive, with about how many seeds at the same mean and std would
+  decide. The interval is t-based over our seeds (n >= 2: mean +- t(0.975, n-1) * std /
+  sqrt(n)); with one seed it is the test set's sampling error alone (+- 1.96 * sqrt(p(1-p)/N):
+  0.55 pp at 8.75% on 10,000 images), a lower bound on the run-to-run noise. From two seeds
+  on, more seeds at the same mean and spread narrow the interval: they can move a verdict out
+  of inconclusive, never back into it, and never from reproduced to not reproduced or back.
+  A second seed replaces the sampling error by the seeds' measured spread, so it can leave a
+  one-seed verdict inconclusive; it cannot turn it to the other side.
+  ResNet-110, whose paper number is the best of 5 runs with their mean +- std (6.61 +- 0.16):
+  the interval is Welch's, of our mean minus the paper's mean, and the same test decides (a
+  Welch p >= 0.05 alone is no evidence of reproduction). `ours_best` is the best of exactly
+  our seeds 0-4 (`best of 5` needs all five; with fewer the line says so). A lower bound
+  ("more than 60%") is reproduced when the interval of our mean lies wholly above it, not
+  reproduced when wholly below.
 * computed metrics (params, FLOPs): params reproduced when they round to the paper's
   figure, FLOPs when within 2%; close within 5%.
 * not run: no finished run of the paper's recipe for that row. Demo and smoke runs never
@@ -41,8 +44,8 @@ from ..spec import Experiment, Row
 from . import stats
 
 DIFF_COLUMNS = ["row", "metric", "tier", "paper", "ours_best", "ours_mean", "ours_std", "ours_se", "n", "delta",
-                "pi_low", "pi_high", "verdict", "check", "note"]
-VERDICTS = ("reproduced", "close", "not reproduced", "proxy", "not run")
+                "delta_low", "delta_high", "verdict", "check", "note"]
+VERDICTS = ("reproduced", "close", "not reproduced", "inconclusive", "proxy", "not run")  # close: computed only
 ERROR_METRICS = ("error", "top1_err", "top5_err")
 TEST_IMAGES = {"cifar": 10_000, "imagenet": 50_000}  # the paper's test sets, for its numbers' sampling error
 BEST_OF = 5  # ResNet-110's protocol: the best of 5 runs
@@ -53,9 +56,9 @@ DATA_NOTES = {
     "imagenet": "ImageNet train/val folders",
 }
 
+NO_IMAGENET_RUN = "no finished ImageNet run among the runs read"
 ENSEMBLE_NOTE = ("the paper's number is from the ILSVRC test server, which resbench cannot reach; "
-                 "`resbench ensemble RUN_DIR...` tests an ensemble of ImageNet runs on val. "
-                 "No ImageNet run was made: ImageNet is not available on this project's machines")
+                 "`resbench ensemble RUN_DIR...` tests an ensemble of finished ImageNet runs on val")
 
 
 def row_runs(exp: Experiment, row: Row, runs: pd.DataFrame, preset: str) -> pd.DataFrame:
@@ -82,46 +85,40 @@ def code_versions(runs: pd.DataFrame) -> list[str]:
 
 
 def _empty(verdict: str = "not run", **extra) -> dict:
-    return {**stats.spread([]), "delta": math.nan, "pi_low": math.nan, "pi_high": math.nan, "verdict": verdict,
+    return {**stats.spread([]), "delta": math.nan, "delta_low": math.nan, "delta_high": math.nan, "verdict": verdict,
             "check": "", **extra}
 
 
 def error_verdict(exp: Experiment, row: Row, metric: str, spread: dict) -> dict:
-    """delta, interval, verdict and the check that decided it, for an exact tier (see the module docstring)."""
-    tol, paper, n = exp.tolerance, row.paper[metric], spread["n"]
-    low, high = stats.prediction_interval(spread["ours_mean"], spread["ours_std"], n)
-    line = {"delta": spread["ours_mean"] - paper, "pi_low": low, "pi_high": high}
-
-    def by_tolerance(delta: float, reproduced: float, why: str) -> dict:
-        verdict = "reproduced" if abs(delta) <= reproduced else \
-            "close" if abs(delta) <= tol["close"] else "not reproduced"
-        return {**line, "verdict": verdict, "check": f"|{delta:+.2f}| vs tolerance {reproduced:.2f} ({why})"}
-
-    if row.bound == "lower":
-        return {**line, "verdict": "reproduced" if spread["ours_mean"] > paper else "not reproduced",
-                "check": f"mean {spread['ours_mean']:.2f} above the paper's bound {paper}? (n = {n})"}
-    noise = 2 * math.sqrt(2) * stats.sampling_se(paper, TEST_IMAGES[exp.dataset])
-    if row.seeds > 1:  # ResNet-110: the paper's best of 5, and its mean +- std
-        mean, std = row.paper.get(f"{metric}_mean"), row.paper.get(f"{metric}_std")
-        if mean is None or std is None or n < 2:
-            return by_tolerance(spread["ours_mean"] - (mean or paper), max(tol["reproduced"], noise),
-                                f"one seed vs the paper's {'mean' if mean else 'number'}: tolerance check only")
-        p = stats.means_differ(spread, mean, std, row.seeds)
-        if p >= stats.ALPHA:
-            verdict = "reproduced"
+    """delta, its 95% interval, verdict and the check that decided it (see the module docstring)."""
+    tol, n, mean, std = exp.tolerance["reproduced"], spread["n"], spread["ours_mean"], spread["ours_std"]
+    reference, reference_std = row.paper.get(f"{metric}_mean"), row.paper.get(f"{metric}_std")
+    if row.seeds > 1 and reference is not None and reference_std is not None and n >= 2:
+        low, high = stats.welch_ci(mean, std, n, reference, reference_std, row.seeds)
+        how = f"Welch's 95% CI of our mean (n = {n}) - the paper's {reference}+-{reference_std} (n = {row.seeds})"
+    else:
+        reference = reference if reference is not None else row.paper[metric]
+        if n >= 2:
+            low, high = (x - reference for x in stats.mean_ci(mean, std, n))
+            how = f"95% CI over our {n} seeds"
         else:
-            verdict = "close" if abs(spread["ours_mean"] - mean) <= tol["close"] else "not reproduced"
-        return {**line, "verdict": verdict,
-                "check": f"Welch's t, our mean {spread['ours_mean']:.2f}+-{spread['ours_std']:.2f} (n = {n}) vs the "
-                         f"paper's {mean}+-{std} (n = {row.seeds}): p = {p:.3f}"}
-    if n == 1:
-        return by_tolerance(line["delta"], max(tol["reproduced"], noise),
-                            "one seed: tolerance check only; the tolerance covers both tests' sampling error")
-    inside = low <= paper <= high
-    verdict = "reproduced" if inside else "close" if abs(line["delta"]) <= tol["close"] else "not reproduced"
-    return {**line, "verdict": verdict,
-            "check": f"paper {paper} {'inside' if inside else 'outside'} our 95% prediction interval "
-                     f"[{low:.2f}, {high:.2f}] (n = {n})"}
+            half = 1.96 * stats.sampling_se(mean, TEST_IMAGES[exp.dataset])
+            low, high = mean - reference - half, mean - reference + half
+            how = "one seed: 95% CI from the test set's sampling error alone"
+    delta = mean - reference
+    line = {"delta": delta, "delta_low": low, "delta_high": high}
+    if row.bound == "lower":
+        verdict = "reproduced" if low > 0 else "not reproduced" if high < 0 else "inconclusive"
+        check = f"our mean {mean:.2f}, {how}: [{low + reference:.2f}, {high + reference:.2f}] vs the bound {reference}"
+    else:
+        verdict = stats.equivalence((low, high), tol)
+        check = f"delta {delta:+.2f}, {how}: [{low:+.2f}, {high:+.2f}] vs +-{tol}"
+    if verdict == "inconclusive" and row.bound is None:
+        noise = std if n >= 2 else (high - low) / 2 / 1.96  # one seed: the sampling error stands in
+        needed = stats.seeds_needed(delta, noise, tol)
+        check += f": inconclusive (n = {n}, " + (f"need about {needed} seeds)" if needed and needed > n else
+                                                  "a mean this close to the tolerance needs many more seeds)")
+    return {**line, "verdict": verdict, "check": check}
 
 
 def computed_verdict(metric: str, paper: float, ours: float) -> str:
@@ -146,7 +143,9 @@ def diff_table(exp: Experiment, runs: pd.DataFrame, preset: str = "paper",
             if metric in ("params", "flops"):
                 lines.append({**base, "tier": "computed", **_computed_line(row, metric, paper, complexity or {})})
             elif row.ensemble:
-                lines.append({**base, "tier": "", **_empty(), "note": _join(row.note, ENSEMBLE_NOTE)})
+                imagenet = len(runs) and ((runs["dataset"] == "imagenet") & (runs["status"] == "done")).any()
+                lines.append({**base, "tier": "", **_empty(),
+                              "note": _join(row.note, ENSEMBLE_NOTE, "" if imagenet else NO_IMAGENET_RUN)})
             elif row.model is None:
                 lines.append({**base, "tier": "", **_empty(), "note": _join(
                     row.note, "quoted from the paper for comparison; not a model resbench trains")})
@@ -168,8 +167,7 @@ def _run_lines(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, prese
     """One line per tier of the row's finished runs (exact tiers first), or one 'not run' line."""
     mine = row_runs(exp, row, runs, preset)
     if exp.dataset == "imagenet" and not (mine["status"] == "done").any():
-        return [{"tier": "", **_empty(), "note": _join(
-            row.note, "no ImageNet run was made: ImageNet is not available on this project's machines")}]
+        return [{"tier": "", **_empty(), "note": _join(row.note, NO_IMAGENET_RUN)}]
     finished = mine[mine["status"] == "done"]
     diverged = int((mine["status"] == "diverged").sum())
     if finished.empty:
@@ -196,11 +194,11 @@ def _tier_line(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, tier:
     if row.seeds > 1 and row.bound is None:  # the paper's best of N: ours over exactly seeds 0..N-1
         first = runs[runs["seed"] < BEST_OF].sort_values("seed")[metric_column(exp, metric)].dropna()
         if len(first) == BEST_OF:
-            line.update(ours_best=float(first.min()), delta=float(first.min()) - row.paper[metric])
+            line.update(ours_best=float(first.min()))
+            notes.append(f"best of seeds 0-{BEST_OF - 1}: {first.min():.2f} vs the paper's best {row.paper[metric]}")
         else:
             line.update(ours_best=math.nan)
-            notes.append(f"best of {BEST_OF} needs seeds 0-{BEST_OF - 1}; {len(first)} of them finished, "
-                         "so delta is our mean - the paper's best")
+            notes.append(f"best of {BEST_OF} needs seeds 0-{BEST_OF - 1}; {len(first)} of them finished")
     if preset != "paper":
         line["verdict"] = "not run"
         notes.append(f"{preset} runs only ({int(runs['iterations'].iloc[0]):,} iterations): "

@@ -23,11 +23,13 @@ def _paper_final_error(model: str) -> float | None:
     return None
 
 
-def curves_figure(exp: Experiment, curves: pd.DataFrame, runs: list[str]) -> plt.Figure | None:
-    """Fig. 1/4/6: training error dashed, test error bold, error (%) vs iterations, per panel.
+def curves_figure(exp: Experiment, curves: pd.DataFrame, tiers: dict[str, list[str]]) -> plt.Figure | None:
+    """Fig. 1/4/6: training error dashed, test error bold, error (%) vs iterations, per panel; one row of
+    panels per tier (runs of different data, budgets or arithmetic are never averaged together).
 
     Curves are averaged over seeds; the paper's final test errors (Table 6) are marked with x.
     """
+    runs = [r for names in tiers.values() for r in names]
     if curves.empty or not runs:
         return None
     mine = curves[curves["run"].isin(runs)]
@@ -35,51 +37,65 @@ def curves_figure(exp: Experiment, curves: pd.DataFrame, runs: list[str]) -> plt
     panels = [p for p in panels if mine["model"].isin(p).any()]  # the paper's panels that have runs
     if not panels:
         return None
-    scale, unit = (1e4, "iter. (1e4)") if mine["iter"].max() >= 10_000 else (1, "iterations")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False, sharey=False)
-    for ax, models in zip(axes[0], panels):
-        colors = _palette(list(models))
-        for model in models:
-            for split, style in (("train", dict(ls="--", lw=1.0)), ("test", dict(ls="-", lw=2.2))):
-                points = mine[(mine["model"] == model) & (mine["split"] == split)]
-                if points.empty:
-                    continue
-                mean = points.groupby("iter")["error"].mean()
-                ax.plot(mean.index / scale, mean.values, color=colors[model],
-                        label=f"{model}" if split == "test" else None, **style)
-                paper = _paper_final_error(model)
-                if split == "test" and paper is not None and mean.index.max() >= 60_000:
-                    ax.plot(mean.index.max() / scale, paper, "x", color=colors[model], ms=9, mew=2)
-        ax.set_xlabel(unit)
-        families = {m.rstrip("0123456789") for m in models}
-        ax.set_title("plain networks" if families == {"plain"} else "ResNets" if families == {"resnet"} else "",
-                     fontsize=10)
-        ax.set_ylabel("error (%)")
-        ax.set_ylim(bottom=0)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(title="bold: test, dashed: train", fontsize=8, title_fontsize=8)
+    rows = [(tier, names) for tier, names in tiers.items() if mine["run"].isin(names).any()]
+    fig, axes = plt.subplots(len(rows), len(panels), figsize=(5.2 * len(panels), 4.2 * len(rows)), squeeze=False)
+    for (tier, names), row_axes in zip(rows, axes):
+        of_tier = mine[mine["run"].isin(names)]
+        scale, unit = (1e4, "iter. (1e4)") if of_tier["iter"].max() >= 10_000 else (1, "iterations")
+        for ax, models in zip(row_axes, panels):
+            _curves_panel(ax, of_tier, models, scale)
+            families = {m.rstrip("0123456789") for m in models}
+            family = "plain networks" if families == {"plain"} else "ResNets" if families == {"resnet"} else ""
+            ax.set_title(f"{family}\n{tier}" if len(rows) > 1 or family else tier, fontsize=9)
+            ax.set_xlabel(unit)
     fig.suptitle(exp.title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def responses_figure(exp: Experiment, responses: pd.DataFrame, runs: list[str]) -> plt.Figure | None:
-    """Fig. 7: std of each 3x3 layer's response, in layer order (top) and sorted (bottom)."""
+def _curves_panel(ax, curves: pd.DataFrame, models: tuple[str, ...], scale: float) -> None:
+    colors = _palette(list(models))
+    for model in models:
+        for split, style in (("train", dict(ls="--", lw=1.0)), ("test", dict(ls="-", lw=2.2))):
+            points = curves[(curves["model"] == model) & (curves["split"] == split)]
+            if points.empty:
+                continue
+            mean = points.groupby("iter")["error"].mean()
+            ax.plot(mean.index / scale, mean.values, color=colors[model],
+                    label=f"{model} (n={points['run'].nunique()})" if split == "test" else None, **style)
+            paper = _paper_final_error(model)
+            if split == "test" and paper is not None and mean.index.max() >= 60_000:
+                ax.plot(mean.index.max() / scale, paper, "x", color=colors[model], ms=9, mew=2)
+    ax.set_ylabel("error (%)")
+    ax.set_ylim(bottom=0)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(title="bold: test, dashed: train", fontsize=8, title_fontsize=8)
+
+
+def responses_figure(exp: Experiment, responses: pd.DataFrame, tiers: dict[str, list[str]]) -> plt.Figure | None:
+    """Fig. 7: std of each 3x3 layer's response, in layer order (top) and sorted (bottom); a column per tier."""
+    runs = [r for names in tiers.values() for r in names]
     mine = responses[responses["run"].isin(runs)] if not responses.empty else responses
     if mine.empty:
         return None
-    models = [m for m in (exp.panels[0] if exp.panels else sorted(mine["model"].unique()))
-              if m in set(mine["model"])]
-    colors = _palette(models)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7))
-    for model in models:
-        stds = mine[mine["model"] == model].groupby("layer")["std"].mean()
-        style = dict(color=colors[model], lw=1.6, ls="-" if model.startswith("resnet") else "--", label=model)
-        top.plot(stds.index, stds.values, **style)
-        bottom.plot(range(1, len(stds) + 1), sorted(stds.values, reverse=True), **style)
-    top.set(xlabel="layer index (original)", ylabel="std")
-    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
-    top.legend(fontsize=8)
+    columns = [(tier, names) for tier, names in tiers.items() if mine["run"].isin(names).any()]
+    fig, axes = plt.subplots(2, len(columns), figsize=(7.5 * len(columns), 7), squeeze=False)
+    for (tier, names), (top, bottom) in zip(columns, axes.T):
+        of_tier = mine[mine["run"].isin(names)]
+        models = [m for m in (exp.panels[0] if exp.panels else sorted(of_tier["model"].unique()))
+                  if m in set(of_tier["model"])]
+        colors = _palette(models)
+        for model in models:
+            of_model = of_tier[of_tier["model"] == model]
+            stds = of_model.groupby("layer")["std"].mean()
+            style = dict(color=colors[model], lw=1.6, ls="-" if model.startswith("resnet") else "--",
+                         label=f"{model} (n={of_model['run'].nunique()})")
+            top.plot(stds.index, stds.values, **style)
+            bottom.plot(range(1, len(stds) + 1), sorted(stds.values, reverse=True), **style)
+        top.set(xlabel="layer index (original)", ylabel="std")
+        top.set_title(tier, fontsize=9)
+        bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
+        top.legend(fontsize=8)
     fig.suptitle(exp.title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -1,4 +1,4 @@
-"""The statistics behind verdicts and claims: seed spread, prediction intervals, Welch's t.
+"""The statistics behind verdicts and claims: seed spread, confidence intervals, Welch's t.
 
 Everything is over runs that differ only in seed. Test errors are in percent.
 """
@@ -35,6 +35,61 @@ def sampling_se(error: float, images: int) -> float:
     """Standard error (pp) of a test error from the finite test set alone: 0.28 pp at 8.75% on 10k."""
     p = error / 100
     return 100 * math.sqrt(p * (1 - p) / images)
+
+
+def mean_ci(mean: float, std: float, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """The `level` confidence interval of a mean over n >= 2 runs (t with n-1 degrees of freedom)."""
+    if n < 2 or not std == std:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def welch_ci(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int,
+             level: float = LEVEL) -> tuple[float, float]:
+    """The `level` confidence interval of mean_a - mean_b (Welch-Satterthwaite degrees of freedom)."""
+    if min(n_a, n_b) < 2 or not (std_a == std_a and std_b == std_b):
+        return math.nan, math.nan
+    va, vb = std_a ** 2 / n_a, std_b ** 2 / n_b
+    diff = mean_a - mean_b
+    if va + vb == 0:
+        return diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
+    half = stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb)
+    return diff - half, diff + half
+
+
+def effect(low, high) -> dict:
+    """How much higher `high`'s runs are than `low`'s: difference of means and its 95% Welch CI."""
+    a, b = spread(low), spread(high)
+    ci = welch_ci(b["ours_mean"], b["ours_std"], b["n"], a["ours_mean"], a["ours_std"], a["n"])
+    return {"n_low": a["n"], "n_high": b["n"], "effect": b["ours_mean"] - a["ours_mean"],
+            "ci_low": ci[0], "ci_high": ci[1]}
+
+
+def equivalence(ci: tuple[float, float], tolerance: float) -> str:
+    """Two one-sided tests read from a CI of (ours - paper): reproduced when it lies inside
+    +-tolerance, not reproduced when it lies wholly outside, else inconclusive. A narrower CI
+    (more seeds, same mean) can only move a verdict out of inconclusive, never across."""
+    low, high = ci
+    if not (low == low and high == high):
+        return "inconclusive"
+    if -tolerance <= low and high <= tolerance:
+        return "reproduced"
+    if low > tolerance or high < -tolerance:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def seeds_needed(delta: float, std: float, tolerance: float, level: float = LEVEL, most: int = 100) -> int | None:
+    """About how many seeds at this mean and std make the equivalence test decide (None: more than `most`)."""
+    margin = abs(abs(delta) - tolerance)
+    if not std == std or std <= 0:
+        return None
+    for n in range(2, most + 1):
+        if stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n) < margin:
+            return n
+    return None
 
 
 def means_differ(ours: dict, mean: float, std: float, n: int) -> float:
