@@ -182,6 +182,13 @@ def run(
         raise typer.Exit(1)
 
 
+def one(values: List[Path], option: str) -> Path:
+    """The single folder an option takes; two given is a mistake to say, not to settle by taking the last."""
+    if len(values) != 1:
+        fail(f"{option} takes one folder, got {len(values)}: {', '.join(map(str, values))}")
+    return values[0]
+
+
 def outcome(results: list[dict]) -> str:
     """'3/4 runs done, 1 running in another process'."""
     names = {"taken": "running in another process", "running": "running in another process"}
@@ -201,13 +208,17 @@ STATE_STYLE = {"done": "green", "running": "cyan", "paused": "yellow", "stopped"
 @app.command()
 def status(
     experiment: Optional[str] = typer.Argument(None, help="only the runs of this experiment's rows"),
-    out: Path = typer.Option(Path("runs"), help="results folder (resbench run --out)"),
+    out_: List[Path] = typer.Option([Path("runs")], "--out", help="results folder (resbench run --out)"),
 ) -> None:
     """Every run in a results folder: done, running, paused, stopped, failed or diverged, with progress."""
     from .spec import load_experiment
-    from .store import load_runs
+    from .store import RunDirError, load_runs
 
-    runs = load_runs(out)
+    out = one(out_, "--out")
+    try:
+        runs = load_runs(out)
+    except RunDirError as err:
+        fail(str(err))
     if experiment:
         try:
             models = {r.model for r in load_experiment(experiment).runnable_rows}
@@ -290,8 +301,8 @@ def report(
     figure: Optional[List[int]] = typer.Option(None, "--figure", help="1, 4, 6 or 7 (repeat for several)"),
     all_: bool = typer.Option(False, "--all", help="every table and figure"),
     index: bool = typer.Option(False, "--index", help="only the index (OUT/README.md): reports there, runs owed"),
-    runs: Path = typer.Option(Path("runs"), help="folder of run directories (resbench run --out)"),
-    out: Path = typer.Option(Path("reports"), help="reports folder"),
+    runs_: List[Path] = typer.Option([Path("runs")], "--runs", help="folder of run directories (resbench run --out)"),
+    out_: List[Path] = typer.Option([Path("reports")], "--out", help="reports folder"),
     preset: Optional[str] = typer.Option(None, help="paper, demo or smoke (default: paper runs if any, "
                                          "else demo, else smoke)"),
     data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),
@@ -300,8 +311,9 @@ def report(
     from .report.build import build_report
     from .report.index import build_index
     from .spec import experiment_names
-    from .store import run_dirs
+    from .store import RunDirError, run_dirs
 
+    runs, out = one(runs_, "--runs"), one(out_, "--out")
     if index:
         console.print(f"index: {build_index(out, runs)}")
         return
@@ -314,7 +326,7 @@ def report(
     for name in names:
         try:
             out_dir = build_report(name, runs, out, preset, data_variant)
-        except KeyError as err:
+        except (KeyError, RunDirError) as err:
             fail(str(err).strip("'\""))
         summary = json.loads((out_dir / "summary.json").read_text())
         verdicts = ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items() if v) or "no paper numbers"

@@ -132,9 +132,17 @@ class MetricsLog:
         self.path = path
 
     def truncate_after(self, iteration: int) -> None:
+        """Keep the records up to `iteration` (a checkpoint's); a torn record (a process killed, or a
+        disk full, while it appended) is dropped with everything after it."""
         if self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line and json.loads(line)["iter"] <= iteration]
+            keep = []
+            for line in filter(None, self.path.read_text().splitlines()):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break
+                if record["iter"] <= iteration:
+                    keep.append(line)
             atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
 
     def append(self, record: dict) -> None:

@@ -109,6 +109,17 @@ def last_records(run_dir: Path) -> list[dict]:
     return [r for r in records if isinstance(r, dict) and "iter" in r]
 
 
+def read_records(path: Path) -> list[dict]:
+    """Every whole record of a metrics.jsonl (a torn last line, from a process killed while writing, is left out)."""
+    records = []
+    for line in filter(None, path.read_text().splitlines()):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    return records
+
+
 def last_iteration(run_dir: Path) -> int:
     """The iteration of the last metrics record."""
     records = last_records(run_dir)
@@ -120,6 +131,18 @@ def eta_s(run_dir: Path, iterations_left: int, batch_size: int, fallback_img_per
     rates = [r["img_per_s"] for r in last_records(run_dir) if r.get("split") == "train" and r.get("img_per_s")]
     rate = rates[-1] if rates else fallback_img_per_s
     return max(0, iterations_left) * batch_size / rate if rate else None
+
+
+class RunDirError(ValueError):
+    """A run directory whose files cannot be read: the message names the file and what to do."""
+
+
+def read_config(run_dir: Path) -> dict:
+    try:
+        return read_json(run_dir / "config.json")
+    except (ValueError, OSError) as err:
+        raise RunDirError(f"{run_dir / 'config.json'} cannot be read ({type(err).__name__}: {err}); restore it "
+                          f"from a copy, or move {run_dir.name} out of {run_dir.parent} to leave it out") from None
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -148,7 +171,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
 
     rows = []
     for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
-        cfg = read_json(d / "config.json")
+        cfg = read_config(d)
         env = read_json(d / "env.json") if (d / "env.json").exists() else {}
         summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
         summary["status"] = run_state(d)
@@ -185,8 +208,8 @@ def load_curves(root: str | os.PathLike) -> pd.DataFrame:
     for d in run_dirs(Path(root)):
         path = d / "metrics.jsonl"
         if path.exists() and path.stat().st_size:
-            cfg = read_json(d / "config.json")
-            df = pd.read_json(path, lines=True)
+            cfg = read_config(d)
+            df = pd.DataFrame(read_records(path))
             frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -199,7 +222,7 @@ def load_responses(root: str | os.PathLike) -> pd.DataFrame:
     for d in run_dirs(Path(root)):
         path = d / "responses.json"
         if path.exists():
-            cfg = read_json(d / "config.json")
+            cfg = read_config(d)
             df = pd.DataFrame(read_json(path))
             frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

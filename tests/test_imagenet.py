@@ -185,6 +185,49 @@ def test_ddp_on_two_processes_matches_one_process(folder, tmp_path):
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["processes"] == 2
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _faulty_worker(rank: int, world: int, port: int, root: str, out: str, fault: str):
+    """One of two gloo processes whose group times out after 10 s; `fault` happens on one of them."""
+    import datetime
+    import time
+
+    import torch.distributed as dist
+
+    from resbench.train import distributed, imagenet
+
+    torch.set_num_threads(1)  # two processes on a 2-core machine: oversubscribed gloo crawls
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=10))
+    if fault == "nan" and rank == 1:  # only this process sees its loss become NaN
+        read = imagenet.Window.read
+        imagenet.Window.read = lambda self: (float("nan"), read(self)[1])
+    if fault == "slow tests" and rank == 0:  # the final tests outlast the training group's timeout
+        evaluate = imagenet.evaluate
+        imagenet.evaluate = lambda *a, **k: (time.sleep(12), evaluate(*a, **k))[1]
+        distributed.LEAD_WORK_TIMEOUT = datetime.timedelta(seconds=120)
+    summary = train_imagenet(smoke_run(eval_every=100, checkpoint_every=100, iterations=4, log_every=2),
+                             find_imagenet(root), Path(out), CPU, progress=False, workers=0)
+    Path(out, f"rank{rank}.json").write_text(json.dumps(summary))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("fault, status", [("nan", "diverged"), ("slow tests", "done")])
+def test_two_processes_stop_together_and_wait_for_the_final_tests(folder, tmp_path, fault, status):
+    """A NaN on one process stops every process at the same iteration; the final tests on process 0
+    may outlast the training group's timeout while the others wait for them."""
+    mp.spawn(_faulty_worker, args=(2, _free_port(), folder.root, str(tmp_path), fault), nprocs=2, join=True)
+    summaries = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [s["status"] for s in summaries] == [status, status]
+    assert summaries[0]["iteration"] == summaries[1]["iteration"] == (2 if fault == "nan" else 4)
+
+
 def test_missing_or_malformed_folders_fail_cleanly(tmp_path):
     with pytest.raises(DataError, match="has no train/ folder"):
         find_imagenet(tmp_path)

@@ -268,3 +268,33 @@ def test_a_finished_sweep_decodes_nothing_and_starts_no_worker(jpeg_root, tmp_pa
         result = CliRunner().invoke(app, [*args, *extra], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert "1/1 runs done" in result.output
+
+
+def test_unreadable_files_and_doubled_folders_are_one_line_errors(tmp_path):
+    """A run directory whose config.json is not JSON, and two folders where one is expected."""
+    from typer.testing import CliRunner
+
+    from resbench.cli import app
+
+    bad = tmp_path / "runs" / "resnet20-paper-k-s0"
+    bad.mkdir(parents=True)
+    (bad / "config.json").write_text('{"model": "resnet20", ')
+    for args in (["status", "--out", str(tmp_path / "runs")],
+                 ["report", "--table", "6", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "r")],
+                 ["report", "--table", "6", "--runs", "a", "--runs", "b"],
+                 ["status", "--out", "a", "--out", "b"],
+                 ["run", "figure6", "--budget", "0"], ["run", "figure6", "--budget", "3/2"]):
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), (args, result.output)
+        assert "Traceback" not in result.output
+    assert (bad / "config.json").read_text() == '{"model": "resnet20", '  # nothing lost
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_that_it_is_slow(monkeypatch):
+    from resbench.train import engine
+
+    monkeypatch.setattr(engine, "native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without native bf16"):
+        resolved = engine.Engine("cpu", "bf16", False).resolve()
+    assert resolved.precision == "bf16"  # it works, and says what it costs

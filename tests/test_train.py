@@ -98,6 +98,8 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         train_cifar(run, tiny_data, tmp_path / "resumed", engine(), progress=False)
     monkeypatch.setattr(DeviceLoader, "batch", real_batch)
+    torch.manual_seed(12345)  # a process resuming has drawn other numbers: no RNG state is checkpointed
+    torch.rand(1000)
     train_cifar(run, tiny_data, tmp_path / "resumed", engine(), progress=False)
 
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
@@ -238,3 +240,32 @@ def test_the_smoke_preset_does_not_diverge_on_a_deep_net(shared_dir, tmp_path):
                           engine(), progress=False)
     losses = [r["loss"] for r in records(tmp_path, "train")]
     assert summary["status"] == "done" and max(losses) < 5.0 and losses[-1] < losses[0], losses
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(tiny_data, tmp_path):
+    """A process killed (or a disk filled) while it appended a record leaves half a line; resume drops it."""
+    run = CifarRun("resnet8", tiny_recipe(), seed=0)
+    paused = train_cifar(run, tiny_data, tmp_path, engine(), progress=False, time_limit_s=0.0)
+    assert paused["status"] == "paused"
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"iter": 2, "split": "tra')
+    done = train_cifar(run, tiny_data, tmp_path, engine(), progress=False)
+    assert done["status"] == "done"
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines) and json.loads(lines[-1])["iter"] == 24
+
+
+def test_every_run_of_a_process_runs_compiled_and_records_it(tiny_data, tmp_path, monkeypatch):
+    """Runs of one process compile the same step function: past dynamo's recompile limit, later runs
+    would silently run eager. Each run starts from cleared caches, and its summary says how it ran."""
+    import torch._dynamo
+
+    from resbench.train.engine import Engine
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)  # the limit (8) reached at once
+    compiled = Engine("cpu", "fp32", True, compile_backend="eager", deterministic=True)
+    steps = [train_cifar(CifarRun(model, tiny_recipe(iterations=4, milestones=()), 0), tiny_data,
+                         tmp_path / model, compiled, progress=False)["step"] for model in ("resnet8", "plain8")]
+    assert steps == ["compiled", "compiled"]
+    assert train_cifar(CifarRun("resnet8", tiny_recipe(iterations=4, milestones=()), 0), tiny_data,
+                       tmp_path / "eager", engine(), progress=False)["step"] == "eager"

@@ -37,7 +37,10 @@ def build_report(name: str, runs: str | Path = "runs", out: str | Path = "report
     import papermill
     from nbconvert import HTMLExporter
 
-    load_experiment(name)  # a clear error for an unknown name, before starting a kernel
+    from ..store import load_runs
+
+    load_experiment(name)  # clear errors for an unknown name or an unreadable run, before starting a kernel
+    load_runs(runs)
     logging.getLogger("papermill").setLevel(logging.WARNING)
     out_dir = Path(out) / name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..spec import load_experiment
 
-VERDICT_ORDER = ("reproduced", "close", "not reproduced", "proxy", "not run")
+VERDICT_ORDER = ("reproduced", "close", "not reproduced", "inconclusive", "proxy", "not run")
 CLAIM_ORDER = ("pass", "fail", "inconclusive", "not run")
 INTRO = ("Each folder regenerates one table or figure of He et al. (2015) from run directories and diffs it "
          "against the paper: `README.md`, `diff.csv`, `claims.csv`, the figure, the executed notebook and its "

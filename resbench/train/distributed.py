@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -40,6 +41,35 @@ def broadcast(obj):
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every process when `flag` is true on any one: a decision all must take together (a
+    process that stopped alone would leave the others waiting in their next all-reduce forever)."""
+    if world()[1] == 1:
+        return flag
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    box = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item())
+
+
+# How long the other processes wait for work only process 0 does: the final tests (center, 10-crop
+# and multi-scale over 50k val images) outlast NCCL's default timeout of 10 minutes.
+LEAD_WORK_TIMEOUT = timedelta(hours=6)
+_waiting: list = []  # the CPU process group the others wait on, made once
+
+
+def after_lead(obj):
+    """Process 0's value once it has computed it alone; the others wait up to LEAD_WORK_TIMEOUT on a
+    gloo group of their own (its timeout, not the training group's)."""
+    if world()[1] == 1:
+        return obj
+    if not _waiting:
+        _waiting.append(dist.new_group(backend="gloo", timeout=LEAD_WORK_TIMEOUT))
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=_waiting[0])
     return box[0]
 
 

@@ -55,6 +55,7 @@ class Engine:
     # nets are launch-bound, which CUDA graphs remove. `resbench bench cifar --compile-mode`
     # compares the modes on the GPU.
     compile_mode: str = "reduce-overhead"
+    compile_backend: str = "inductor"  # another dynamo backend (e.g. "eager", in tests) ignores compile_mode
     channels_last: bool = True
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
     # ImageNet JPEG decoding and augmentation: "device" = on the training device (nvJPEG on a
@@ -108,6 +109,30 @@ class Engine:
         torch.backends.cudnn.allow_tf32 = self.tf32
 
 
+def compile_for_run(fn, engine: Engine):
+    """torch.compile(fn), with dynamo's caches cleared first. Every run of a process compiles the same
+    code object (a step function made per run), so without the reset a sweep's later runs exceed
+    dynamo's recompile limit and silently run eager; `step_path` tells which way a step ran."""
+    torch._dynamo.reset()
+    if engine.compile_backend == "inductor":
+        return torch.compile(fn, mode=engine.compile_mode)
+    return torch.compile(fn, backend=engine.compile_backend)
+
+
+def graphs_compiled() -> int:
+    """How many graphs dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def step_path(engine: Engine, graphs_before: int) -> str:
+    """After a run's first step: "compiled", "eager", or "eager: compilation fell back" (nothing compiled)."""
+    if not engine.compile:
+        return "eager"
+    return "compiled" if graphs_compiled() > graphs_before else "eager: compilation fell back"
+
+
 def sync(device: str) -> None:
     """Wait for the device, so that wall-clock timings cover the work queued on it."""
     if device.startswith("cuda"):
@@ -137,7 +162,7 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_split
         return loss, (logits.argmax(1) != y).sum()
 
     if engine.compile:
-        forward = torch.compile(forward, mode=engine.compile_mode)
+        forward = compile_for_run(forward, engine)
 
     def step(x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         for group in optimizer.param_groups:

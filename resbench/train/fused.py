@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..data.cifar import CifarData
-from .engine import Engine, sync
+from .engine import Engine, compile_for_run, graphs_compiled, step_path, sync
 from .loop import CifarRun, Member, progress_bar
 from .splits import bn_momenta, forward_parts
 from .stop import Deadline, stop_on_signals
@@ -101,7 +101,7 @@ def make_fused_step(stack: Stack, bn_splits: int, engine: Engine):
 
     forward = vmap(one_run)
     if engine.compile:
-        forward = torch.compile(forward, mode=engine.compile_mode)
+        forward = compile_for_run(forward, engine)
 
     def step(x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss, wrong = forward(stack.params, stack.buffers, x, y)
@@ -146,7 +146,11 @@ def _train_group(members: list[Member], engine: Engine, progress: bool, deadline
         for it in range(first, recipe.iterations):
             x, y = (torch.stack(t) for t in zip(*(m.loader.batch(it) for m in members)))
             lrs = [m.lr(it) for m in members]
+            graphs = graphs_compiled()
             loss, wrong = step(x, y, torch.tensor(lrs, device=device))
+            if it == first:
+                for m in members:
+                    m.state["step"] = step_path(engine, graphs)
             due_log, due_eval, due_ckpt, last = [m.record(loss[i], wrong[i], y.shape[1])
                                                  for i, m in enumerate(members)][0]  # one schedule for all
             pause = None if last else deadline.reason()

@@ -25,8 +25,8 @@ from ..evaluation import TESTS, evaluate
 from ..models import build_model
 from ..results import MetricsLog, environment, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
-from .distributed import broadcast, world
-from .engine import Engine, make_optimizer, make_train_step, sync
+from .distributed import after_lead, any_rank, broadcast, world
+from .engine import Engine, graphs_compiled, make_optimizer, make_train_step, step_path, sync
 from .loop import Window, progress_bar
 from .recipe import ImageNetRecipe
 from .stop import Deadline
@@ -110,7 +110,7 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
         summary = {"status": status, "iteration": state["iteration"], "train_s": round(state["train_s"], 2),
                    "img_per_s": round(state["images"] / max(state["train_s"], 1e-9), 1), "processes": size,
                    "params": sum(p.numel() for p in net.parameters()),
-                   "decode": engine.decode, **extra}
+                   "decode": engine.decode, "step": state.get("step"), **extra}
         if lead:
             write_json(run_dir / "summary.json", summary)
         return summary
@@ -124,7 +124,10 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
         for it in range(first, recipe.iterations):
             x, y = next(batches)
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            graphs = graphs_compiled()
             loss, wrong = step(x, y.to(device, non_blocking=True), lr_now(it))
+            if it == first:
+                state["step"] = step_path(engine, graphs)
             window.add(loss, wrong, len(y))
             done = state["iteration"] = it + 1
             state["images"] += len(y) * size
@@ -143,12 +146,13 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
                                 "lr": lr_now(it)})
                 bar.update(task, completed=done, rate=f"{(done - first) / (now - started):.2f} it/s",
                            status=f"loss {train_loss:.3f}  train err {train_err:.1f}%")
-                if not math.isfinite(train_loss):
-                    return finish("diverged", reason=f"training loss became {train_loss} by iteration {done}")
+                if any_rank(not math.isfinite(train_loss)):  # every process stops, or none
+                    return finish("diverged", reason=f"training loss became non-finite on a process by "
+                                                     f"iteration {done} (here: {train_loss})")
             if due_eval:
                 val = evaluate(net, data, recipe.views(), engine, "center", recipe.val_limit, workers) \
                     if lead else None
-                val = broadcast(val)
+                val = after_lead(val)
                 if lead:
                     log.append({"iter": done, "split": "test", "error": val["top1_err"], "top5": val["top5_err"]})
                 if recipe.schedule == "plateau":  # every process takes the same decision
@@ -162,5 +166,5 @@ def train_imagenet(run: ImageNetRun, data: ImageFolderData, run_dir: Path, engin
                 return finish("paused", train_error=train_err, reason=pause)
     tests = {mode: evaluate(net, data, recipe.views(), engine, mode, None, workers) if lead else None
              for mode in TESTS}
-    tests = broadcast(tests)
+    tests = after_lead(tests)
     return finish("done", tests=tests, test_error=tests["center"]["top1_err"], train_error=train_err)

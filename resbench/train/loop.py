@@ -16,7 +16,7 @@ from ..models import build_model
 from ..probes.responses import response_stds
 from ..results import MetricsLog, environment, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
-from .engine import Engine, evaluate, make_optimizer, make_train_step, sync
+from .engine import Engine, evaluate, graphs_compiled, make_optimizer, make_train_step, step_path, sync
 from .recipe import CifarRecipe
 from .stop import Deadline, stop_on_signals
 
@@ -171,7 +171,8 @@ class Member:
     def checkpoint(self) -> None:
         self.tick_wall()
         save_checkpoint(self.dir, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                   "state": dict(self.state), "rng_cpu": torch.get_rng_state(),
+                                   "state": dict(self.state),  # no RNG state: nothing random is drawn after
+                                   # the initialisation but from generators seeded by (seed, epoch)
                                    "windows": {"train": self.window.state_dict(), "warmup": self.warm.state_dict()}})
 
     def finish(self, status: str, **extra) -> dict:
@@ -185,6 +186,7 @@ class Member:
                    "wall_s": round(self.state["wall_s"], 2),
                    "img_per_s": round(self.state["images"] / max(self.state["train_s"], 1e-9), 1),
                    "warmup_ended_at": self.state["warmup_ended_at"],
+                   "step": self.state.get("step"),  # compiled, eager, or eager: compilation fell back
                    "params": sum(p.numel() for p in self.model.parameters()),
                    **self.fused, **extra}
         write_json(self.dir / "summary.json", summary)
@@ -216,7 +218,10 @@ def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = 
             for it in range(first, member.recipe.iterations):
                 x, y = member.loader.batch(it)
                 lr = member.lr(it)
+                graphs = graphs_compiled()
                 loss, wrong = step(x, y, lr)
+                if it == first:
+                    member.state["step"] = step_path(engine, graphs)
                 due_log, due_eval, due_ckpt, last = member.record(loss, wrong, len(y))
                 pause = None if last else deadline.reason()
                 if not (due_log or due_eval or due_ckpt or pause):
