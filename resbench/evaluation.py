@@ -72,12 +72,10 @@ def val_scores(model: nn.Module, data: ImageFolderData, views: Views, engine, mo
                limit: int | None = None, workers: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """(softmax scores (N, classes), labels (N,)) of the val images under a protocol:
     center, 10crop or multiscale."""
-    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
-    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
     was_training = model.training
     model.eval()
     scores, labels = [], []
-    with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
+    with engine.autocast():
         if mode == "multiscale":  # the paper's scales are for test_size 256; small test views shrink them
             scales = [round(s * views.test_size / 256) for s in SCALES]
             for path, label in (data.val[:limit] if limit else data.val):

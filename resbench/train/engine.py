@@ -56,6 +56,7 @@ class Engine:
     # compares the modes on the GPU.
     compile_mode: str = "reduce-overhead"
     compile_backend: str = "inductor"  # another dynamo backend (e.g. "eager", in tests) ignores compile_mode
+    compile_fullgraph: bool = False  # a graph break is an error, not a silent split (tests: catch them on CPU)
     channels_last: bool = True
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
     # ImageNet JPEG decoding and augmentation: "device" = on the training device (nvJPEG on a
@@ -66,6 +67,9 @@ class Engine:
     # forward per part; the same arithmetic up to rounding (resbench.train.splits). Off until
     # `resbench bench cifar --one-forward` shows it faster on the GPU.
     one_forward: bool = False
+    # CIFAR: the whole step (forward, backward, SGD) captured in a CUDA graph after a few eager steps
+    # (resbench.train.graphs): "cuda", "dry" (the same code, never captured: for CPU tests) or "off".
+    graph: str = "off"
 
     @property
     def is_resolved(self) -> bool:
@@ -88,6 +92,8 @@ class Engine:
         decode = self.decode if self.decode != "auto" else ("device" if cuda else "workers")
         if decode not in ("device", "workers"):
             raise ValueError(f"decode must be auto, device or workers, got {decode!r}")
+        if self.graph not in ("off", "cuda", "dry") or (self.graph == "cuda" and not cuda):
+            raise ValueError(f"graph must be off, dry, or cuda on a CUDA device; got {self.graph!r} on {device}")
         return replace(self, device=device, precision=precision, compile=compile_, decode=decode)
 
     @property
@@ -99,6 +105,12 @@ class Engine:
     def arithmetic(self) -> dict:
         """What a run records about its arithmetic (part of its config)."""
         return {"precision": self.precision, "tf32": self.tf32}
+
+    def autocast(self, cache_enabled: bool = True):
+        """bf16 autocast where the run computes in bf16, a context that changes nothing in fp32.
+        (A captured CUDA graph needs cache_enabled=False: the cast weights must not outlive a replay.)"""
+        return torch.autocast("cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
+                              enabled=self.precision == "bf16", cache_enabled=cache_enabled)
 
     def apply_global_settings(self) -> None:
         if self.deterministic and self.device.startswith("cuda"):
@@ -115,8 +127,8 @@ def compile_for_run(fn, engine: Engine):
     dynamo's recompile limit and silently run eager; `step_path` tells which way a step ran."""
     torch._dynamo.reset()
     if engine.compile_backend == "inductor":
-        return torch.compile(fn, mode=engine.compile_mode)
-    return torch.compile(fn, backend=engine.compile_backend)
+        return torch.compile(fn, mode=engine.compile_mode, fullgraph=engine.compile_fullgraph)
+    return torch.compile(fn, backend=engine.compile_backend, fullgraph=engine.compile_fullgraph)
 
 
 def graphs_compiled() -> int:
@@ -126,8 +138,11 @@ def graphs_compiled() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def step_path(engine: Engine, graphs_before: int) -> str:
-    """After a run's first step: "compiled", "eager", or "eager: compilation fell back" (nothing compiled)."""
+def step_path(engine: Engine, graphs_before: int, step=None) -> str:
+    """How a run's steps ran, after its first: "compiled", "eager", "eager: compilation fell back" (nothing
+    compiled), or a captured step's own account ("cuda graph", "eager: capture failed ...")."""
+    if getattr(step, "path", None):
+        return step.path
     if not engine.compile:
         return "eager"
     return "compiled" if graphs_compiled() > graphs_before else "eager: compilation fell back"
@@ -145,14 +160,12 @@ def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: f
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, **fused)
 
 
-def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_splits: int, engine: Engine):
-    """step(x, y, lr) -> (loss, number wrong), both 0-d tensors left on the device."""
-    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
-    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
+def train_forward(model: nn.Module, bn_splits: int, engine: Engine, cache_enabled: bool = True):
+    """forward(x, y) -> (loss, number wrong): the training forward, BN statistics per split of the batch."""
     params, buffers, momenta = dict(model.named_parameters()), dict(model.named_buffers()), bn_momenta(model)
 
     def forward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
+        with engine.autocast(cache_enabled):
             # BN statistics per split, as the paper's data-parallel GPUs each had their own
             if bn_splits > 1 and engine.one_forward:
                 logits = forward_parts(model, params, buffers, x, bn_splits, momenta)
@@ -161,6 +174,28 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_split
         loss = F.cross_entropy(logits.float(), y)
         return loss, (logits.argmax(1) != y).sum()
 
+    return forward
+
+
+@torch.no_grad()
+def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor],
+               lrs: list[torch.Tensor], momentum: float, weight_decay: float) -> None:
+    """torch.optim.SGD's step (d_p = g + wd p; buf = m buf + d_p; p -= lr buf) in a few foreach kernels,
+    with learning rates as device tensors (one per parameter, broadcast against it): nothing goes
+    through the host, so the step can run inside a CUDA graph or on runs stacked for fusing."""
+    grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_mul_(bufs, momentum)
+    torch._foreach_add_(bufs, grads)
+    torch._foreach_addcmul_(params, bufs, lrs, value=-1.0)
+
+
+def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_splits: int, engine: Engine):
+    """step(x, y, lr) -> (loss, number wrong), both 0-d tensors left on the device."""
+    if engine.graph != "off":
+        from .graphs import CapturedStep
+
+        return CapturedStep(model, optimizer, bn_splits, engine)
+    forward = train_forward(model, bn_splits, engine)
     if engine.compile:
         forward = compile_for_run(forward, engine)
 
@@ -179,13 +214,11 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_split
 @torch.no_grad()
 def evaluate(model: nn.Module, batches, engine: Engine) -> tuple[float, float]:
     """(mean loss, error %) over `batches` in eval mode."""
-    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
-    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
     was_training = model.training
     model.eval()
     loss_sum, wrong, n = 0.0, 0, 0
     for x, y in batches:
-        with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
+        with engine.autocast():
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
         wrong += (logits.argmax(1) != y).sum().item()

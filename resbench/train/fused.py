@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..data.cifar import CifarData
-from .engine import Engine, compile_for_run, graphs_compiled, step_path, sync
+from .engine import Engine, compile_for_run, graphs_compiled, sgd_update, step_path, sync
 from .loop import CifarRun, Member, progress_bar
 from .splits import bn_momenta, forward_parts
 from .stop import Deadline, stop_on_signals
@@ -49,14 +49,11 @@ class Stack:
         recipe = members[0].recipe
         self.momentum_factor, self.weight_decay = recipe.momentum, recipe.weight_decay
 
-    @torch.no_grad()
     def sgd(self, grads: list[torch.Tensor], lr: torch.Tensor) -> None:
-        """torch.optim.SGD's step (d_p = g + wd p; buf = m buf + d_p; p -= lr buf), lr per run."""
+        """torch.optim.SGD's step (`engine.sgd_update`), with each run's learning rate."""
         params, bufs = list(self.params.values()), list(self.momentum.values())
-        grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
-        torch._foreach_mul_(bufs, self.momentum_factor)
-        torch._foreach_add_(bufs, grads)
-        torch._foreach_addcmul_(params, bufs, [lr.view(-1, *[1] * (p.dim() - 1)) for p in params], value=-1.0)
+        sgd_update(params, grads, bufs, [lr.view(-1, *[1] * (p.dim() - 1)) for p in params], self.momentum_factor,
+                   self.weight_decay)
 
     @torch.no_grad()
     def write_back(self, members: list[Member]) -> None:
@@ -85,12 +82,10 @@ def _momentum(member: Member) -> dict[str, torch.Tensor]:
 
 def make_fused_step(stack: Stack, bn_splits: int, engine: Engine):
     """step(x (N, B, ...), y (N, B), lr (N,)) -> (loss (N,), number wrong (N,)), on the device."""
-    dtype = torch.bfloat16 if engine.precision == "bf16" else torch.float32
-    device_type = "cuda" if engine.device.startswith("cuda") else "cpu"
     momenta = bn_momenta(stack.base)
 
     def one_run(params, buffers, x, y):
-        with torch.autocast(device_type, dtype=dtype, enabled=engine.precision == "bf16"):
+        with engine.autocast():
             # BN statistics per split, as the paper's data-parallel GPUs each had their own
             if bn_splits > 1 and engine.one_forward:
                 logits = forward_parts(stack.base, params, buffers, x, bn_splits, momenta)

@@ -17,6 +17,7 @@ from ..probes.responses import response_stds
 from ..results import MetricsLog, environment, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engine import Engine, evaluate, graphs_compiled, make_optimizer, make_train_step, step_path, sync
+from .graphs import WARMUP_STEPS
 from .recipe import CifarRecipe
 from .stop import Deadline, stop_on_signals
 
@@ -220,8 +221,8 @@ def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = 
                 lr = member.lr(it)
                 graphs = graphs_compiled()
                 loss, wrong = step(x, y, lr)
-                if it == first:
-                    member.state["step"] = step_path(engine, graphs)
+                if it <= first + WARMUP_STEPS:  # a captured step says how it ran once it has captured
+                    member.state["step"] = step_path(engine, graphs, step)
                 due_log, due_eval, due_ckpt, last = member.record(loss, wrong, len(y))
                 pause = None if last else deadline.reason()
                 if not (due_log or due_eval or due_ckpt or pause):

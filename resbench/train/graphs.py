@@ -1,0 +1,89 @@
+"""The whole CIFAR training step (forward, backward, SGD) captured in one CUDA graph.
+
+At batch 128 the small CIFAR nets are launch-bound: a GPU waits on the host's kernel
+launches. torch.compile's CUDA graphs remove that, but compiling costs minutes per model
+and a short GPU loan cannot afford it (nothing is cached between loans). This captures the
+eager step instead, in seconds: after `WARMUP_STEPS` eager steps (on a side stream, as
+capture requires) the next step is recorded once and every later one replays it.
+
+What a replay needs to compute the same step as the eager loop:
+* static inputs: each batch is copied into the tensors the graph reads;
+* the learning rate as a device tensor, filled before each replay, so the warm-up of
+  ResNet-110/1202 and the milestones still take effect;
+* autocast with cache_enabled=False (cast weights cached across a replay would be stale);
+* SGD in foreach kernels on device tensors (`engine.sgd_update`), torch.optim.SGD's
+  arithmetic, with the optimizer's own momentum buffers, so a checkpoint is the one the eager
+  loop writes and either resumes the other.
+The eager steps use the same code, and a step that cannot be captured runs eager from then
+on; `path` says which ("cuda graph", "eager: capture failed: ..."). With `graph="dry"` (tests,
+CPU) the code never captures: the same arithmetic, run eagerly each step.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .engine import Engine, sgd_update, train_forward
+
+WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, cuBLAS handles, lazy inits)
+
+
+class CapturedStep:
+    """step(x, y, lr) -> (loss, number wrong), as `engine.make_train_step`'s plain step."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.SGD, bn_splits: int, engine: Engine):
+        self.forward = train_forward(model, bn_splits, engine, cache_enabled=False)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        state, group = optimizer.state, optimizer.param_groups[0]
+        # the optimizer's buffers, created as zeros where it has taken no step yet (zero momentum
+        # and torch.optim.SGD's first step, buf = d_p, give the same numbers)
+        self.bufs = [state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in self.params]
+        self.momentum, self.weight_decay = group["momentum"], group["weight_decay"]
+        self.optimizer = optimizer
+        device = self.params[0].device
+        self.lr = torch.zeros((), device=device, dtype=torch.float32)
+        self.capture = engine.graph == "cuda"
+        self.stream = torch.cuda.Stream(device) if self.capture else None
+        self.graph, self.static, self.steps = None, None, 0
+        self.path = "cuda graph (not captured yet)" if self.capture else "eager (graph dry run: never captured)"
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, wrong = self.forward(x, y)
+        grads = torch.autograd.grad(loss, self.params)
+        sgd_update(self.params, list(grads), self.bufs, [self.lr] * len(self.params), self.momentum,
+                   self.weight_decay)
+        return loss.detach(), wrong.detach()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        self.lr.fill_(lr)
+        for group in self.optimizer.param_groups:  # what a checkpoint records
+            group["lr"] = lr
+        if self.capture and self.graph is None and self.steps >= WARMUP_STEPS:
+            self._record(x, y)
+        if self.graph is not None:
+            self.static[0].copy_(x)
+            self.static[1].copy_(y)
+            self.graph.replay()
+            return self.static[2].clone(), self.static[3].clone()
+        self.steps += 1
+        if self.stream is None:
+            loss, wrong = self._step(x, y)
+        else:  # eager steps before capture run on a side stream, as capture requires
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                loss, wrong = self._step(x, y)
+            torch.cuda.current_stream().wait_stream(self.stream)
+        return loss.clone(), wrong.clone()
+
+    def _record(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        static_x, static_y = x.clone(), y.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                loss, wrong = self._step(static_x, static_y)
+        except Exception as err:  # an op that cannot be captured: go on eager, and say so
+            self.capture, self.stream = False, None
+            self.path = f"eager: capture failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            return
+        self.graph, self.static = graph, (static_x, static_y, loss, wrong)
+        self.path = "cuda graph"
