@@ -85,6 +85,9 @@ def git_info() -> dict:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", False
+    if not commit and os.environ.get("RESBENCH_COMMIT"):  # a tree sent without .git (a GPU loan) says its commit
+        commit, _, flag = os.environ["RESBENCH_COMMIT"].partition("+")
+        dirty = flag == "dirty"
     return {"commit": commit or "unknown", "dirty": dirty}
 
 

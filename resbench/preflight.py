@@ -1,0 +1,73 @@
+"""A loan's first minute: does the captured step (CUDA graphs) train as the eager one does, and faster?
+
+ResNet-20 from one initialisation on the same batches, `iterations` steps with each engine:
+the plain eager step and the captured one (on a CPU: its dry mode, never captured, which is
+never faster and so never chosen). Their losses must be finite and agree; the captured step
+is chosen where it does and is at least 5% faster. The figures go to a JSON file that comes
+back with the loan (reports/gpu/).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .data.cifar import CifarFiles
+from .data.pipeline import DeviceLoader
+from .models import build_model
+from .results import write_json
+from .train.engine import Engine, make_optimizer, make_train_step, sync
+from .train.graphs import WARMUP_STEPS
+
+FASTER = 1.05  # the captured step must beat the eager one by this much to be chosen
+
+
+def _train(engine: Engine, files: CifarFiles, iterations: int, batch: int) -> dict:
+    """Losses and the steady img/s (after the warm-up and capture) of ResNet-20 under `engine`."""
+    engine.apply_global_settings()
+    data = files.load()
+    torch.manual_seed(0)
+    model = build_model("resnet20").to(engine.device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, 0.1, 0.9, 1e-4, engine.device)
+    step = make_train_step(model, optimizer, 2, engine)
+    loader = DeviceLoader(data.train_x, data.train_y, batch, seed=0, device=engine.device)
+    losses, started = [], None
+    for it in range(iterations):
+        if it == WARMUP_STEPS + 2:  # the capture (if any) is behind us
+            sync(engine.device)
+            started = time.perf_counter()
+        x, y = loader.batch(it)
+        losses.append(step(x, y, 0.1)[0])
+    sync(engine.device)
+    timed = iterations - WARMUP_STEPS - 2
+    return {"losses": [float(v) for v in losses], "img_per_s": timed * batch / (time.perf_counter() - started),
+            "step": getattr(step, "path", "eager")}
+
+
+def preflight(files: CifarFiles, device: str, iterations: int, out: Path, batch: int = 128) -> dict:
+    """Both steps at the loan's batch (the paper's 128, BN per half), compared; returns {"engine": the chosen
+    Engine, "chosen": its figures, ...} and writes `out`."""
+    if iterations < WARMUP_STEPS + 4:
+        raise ValueError(f"a preflight needs at least {WARMUP_STEPS + 4} iterations")
+    plain = Engine(device=device, compile=False).resolve()
+    captured = replace(plain, graph="cuda" if plain.device.startswith("cuda") else "dry")
+    results = {name: _train(engine, files, iterations, batch) for name, engine in (("plain", plain),
+                                                                                    ("captured", captured))}
+    a, b = (sum(r["losses"][-10:]) / len(r["losses"][-10:]) for r in results.values())
+    finite = all(math.isfinite(v) for r in results.values() for v in r["losses"])
+    agree = finite and abs(a - b) <= 0.05 * abs(a) + 0.02
+    faster = results["captured"]["img_per_s"] >= FASTER * results["plain"]["img_per_s"]
+    use = "captured" if agree and faster and captured.graph == "cuda" and results["captured"]["step"] == "cuda graph" \
+        else "plain"
+    engine = captured if use == "captured" else plain
+    report = {"device": torch.cuda.get_device_name(0) if plain.device.startswith("cuda") else "cpu",
+              "torch": torch.__version__, "iterations": iterations, "batch": batch, "precision": plain.precision,
+              "finite": finite, "agree": agree, "last10_loss": {"plain": a, "captured": b},
+              **{name: {k: v for k, v in r.items() if k != "losses"} for name, r in results.items()},
+              "losses": {name: r["losses"] for name, r in results.items()},
+              "chosen": {"step": use, "graph": engine.graph, "img_per_s": results[use]["img_per_s"]}}
+    write_json(out, report)
+    return {**report, "engine": engine}
