@@ -185,13 +185,13 @@ def packed_throughput(model_name: str, workers: int, iterations: int, data: Cifa
 
 
 def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations: int, warmup: int,
-                        batch_size: int = 256, workers: int = 8, recipe=None) -> dict:
+                        batch_size: int = 256, workers: int = 8, recipe=None, decode: str = "workers") -> dict:
     """ImageNet training img/s on one device: data pipeline alone, model alone, and end to end.
 
-    pipeline: decode + augment, no model, both ways (`Engine.decode`): "workers" (PIL in
+    pipeline: decode + augment, no model, both ways (`decode_place`): "workers" (PIL in
     `workers` DataLoader processes) and "device" (the workers read bytes, the device decodes).
     model: training steps on a batch already on the device, for each model. end to end:
-    ResNet-50 (the first model) fed by the engine's pipeline, as `resbench run` trains it.
+    ResNet-50 (the first model) fed by the `decode` pipeline, as `resbench run` trains it.
     """
     from ._vision import has_image_ops
     from .data.imagenet import FolderLoader
@@ -204,7 +204,7 @@ def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations
                             decode_on=engine.device if decode == "device" else None)
 
     def fed():
-        for x, y in loader(engine.decode).batches(0):
+        for x, y in loader(decode).batches(0):
             yield (x.to(engine.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
                    y.to(engine.device, non_blocking=True), recipe.lr)
 
@@ -231,9 +231,9 @@ def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations
     model_only = {name: steps(name, resident) for name in model_names}
     end_to_end = steps(model_names[0], fed)
     return {"pipeline_img_per_s": pipeline, "model_img_per_s": model_only,
-            "end_to_end": {"model": model_names[0], "img_per_s": end_to_end, "decode": engine.decode},
+            "end_to_end": {"model": model_names[0], "img_per_s": end_to_end, "decode": decode},
             "workers": workers, "batch_size": batch_size, "crop": recipe.crop, "device": engine.device,
-            "projected_hours": {name: projected_hours(min(rate, pipeline[engine.decode]), recipe.iterations,
+            "projected_hours": {name: projected_hours(min(rate, pipeline[decode]), recipe.iterations,
                                                       batch_size)
                                 for name, rate in model_only.items()}}
 

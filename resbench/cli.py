@@ -147,12 +147,10 @@ def run(
     if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
         device, launcher = rank_device, "inline"
     precision = "fp32" if fp32 else precision
-    engine = Engine(device=device, precision=precision, compile=compile,
-                    compile_mode=compile_mode, deterministic=deterministic, decode=decode, one_forward=one_forward)
-    if launcher == "slurm" and gpus_per_task and device == "auto":  # resolved for the GPU nodes, not this one
-        engine = Engine("cuda", "bf16" if precision == "auto" else precision, compile is not False, compile_mode,
-                        deterministic=deterministic, decode="device" if decode == "auto" else decode,
-                        one_forward=one_forward)
+    engine = Engine(device=device, precision=precision, compile=compile, compile_mode=compile_mode,
+                    deterministic=deterministic, one_forward=one_forward)
+    if launcher == "slurm" and gpus_per_task:  # resolved for the GPU nodes, not this one
+        engine = engine.resolve(cuda_available=True)
     time_limit_s = time_limit * 60 if time_limit else None
     try:
         if launcher not in LAUNCHERS:
@@ -160,19 +158,21 @@ def run(
         todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
                                      overrides=_overrides(set_), fresh=fresh, synthetic=synthetic,
-                                     say=console.print, budget=budget)
+                                     say=console.print, budget=budget, decode=decode)
         root = data.source  # workers read the very folder the plan was made on
-        fused = resolve_fuse(fuse, engine)
+        decode = getattr(data, "decode", "workers")  # and decode where the plan said
+        fuse_n = resolve_fuse(fuse, engine)
         if launcher == "slurm":
             options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, nodes=nodes)
-            ids = submit_slurm(todo, jobs, root, engine, out, options, fused)
+            ids = submit_slurm(todo, jobs, root, engine, out, options, fuse_n, decode)
             console.print(f"submitted {len(ids)} Slurm tasks ({ids[0] if ids else '-'} ...); "
                           f"follow them with: resbench status {experiment} --out {out}")
             return
         if launcher == "local":
-            results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fused)
+            results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fuse_n,
+                                   decode)
         else:
-            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fused)
+            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n)
     except (DataError, ValueError, KeyError) as err:
         fail(str(err).strip("'\""))
     except OSError as err:
@@ -214,7 +214,8 @@ def status(
 ) -> None:
     """Every run in a results folder: done, running, paused, stopped, failed or diverged, with progress."""
     from .spec import load_experiment
-    from .store import RunDirError, load_runs
+    from .report.runs import load_runs
+    from .store import RunDirError
 
     out = one(out_, "--out")
     try:
@@ -271,7 +272,7 @@ def ensemble(
     """Table 5: test several ImageNet runs alone and as an ensemble (softmax averaged)."""
     from .data import DataError
     from .data.imagenet import find_imagenet
-    from .evaluation import ensemble_of_runs
+    from .ensemble import ensemble_of_runs
     from .results import write_json
     from .train.engine import Engine
 

@@ -69,7 +69,8 @@ def bench_cifar(
     from dataclasses import asdict, replace
 
     from .bench import fast_loop, plain_loop
-    from .train.engine import PRECISIONS, native_bf16
+    from .machine import native_bf16
+    from .train.engine import PRECISIONS
     from .train.recipe import CifarRecipe
 
     try:
@@ -211,7 +212,7 @@ def bench_imagenet(
 
     from .bench import imagenet_throughput
     from .data import DataError
-    from .data.imagenet import find_imagenet, make_synthetic
+    from .data.imagenet import decode_place, find_imagenet, make_synthetic
     from .results import environment, write_json
     from .train.engine import Engine
     from .train.recipe import ImageNetRecipe
@@ -220,7 +221,8 @@ def bench_imagenet(
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
     with tempfile.TemporaryDirectory(prefix="resbench-imagenet-") as tmp:
         try:
-            engine = Engine(device=device, compile=compile, decode=decode).resolve()
+            engine = Engine(device=device, compile=compile).resolve()
+            decode = decode_place(decode, engine.device)
             recipe = ImageNetRecipe(crop=crop, scale_min=max(crop, min(256, 2 * crop)),
                                     scale_max=max(crop, min(480, 4 * crop)), test_size=max(crop, 256 * crop // 224),
                                     bn_group=min(32, batch_size)).validate()
@@ -229,7 +231,7 @@ def bench_imagenet(
                 make_synthetic(Path(tmp), classes=10, per_class=max(1, images // 10), val_per_class=1,
                                sides=(300, 500))
             data = find_imagenet(data_root or tmp)
-            r = imagenet_throughput(names, data, engine, iterations, warmup, batch_size, workers, recipe)
+            r = imagenet_throughput(names, data, engine, iterations, warmup, batch_size, workers, recipe, decode)
         except (DataError, ValueError) as err:
             fail(str(err))
     table = Table(title=f"ImageNet training throughput on {engine.device}, batch {batch_size}, crop {crop}, "
@@ -248,7 +250,7 @@ def bench_imagenet(
     e2e = r["end_to_end"]
     table.add_row(f"{e2e['model']}, end to end ({e2e['decode']})", f"{e2e['img_per_s']:,.0f}", "", "")
     console.print(table)
-    console.print(f"projection: min(model only, decoding on {engine.decode}) per GPU, "
+    console.print(f"projection: min(model only, decoding on {decode}) per GPU, "
                   "linear scaling to 8 GPUs assumed")
     if out:
         write_json(out, {**r, "env": environment(torch.device(engine.device), data.provenance())})

@@ -5,7 +5,6 @@ from them the same way, and an ensemble (Table 5) averages several models' score
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -15,7 +14,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from .data.imagenet import ImageFolderData, Views, normalize, read_image, test_loader
-from .store import IMAGENET_TESTS
+from .protocol import IMAGENET_TESTS
 
 SCALES = (224, 256, 384, 480, 640)  # shorter sides of the multi-scale test (Sec. 3.4)
 # every finished run is tested once with each: Fig. 4 reads center, Tables 2 and 3 10crop, Table 4 multiscale
@@ -98,34 +97,3 @@ def errors(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
 def evaluate(model: nn.Module, data: ImageFolderData, views: Views, engine, mode: str,
              limit: int | None = None, workers: int = 4) -> dict[str, float]:
     return errors(*val_scores(model, data, views, engine, mode, limit, workers))
-
-
-def ensemble_of_runs(run_dirs: list[Path], data: ImageFolderData, engine, mode: str = "multiscale",
-                     workers: int = 4) -> dict:
-    """Table 5: test finished ImageNet runs one by one and together (their softmax averaged)."""
-    from .models import build_model
-    from .results import read_json
-    from .train.checkpoint import load_checkpoint
-    from .train.recipe import ImageNetRecipe
-
-    members, scores, labels = [], [], None
-    for run_dir in map(Path, run_dirs):
-        if not (run_dir / "config.json").exists():
-            raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-        config = read_json(run_dir / "config.json")
-        summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-        if summary.get("status") != "done" or "bn_group" not in config.get("recipe", {}):
-            raise ValueError(f"{run_dir} is not a finished ImageNet run")
-        if config["data"]["variant"] != data.variant:
-            raise ValueError(f"{run_dir} trained on {config['data']['variant']}, not {data.variant}: "
-                             "an ensemble takes runs of one data variant")
-        recipe = ImageNetRecipe(**{**config["recipe"], "milestones": tuple(config["recipe"]["milestones"])})
-        model = build_model(config["model"]).to(engine.device)
-        model.load_state_dict(load_checkpoint(run_dir, engine.device)["model"])
-        member_scores, labels = val_scores(model, data, recipe.views(), engine, mode, workers=workers)
-        members.append({"run": run_dir.name, "model": config["model"], **errors(member_scores, labels)})
-        scores.append(member_scores)
-    if not scores:
-        raise ValueError("an ensemble needs at least one run directory")
-    return {"test": mode, "data_variant": data.variant, "members": members,
-            **errors(ensemble_scores(scores), labels)}

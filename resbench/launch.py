@@ -54,8 +54,8 @@ class Worker:
 
     def __init__(self, jobs: list[Job], data_root: str | None, engine: Engine,
                  time_limit_s: float | None = None, threads: int | None = None, data_parallel: bool = False,
-                 fuse: int = 1):
-        self.jobs, self.data_root, self.engine = jobs, data_root, engine
+                 fuse: int = 1, decode: str = "workers"):
+        self.jobs, self.data_root, self.engine, self.decode = jobs, data_root, engine, decode
         self.time_limit_s, self.threads, self.data_parallel, self.fuse = time_limit_s, threads, data_parallel, fuse
 
     def __call__(self) -> list[dict]:
@@ -73,7 +73,7 @@ class Worker:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
             if (device := init_from_env()) is not None:
                 self.engine = replace(self.engine, device=device)
-        data = load_data([j.run for j in self.jobs], self.data_root)
+        data = load_data([j.run for j in self.jobs], self.data_root, decode=self.decode, device=self.engine.device)
         return train_jobs(self.jobs, data, self.engine, progress=False, time_limit_s=self.time_limit_s,
                           say=lambda _: None, fuse=self.fuse)
 
@@ -86,7 +86,7 @@ class Worker:
 
 def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: Engine, out: Path,
                  time_limit_s: float | None = None, progress: bool = True,
-                 say: Callable[[str], None] = print, fuse: int = 1) -> list[dict]:
+                 say: Callable[[str], None] = print, fuse: int = 1, decode: str = "workers") -> list[dict]:
     """Train `jobs` with `workers` processes on this machine and wait for them; returns summaries.
     With `fuse` > 1 each worker trains whole fused groups (`runner.make_groups`)."""
     import submitit
@@ -105,7 +105,8 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
         share = [job for group in groups[i:] + groups[:i] for job in group]
         if gpus:
             executor.update_parameters(gpus_per_node=1, visible_gpus=[gpus[i % len(gpus)]])
-        submitted.append(executor.submit(Worker(share, data_root, engine, time_limit_s, threads, fuse=fuse)))
+        submitted.append(executor.submit(Worker(share, data_root, engine, time_limit_s, threads, fuse=fuse,
+                                                decode=decode)))
     try:
         _watch(jobs, submitted, progress, say)
     except KeyboardInterrupt:  # stop the workers too; their runs resume on the next `resbench run`
@@ -120,19 +121,19 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
 
 
 def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: Engine, out: Path,
-                 options: SlurmOptions, fuse: int = 1) -> list[str]:
+                 options: SlurmOptions, fuse: int = 1, decode: str = "workers") -> list[str]:
     """Submit one array task per run, or per fused group of runs (at most `parallel` at once);
     returns the Slurm job ids."""
     import submitit
 
-    from .train.imagenet import ImageNetRun
+    from .train.runspec import ImageNetRun
 
     data_parallel = any(isinstance(job.run, ImageNetRun) for job in jobs)
     executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm")
     executor.update_parameters(**options.executor_parameters(parallel, data_parallel))
     with executor.batch():
-        submitted = [executor.submit(Worker(group, data_root, engine, data_parallel=data_parallel, fuse=len(group)))
-                     for group in make_groups(jobs, fuse)]
+        submitted = [executor.submit(Worker(group, data_root, engine, data_parallel=data_parallel, fuse=len(group),
+                                            decode=decode)) for group in make_groups(jobs, fuse)]
     return [j.job_id for j in submitted]
 
 

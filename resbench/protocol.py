@@ -13,6 +13,7 @@ from __future__ import annotations
 from .train.recipe import CifarRecipe, ImageNetRecipe
 
 PAPER_DATA = {"cifar10-original", "imagenet"}
+IMAGENET_TESTS = ("center", "10crop", "multiscale")  # every finished ImageNet run is tested with each (Sec. 3.4)
 DATA_NAMES = {"cifar10-jpeg-q75": "JPEG q75 data", "synthetic": "synthetic data"}
 PAPER_BN_IMAGES = {"cifar": CifarRecipe().batch_size // CifarRecipe().bn_splits,  # 2 GPUs x 64 (Sec. 4.2)
                    "imagenet": ImageNetRecipe().bn_group}  # 8 GPUs x 32 (Sec. 3.4)

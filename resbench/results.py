@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .machine import cpu_model
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -108,24 +110,9 @@ def environment(device: torch.device, data_provenance: dict) -> dict:
     else:
         env["gpu"] = None
         env["cpu_threads"] = torch.get_num_threads()
-    env["cpu"] = cpu_model()
+    env["cpu"] = cpu_model()  # with "(native bf16)" where it computes bf16 in hardware
     env["cpu_cores"] = os.cpu_count()
     return env
-
-
-def cpu_model() -> str:
-    """The CPU's model name and whether it computes bf16 natively, e.g. 'AMD EPYC (native bf16)'."""
-    from .train.engine import native_bf16
-
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return name + (" (native bf16)" if native_bf16() else "")
 
 
 class MetricsLog:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for I
     Data = CifarData | CifarFiles | ImageFolderData
 
 # --fuse auto on a GPU: runs fused per process. 1 until `resbench bench fuse` has been measured on
-# the H100 (issue "Real numbers on the H100"); off the GPU fusing saves little and it is always 1.
+# the GPU; off the GPU fusing saves little and it is always 1.
 FUSE_AUTO = 1
 # the short presets (smoke, demo) skip the deepest nets unless they are named with --models
 SMOKE_MAX_DEPTH = {"cifar": 110, "imagenet": 50}
@@ -105,10 +105,12 @@ def _run(exp: Experiment, model: str, preset: str, options: dict, overrides: dic
     return CifarRun(canonical_name(model), recipe, seed, preset, frozen, changed, budget)
 
 
-def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | None = None) -> Data:
-    """The data the runs train on: CIFAR-10, ImageNet, or (`synthetic`) a generated image folder."""
+def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | None = None,
+              decode: str = "auto", device: str = "cpu") -> Data:
+    """The data the runs train on: CIFAR-10, ImageNet, or (`synthetic`) a generated image folder.
+    ImageNet's JPEGs are decoded where `decode` says, on `device` or in workers (`decode_place`)."""
     if not all(isinstance(r, CifarRun) for r in runs):
-        from .data.imagenet import find_imagenet, make_synthetic
+        from .data.imagenet import decode_place, find_imagenet, make_synthetic
 
         if synthetic is not None:
             if data_root:
@@ -116,7 +118,7 @@ def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | N
             if not (synthetic / "train").is_dir():
                 make_synthetic(synthetic)
             data_root = str(synthetic)
-        return find_imagenet(data_root)
+        return replace(find_imagenet(data_root), decode=decode_place(decode, device))
     if synthetic is not None:
         raise ValueError("--synthetic is for the ImageNet experiments; CIFAR-10 runs use the real data")
     return cifar10_files(data_root, val_split=any(r.recipe.val_split for r in runs))  # decoded when a run trains
@@ -237,17 +239,18 @@ def prepare(name: str, preset: str = "paper", models: list[str] | None = None, s
             out: str | Path = "runs", data: Data | None = None, data_root: str | None = None,
             engine: Engine = Engine(), overrides: dict | None = None, fresh: bool = False,
             synthetic: bool = False, say: Callable[[str], None] = print,
-            budget: Fraction | str = Fraction(1)) -> tuple[list[Job], Data, Engine]:
+            budget: Fraction | str = Fraction(1), decode: str = "auto") -> tuple[list[Job], Data, Engine]:
     """Plan and resolve experiment `name`: the jobs to train, the data and the resolved engine.
 
     `synthetic` (ImageNet experiments): train on a small generated folder, made once in
     `<out>/.synthetic-imagenet`; its runs are marked synthetic and never compared with the paper.
     `budget` ('1/32'): the preset's schedule compressed to that share (`CifarRecipe.with_budget`).
+    `decode` (ImageNet): where the training JPEGs are decoded (`resbench.data.imagenet.decode_place`).
     """
     planned = plan(load_experiment(name), preset, models, seeds, overrides, parse_budget(budget))
     engine = engine if engine.is_resolved else engine.resolve()  # explicit: e.g. for Slurm's GPU nodes
     data = data or load_data([p.run for p in planned], data_root,
-                             Path(out) / ".synthetic-imagenet" if synthetic else None)
+                             Path(out) / ".synthetic-imagenet" if synthetic else None, decode, engine.device)
     jobs = []
     for p in planned:
         if p.skip_reason:

@@ -23,12 +23,9 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from .results import read_json
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 LOCK = ".lock"
 FINISHED = ("done", "diverged")  # a result: never trained again (unless --fresh)
@@ -147,82 +144,3 @@ def read_config(run_dir: Path) -> dict:
 
 def run_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).glob("*/config.json"))
-
-
-IMAGENET_TESTS = ("center", "10crop", "multiscale")  # every finished ImageNet run is tested with each
-IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")]
-RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
-               "precision", "tf32", "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error",
-               "train_error", "iteration", "train_s", "img_per_s", "eta_s", "params", *IMAGENET_COLUMNS, "fused_with",
-               "note", "budget", "cpu", "dataset", "family"]
-
-
-def load_runs(root: str | os.PathLike) -> pd.DataFrame:
-    """One row per run under `root` (none if it does not exist): config, provenance, summary.
-
-    `status` is the run's state (see this module's docstring); `iteration` is where an
-    unfinished run has got to; `note` says why a run failed or diverged; `tier` is how it
-    departs from the paper's protocol (`resbench.protocol`); ImageNet runs have their errors
-    under every test protocol (`top1_err_10crop`, ...).
-    """
-    import pandas as pd  # not needed to train: the GPU machine may not have it
-
-    from .protocol import tier
-
-    rows = []
-    for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
-        cfg = read_config(d)
-        env = read_json(d / "env.json") if (d / "env.json").exists() else {}
-        summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
-        summary["status"] = run_state(d)
-        rows.append({
-            "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
-            "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),
-            "overrides": json.dumps(cfg.get("overrides", {}), sort_keys=True), "tier": tier(cfg),
-            "data_variant": cfg["data"]["variant"], "precision": cfg["precision"], "tf32": cfg.get("tf32", False),
-            "iterations": cfg["recipe"]["iterations"],
-            "git_commit": env.get("git", {}).get("commit"), "git_dirty": env.get("git", {}).get("dirty"),
-            "gpu": env.get("gpu"), "torch": env.get("torch"),
-            **{k: summary.get(k) for k in ("status", "test_error", "train_error", "train_s", "img_per_s",
-                                           "params")},
-            **{f"{metric}_{test}": summary.get("tests", {}).get(test, {}).get(metric)
-               for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")},
-            "iteration": summary.get("iteration") or last_iteration(d),
-            "fused_with": summary.get("fused_with", env.get("fused_with", [])),  # the runs trained with it
-            "note": summary.get("error") or summary.get("reason"),
-            "eta_s": None if summary["status"] in ENDED else eta_s(
-                d, cfg["recipe"]["iterations"] - (summary.get("iteration") or last_iteration(d)),
-                cfg["recipe"]["batch_size"], summary.get("img_per_s")),
-            "budget": cfg.get("budget", "1"), "cpu": env.get("cpu"),
-            "dataset": "imagenet" if "bn_group" in cfg["recipe"] else "cifar",
-            "family": tier({**cfg, "budget": "1"}),  # the tier but for the schedule's budget
-        })
-    return pd.DataFrame(rows, columns=RUN_COLUMNS)
-
-
-def load_curves(root: str | os.PathLike) -> pd.DataFrame:
-    """All metrics records of all runs, long format: run, model, seed, split, iter, error, ..."""
-    import pandas as pd
-
-    frames = []
-    for d in run_dirs(Path(root)):
-        path = d / "metrics.jsonl"
-        if path.exists() and path.stat().st_size:
-            cfg = read_config(d)
-            df = pd.DataFrame(read_records(path))
-            frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def load_responses(root: str | os.PathLike) -> pd.DataFrame:
-    """Fig. 7 probe output of all runs: run, model, seed, layer, name, std."""
-    import pandas as pd
-
-    frames = []
-    for d in run_dirs(Path(root)):
-        path = d / "responses.json"
-        if path.exists():
-            cfg = read_config(d)
-            df = pd.DataFrame(read_json(path))
-            frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

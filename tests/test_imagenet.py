@@ -251,7 +251,7 @@ def test_cli_smoke_on_synthetic_images_and_a_clean_error_without_imagenet(tmp_pa
     proc = resbench("run", "table2", "--preset", "smoke", "--synthetic", "--models", "resnet18", "--device", "cpu",
                     "-q", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    from resbench.store import load_runs
+    from resbench.report.runs import load_runs
 
     runs = load_runs(tmp_path)
     assert runs["data_variant"].tolist() == ["synthetic"] and runs["status"].tolist() == ["done"]
@@ -280,7 +280,7 @@ def test_bench_imagenet_measures_pipeline_models_and_end_to_end(tmp_path):
 
 
 def test_ensemble_tests_members_as_their_runs_did_and_averages_softmax(folder, tmp_path):
-    from resbench.evaluation import ensemble_of_runs
+    from resbench.ensemble import ensemble_of_runs
 
     summaries = [train_imagenet(ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke"),
                                 folder, tmp_path / f"s{seed}", CPU, progress=False, workers=0) for seed in (0, 1)]

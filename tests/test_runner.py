@@ -6,7 +6,7 @@ import pytest
 
 from resbench.runner import plan, run_experiment
 from resbench.spec import load_experiment
-from resbench.store import load_curves, load_responses, load_runs
+from resbench.report.runs import load_curves, load_responses, load_runs
 from resbench.train.engine import Engine
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from resbench.cli import app
 from resbench.launch import SlurmOptions, Worker, submit_slurm
 from resbench.runner import prepare, run_experiment, train_job
-from resbench.store import claim, is_locked, last_iteration, load_runs, run_state
+from resbench.report.runs import load_runs
+from resbench.store import claim, is_locked, last_iteration, run_state
 from resbench.train.engine import Engine
 
 from conftest import make_images
@@ -240,10 +241,11 @@ def test_a_full_disk_mid_run_is_a_one_line_error_and_nothing_looks_finished(jpeg
 
 
 def test_slurm_runs_an_imagenet_run_as_one_task_per_gpu(fake_slurm, tmp_path):
-    gpu = Engine("cuda", "bf16", True, decode="device")  # as the CLI resolves it for GPU nodes, on a machine without one
+    gpu = Engine().resolve(cuda_available=True)  # as the CLI resolves it for GPU nodes, on a machine without one
     jobs, data, engine = prepare("table2", "smoke", ["resnet18"], out=tmp_path / "runs", engine=gpu,
                                  synthetic=True, say=lambda _: None)
-    assert jobs[0].config["precision"] == "bf16" and data.variant == "synthetic"
+    assert jobs[0].config["precision"] == "bf16" and data.variant == "synthetic" and data.decode == "device"
+    assert (engine.device, engine.compile) == ("cuda", True)
     submit_slurm(jobs, 1, data.source, engine, tmp_path / "runs", SlurmOptions(gpus=4, nodes=2))
     script = fake_slurm.read_text()
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4"):

@@ -255,17 +255,17 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(tiny_data, tmp_path):
     assert all(json.loads(line) for line in lines) and json.loads(lines[-1])["iter"] == 24
 
 
-def test_every_run_of_a_process_runs_compiled_and_records_it(tiny_data, tmp_path, monkeypatch):
+def test_every_run_of_a_process_runs_compiled_and_records_it(tiny_data, tmp_path):
     """Runs of one process compile the same step function: past dynamo's recompile limit, later runs
     would silently run eager. Each run starts from cleared caches, and its summary says how it ran."""
     import torch._dynamo
 
     from resbench.train.engine import Engine
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)  # the limit (8) reached at once
     compiled = Engine("cpu", "fp32", True, compile_backend="eager", deterministic=True)
-    steps = [train_cifar(CifarRun(model, tiny_recipe(iterations=4, milestones=()), 0), tiny_data,
-                         tmp_path / model, compiled, progress=False)["step"] for model in ("resnet8", "plain8")]
+    with torch._dynamo.config.patch(recompile_limit=1):  # the limit (8) reached at once
+        steps = [train_cifar(CifarRun(model, tiny_recipe(iterations=4, milestones=()), 0), tiny_data,
+                             tmp_path / model, compiled, progress=False)["step"] for model in ("resnet8", "plain8")]
     assert steps == ["compiled", "compiled"]
     assert train_cifar(CifarRun("resnet8", tiny_recipe(iterations=4, milestones=()), 0), tiny_data,
                        tmp_path / "eager", engine(), progress=False)["step"] == "eager"

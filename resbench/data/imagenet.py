@@ -14,7 +14,7 @@ seeded by (run seed, epoch, position in the epoch), in whatever worker reads it,
 batch is a pure function of the iteration: resume is exact without loader state, and N
 data-parallel processes see the same global batch as one process would.
 
-Two places decode (`Engine.decode`): "workers" decodes and augments with PIL in DataLoader
+Two places decode (`ImageFolderData.decode`, chosen by `decode_place`): "workers" decodes and augments with PIL in DataLoader
 processes; "device" has the workers only read the JPEG bytes and draw the sample's random
 choices, and decodes the batch on the training device (nvJPEG on a GPU), augmenting it
 there in a helper thread a few batches ahead. Both apply the same choices with the same
@@ -72,6 +72,7 @@ class ImageFolderData:
     train: tuple[tuple[str, int], ...]  # (path, label)
     val: tuple[tuple[str, int], ...]
     variant: str  # imagenet | synthetic
+    decode: str = "workers"  # where training JPEGs are decoded: "workers" (PIL) or "device" (`decode_place`)
 
     @property
     def source(self) -> str:
@@ -80,6 +81,16 @@ class ImageFolderData:
     def provenance(self) -> dict:
         return {"variant": self.variant, "source": self.root, "classes": len(self.classes),
                 "train": len(self.train), "test": len(self.val)}
+
+
+def decode_place(choice: str, device: str) -> str:
+    """--decode: "device" (nvJPEG on the training GPU), "workers" (PIL in DataLoader processes), or auto:
+    the device on CUDA, else the workers."""
+    if choice == "auto":
+        return "device" if device.startswith("cuda") else "workers"
+    if choice not in ("device", "workers"):
+        raise ValueError(f"decode must be auto, device or workers, got {choice!r}")
+    return choice
 
 
 def find_imagenet(data_root: str | os.PathLike | None) -> ImageFolderData:

@@ -37,7 +37,7 @@ def build_report(name: str, runs: str | Path = "runs", out: str | Path = "report
     import papermill
     from nbconvert import HTMLExporter
 
-    from ..store import load_runs
+    from .runs import load_runs
 
     load_experiment(name)  # clear errors for an unknown name or an unreadable run, before starting a kernel
     load_runs(runs)

@@ -10,7 +10,7 @@ import pandas as pd
 from ..probes.complexity import Complexity, complexity
 from ..protocol import is_exact
 from ..results import write_json
-from ..store import load_curves, load_responses, load_runs
+from .runs import load_curves, load_responses, load_runs
 from ..spec import Experiment, load_experiment
 from . import diff as diffs
 from . import gap as gaps

@@ -1,4 +1,4 @@
-"""Is our gap to the paper the same at every depth? (issue 7: the data's share of a gap)
+"""Is our gap to the paper the same at every depth? (the data's share of a gap)
 
 The shared CIFAR-10 is re-encoded as JPEG q75. A cost the data puts on every model shows
 as one offset: the same gap at every depth, up to seed noise. A gap that differs between

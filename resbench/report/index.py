@@ -28,7 +28,7 @@ def owed_runs(runs: str | Path) -> dict[str, list[str]]:
     """Per trainable experiment, its rows with fewer finished runs of the paper's recipe in `runs`
     than the paper's number summarises (one; five for ResNet-110)."""
     from ..spec import all_experiments
-    from ..store import load_runs
+    from .runs import load_runs
     from .diff import row_runs
 
     table = load_runs(runs)

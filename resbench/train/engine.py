@@ -17,33 +17,19 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, replace
-from functools import cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .splits import bn_momenta, forward_parts
+from ..machine import native_bf16
+from .splits import bn_momenta, split_loss
 
 PRECISIONS = ("bf16", "fp32")
 # --precision auto on a CPU. bf16 autocast trains ResNet-20 1.6x faster on a CPU with native
 # bf16; it becomes this default only where the precision control shows that it does not move
 # the test error beyond seed noise (README, "Precision control").
 CPU_PRECISION = "fp32"
-
-
-@cache
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX), as torch detects it."""
-    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    if capabilities:
-        return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @dataclass(frozen=True)
@@ -59,10 +45,6 @@ class Engine:
     compile_fullgraph: bool = False  # a graph break is an error, not a silent split (tests: catch them on CPU)
     channels_last: bool = True
     deterministic: bool = False  # deterministic kernels (for exact resume checks)
-    # ImageNet JPEG decoding and augmentation: "device" = on the training device (nvJPEG on a
-    # GPU), "workers" = PIL in DataLoader worker processes; auto: device on CUDA, else workers.
-    # (CIFAR is decoded once and stays resident.)
-    decode: str = "auto"
     # BN per part of the batch (bn_splits): one vmapped forward over the parts instead of one
     # forward per part; the same arithmetic up to rounding (resbench.train.splits). Off until
     # `resbench bench cifar --one-forward` shows it faster on the GPU.
@@ -73,13 +55,16 @@ class Engine:
 
     @property
     def is_resolved(self) -> bool:
-        return "auto" not in (self.device, self.precision, self.decode) and self.compile is not None
+        return "auto" not in (self.device, self.precision) and self.compile is not None
 
-    def resolve(self) -> "Engine":
+    def resolve(self, cuda_available: bool | None = None) -> "Engine":
+        """The engine with every "auto" decided: the one place these rules live. `cuda_available`: of the
+        machine the runs will train on, where that is not this one (a Slurm job's GPU nodes)."""
+        cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
         device = self.device
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
+            device = "cuda" if cuda_available else "cpu"
+        if device.startswith("cuda") and not cuda_available:
             raise ValueError("--device cuda was asked for, but this machine has no CUDA GPU; use --device cpu")
         cuda = device.startswith("cuda")
         precision = self.precision if self.precision != "auto" else ("bf16" if cuda else CPU_PRECISION)
@@ -89,12 +74,9 @@ class Engine:
             warnings.warn("bf16 on a CPU without native bf16 (AVX-512 BF16 or AMX) is emulated and slower "
                           "than fp32; --precision fp32 is faster here", stacklevel=2)
         compile_ = cuda if self.compile is None else self.compile
-        decode = self.decode if self.decode != "auto" else ("device" if cuda else "workers")
-        if decode not in ("device", "workers"):
-            raise ValueError(f"decode must be auto, device or workers, got {decode!r}")
         if self.graph not in ("off", "cuda", "dry") or (self.graph == "cuda" and not cuda):
             raise ValueError(f"graph must be off, dry, or cuda on a CUDA device; got {self.graph!r} on {device}")
-        return replace(self, device=device, precision=precision, compile=compile_, decode=decode)
+        return replace(self, device=device, precision=precision, compile=compile_)
 
     @property
     def tf32(self) -> bool:
@@ -156,23 +138,17 @@ def sync(device: str) -> None:
 
 def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
                    device: str) -> torch.optim.SGD:
-    fused = {"fused": True} if device.startswith("cuda") else {}
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, **fused)
+    one_kernel = {"fused": True} if device.startswith("cuda") else {}  # torch's fused SGD kernel on a GPU
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, **one_kernel)
 
 
 def train_forward(model: nn.Module, bn_splits: int, engine: Engine, cache_enabled: bool = True):
     """forward(x, y) -> (loss, number wrong): the training forward, BN statistics per split of the batch."""
-    params, buffers, momenta = dict(model.named_parameters()), dict(model.named_buffers()), bn_momenta(model)
+    momenta = bn_momenta(model)
 
     def forward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with engine.autocast(cache_enabled):
-            # BN statistics per split, as the paper's data-parallel GPUs each had their own
-            if bn_splits > 1 and engine.one_forward:
-                logits = forward_parts(model, params, buffers, x, bn_splits, momenta)
-            else:
-                logits = torch.cat([model(part) for part in x.chunk(bn_splits)]) if bn_splits > 1 else model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        return loss, (logits.argmax(1) != y).sum()
+            return split_loss(model, x, y, bn_splits, engine.one_forward, momenta)
 
     return forward
 
@@ -212,7 +188,7 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_split
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches, engine: Engine) -> tuple[float, float]:
+def loss_and_error(model: nn.Module, batches, engine: Engine) -> tuple[float, float]:
     """(mean loss, error %) over `batches` in eval mode."""
     was_training = model.training
     model.eval()

@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state, vmap
 
 from ..data.cifar import CifarData
-from .engine import Engine, compile_for_run, graphs_compiled, sgd_update, step_path, sync
-from .loop import CifarRun, Member, progress_bar
-from .splits import bn_momenta, forward_parts
+from .engine import Engine, compile_for_run, graphs_compiled, sgd_update, step_path
+from .member import Member
+from .runspec import CifarRun
+from .skeleton import Schedule, drive
+from .splits import bn_momenta, split_loss
 from .stop import Deadline, stop_on_signals
 
 
@@ -86,13 +86,7 @@ def make_fused_step(stack: Stack, bn_splits: int, engine: Engine):
 
     def one_run(params, buffers, x, y):
         with engine.autocast():
-            # BN statistics per split, as the paper's data-parallel GPUs each had their own
-            if bn_splits > 1 and engine.one_forward:
-                logits = forward_parts(stack.base, params, buffers, x, bn_splits, momenta)
-            else:
-                logits = torch.cat([functional_call(stack.base, (params, buffers), (part,))
-                                    for part in x.chunk(bn_splits)])
-        return F.cross_entropy(logits.float(), y), (logits.argmax(1) != y).sum()
+            return split_loss(stack.base, x, y, bn_splits, engine.one_forward, momenta, params, buffers)
 
     forward = vmap(one_run)
     if engine.compile:
@@ -124,63 +118,73 @@ def train_fused(runs: list[CifarRun], data: CifarData, run_dirs: list[Path], eng
     with stop_on_signals():
         deadline = Deadline(time_limit_s)
         for first in sorted({m.iteration for m in members}):
-            group = [m for m in members if m.iteration == first]
-            summaries.update(_train_group(group, engine, progress, deadline))
+            group = FusedGroup([m for m in members if m.iteration == first], engine)
+            summaries.update(drive(group, deadline, engine.device, progress))
     return [summaries[d] for d in run_dirs]
 
 
-def _train_group(members: list[Member], engine: Engine, progress: bool, deadline: Deadline) -> dict:
-    recipe, device, finished = members[0].recipe, engine.device, {}
-    stack = Stack(members)
-    step = make_fused_step(stack, recipe.bn_splits, engine)
-    first = members[0].iteration
-    started = tick = time.perf_counter()
-    with progress_bar(progress) as bar:
-        task = bar.add_task(f"{members[0].run.model} x{len(members)} fused", total=recipe.iterations,
-                            completed=first, rate="", status="")
-        for it in range(first, recipe.iterations):
-            x, y = (torch.stack(t) for t in zip(*(m.loader.batch(it) for m in members)))
-            lrs = [m.lr(it) for m in members]
-            graphs = graphs_compiled()
-            loss, wrong = step(x, y, torch.tensor(lrs, device=device))
-            if it == first:
-                for m in members:
-                    m.state["step"] = step_path(engine, graphs)
-            due_log, due_eval, due_ckpt, last = [m.record(loss[i], wrong[i], y.shape[1])
-                                                 for i, m in enumerate(members)][0]  # one schedule for all
-            pause = None if last else deadline.reason()
-            if not (due_log or due_eval or due_ckpt or pause):
-                continue
-            sync(device)
-            now = time.perf_counter()
-            for m in members:
-                m.state["train_s"] += now - tick  # each run's wall time is the group's
-            if due_log:
-                losses = [m.log_train(lr) for m, lr in zip(members, lrs)]
-                for m, train_loss in zip(members, losses):
-                    if not math.isfinite(train_loss):
-                        finished[m.dir] = m.diverged(train_loss)
-                if any(m.dir in finished for m in members):
-                    rows = [i for i, m in enumerate(members) if m.dir not in finished]
-                    if not rows:
-                        return finished
-                    stack.keep(rows)
-                    members = [members[i] for i in rows]
-                    step = make_fused_step(stack, recipe.bn_splits, engine)
-                bar.update(task, completed=it + 1, rate=f"{len(members) * (it + 1 - first) / (now - started):.1f} "
-                           "run-it/s", status=f"loss {min(losses):.3f}..{max(losses):.3f}")
-            if due_eval or due_ckpt or pause:
-                stack.write_back(members)
-            if due_eval:
-                for m in members:
-                    m.log_test()
-            if due_ckpt or pause:
-                for m in members:
-                    m.checkpoint()
-            if pause:
-                for m in members:
-                    finished[m.dir] = m.finish("paused", train_error=m.train_err, test_error=None, reason=pause)
-                return finished
-            tick = time.perf_counter()
-    stack.write_back(members)
-    return {**finished, **{m.dir: m.finish("done") for m in members}}
+class FusedGroup:
+    """The skeleton's driver for Members that step together: one stacked step, each run's own files."""
+
+    def __init__(self, members: list[Member], engine: Engine):
+        self.members, self.engine, self.finished = members, engine, {}
+        recipe = members[0].recipe
+        self.name = f"{members[0].run.model} x{len(members)} fused"
+        self.first, self.schedule = members[0].iteration, Schedule.of(recipe)
+        self.stack = Stack(members)
+        self.train_step = make_fused_step(self.stack, recipe.bn_splits, engine)
+        self.lrs, self.synced = [], True
+
+    def step(self, iteration: int) -> None:
+        x, y = (torch.stack(t) for t in zip(*(m.loader.batch(iteration) for m in self.members)))
+        self.lrs = [m.lr(iteration) for m in self.members]
+        graphs = graphs_compiled()
+        loss, wrong = self.train_step(x, y, torch.tensor(self.lrs, device=self.engine.device))
+        for i, m in enumerate(self.members):
+            if iteration == self.first:
+                m.state["step"] = step_path(self.engine, graphs)
+            m.record(loss[i], wrong[i], y.shape[1])
+        self.synced = False
+
+    def add_time(self, seconds: float) -> None:
+        for m in self.members:
+            m.state["train_s"] += seconds  # each run's wall time is the group's
+
+    def log(self) -> tuple[str, dict | None]:
+        losses = [m.log_train(lr) for m, lr in zip(self.members, self.lrs)]
+        for m, loss in zip(self.members, losses):
+            if not math.isfinite(loss):
+                self.finished[m.dir] = m.diverged(loss)
+        rows = [i for i, m in enumerate(self.members) if m.dir not in self.finished]
+        if not rows:
+            return "all diverged", self.finished
+        if len(rows) < len(self.members):  # a diverged run leaves the group; the others go on
+            self.stack.keep(rows)
+            self.members = [self.members[i] for i in rows]
+            self.lrs = [self.lrs[i] for i in rows]
+            self.train_step = make_fused_step(self.stack, self.members[0].recipe.bn_splits, self.engine)
+        return f"loss {min(losses):.3f}..{max(losses):.3f}", None
+
+    def _sync(self) -> None:
+        """Each Member's model and optimizer from the stack, once per step, before they are read."""
+        if not self.synced:
+            self.stack.write_back(self.members)
+            self.synced = True
+
+    def test(self) -> None:
+        self._sync()
+        for m in self.members:
+            m.log_test()
+
+    def checkpoint(self) -> None:
+        self._sync()
+        for m in self.members:
+            m.checkpoint()
+
+    def pause(self, reason: str) -> dict:
+        return {**self.finished, **{m.dir: m.finish("paused", train_error=m.train_err, test_error=None, reason=reason)
+                                    for m in self.members}}
+
+    def finish(self) -> dict:
+        self._sync()
+        return {**self.finished, **{m.dir: m.finish("done") for m in self.members}}

@@ -1,201 +1,59 @@
-"""The CIFAR-10 training loop: iteration-based, checkpointed, resumable, logged."""
+"""The CIFAR-10 training of one run: a driver of the one loop skeleton (`resbench.train.skeleton`)."""
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from ..data.cifar import CifarData, stratified_split
-from ..data.pipeline import DeviceLoader
-from ..models import build_model
-from ..probes.responses import response_stds
-from ..results import MetricsLog, environment, write_json
-from .checkpoint import load_checkpoint, save_checkpoint
-from .engine import Engine, evaluate, graphs_compiled, make_optimizer, make_train_step, step_path, sync
+from ..data.cifar import CifarData
+from .engine import Engine, graphs_compiled, make_train_step, step_path
 from .graphs import WARMUP_STEPS
-from .recipe import CifarRecipe
+from .member import Member
+from .runspec import CifarRun
+from .skeleton import Schedule, drive
 from .stop import Deadline, stop_on_signals
 
-
-@dataclass(frozen=True)
-class CifarRun:
-    """Everything that determines a run's result; its hash names the run directory."""
-
-    model: str
-    recipe: CifarRecipe
-    seed: int
-    preset: str = "paper"
-    options: tuple[tuple[str, object], ...] = ()  # the recipe options the row asked for (the paper's)
-    overrides: tuple[tuple[str, object], ...] = ()  # --set options: departures from the paper's recipe
-    budget: Fraction = Fraction(1)  # share of the preset's schedule that `recipe` trains (a budget tier)
-
-    def config(self, data: CifarData, engine: Engine) -> dict:
-        return {"model": self.model, "preset": self.preset, "seed": self.seed, "budget": str(self.budget),
-                "options": dict(self.options), "overrides": dict(self.overrides), "recipe": asdict(self.recipe),
-                "data": {"variant": data.variant, "sha256": data.sha256, "split": data.split},
-                **engine.arithmetic}
+__all__ = ["CifarRun", "train_cifar"]
 
 
-class Window:
-    """Sums of loss and wrong predictions since the last read, on the device; images on the host."""
+class OneRun:
+    """The skeleton's driver for one run: its Member, stepped by the engine's train step."""
 
-    def __init__(self, device: str):
-        self.sums = torch.zeros(2, device=device, dtype=torch.float64)
-        self.images = 0
+    def __init__(self, member: Member, engine: Engine):
+        self.member, self.engine = member, engine
+        self.name, self.first, self.schedule = member.dir.name, member.iteration, Schedule.of(member.recipe)
+        self.train_step = make_train_step(member.model, member.optimizer, member.recipe.bn_splits, engine)
+        self.lr = member.lr(self.first)
 
-    def add(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> None:
-        self.sums += torch.stack([loss.double() * n, wrong.double()])
-        self.images += n
+    def step(self, iteration: int) -> None:
+        x, y = self.member.loader.batch(iteration)
+        self.lr = self.member.lr(iteration)
+        graphs = graphs_compiled()
+        loss, wrong = self.train_step(x, y, self.lr)
+        if iteration == self.first:
+            self.member.state["step"] = step_path(self.engine, graphs, self.train_step)
+        elif iteration == self.first + WARMUP_STEPS and hasattr(self.train_step, "path"):
+            self.member.state["step"] = self.train_step.path  # a captured step, once it has captured
+        self.member.record(loss, wrong, len(y))
 
-    def state_dict(self) -> dict:
-        """What a checkpoint keeps of a window cut short by a pause, so the next record is whole."""
-        return {"sums": self.sums.tolist(), "images": self.images}
+    def add_time(self, seconds: float) -> None:
+        self.member.state["train_s"] += seconds
 
-    def load_state_dict(self, state: dict) -> None:
-        self.sums.copy_(torch.tensor(state["sums"], dtype=torch.float64))
-        self.images = state["images"]
+    def log(self) -> tuple[str, dict | None]:
+        loss = self.member.log_train(self.lr)
+        status = f"loss {loss:.3f}  train err {self.member.train_err:.1f}%"
+        return status, None if math.isfinite(loss) else self.member.diverged(loss)
 
-    def read(self) -> tuple[float, float]:
-        """(mean loss, error %) since the last read; synchronises with the device once."""
-        loss_sum, wrong = self.sums.tolist()
-        n, self.images = self.images, 0
-        self.sums.zero_()
-        return loss_sum / n, 100.0 * wrong / n
-
-
-def progress_bar(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                    TextColumn("{task.fields[status]}"), disable=not enabled)
-
-
-class Member:
-    """One run as a training loop keeps it: model, optimizer, data order, log, counters, files.
-
-    train_cifar drives one Member; train_fused (`resbench.train.fused`) drives several, stepping
-    their parameters stacked and copying them back into each Member's model before it
-    evaluates, checkpoints or finishes. The files a Member writes are the same either way.
-    """
-
-    def __init__(self, run: CifarRun, data: CifarData, run_dir: Path, engine: Engine, fused_with: tuple = ()):
-        self.run, self.dir, self.engine = run, run_dir, engine
-        self.recipe, device = run.recipe.validate(), engine.device
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.fused = {"fused_with": list(fused_with)} if fused_with else {}  # written where a run records itself
-        env = {**environment(torch.device(device), data.provenance()), **self.fused}
-        self.log = MetricsLog(run_dir / "metrics.jsonl")
-        torch.manual_seed(run.seed)  # the run's initialisation, fused or not
-        self.model = build_model(run.model).to(device)
-        if engine.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = make_optimizer(self.model, self.recipe.lr, self.recipe.momentum, self.recipe.weight_decay,
-                                        device)
-        self.state = {"iteration": 0, "warming_up": self.recipe.warmup, "warmup_ended_at": None,
-                      "train_s": 0.0, "wall_s": 0.0, "images": 0}
-        self.clock = time.perf_counter()  # wall_s: training, tests and checkpoints, over every resume
-        if (ckpt := load_checkpoint(run_dir, map_location=device)) is not None:
-            self.model.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.state.update(ckpt["state"])
-            self.log.truncate_after(self.state["iteration"])
-            self.log.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
-                             "git": env["git"], "gpu": env["gpu"], "torch": env["torch"],
-                             **self.fused})
-        else:
-            self.log.truncate_after(0)
-            write_json(run_dir / "env.json", env)
-        self.loader = DeviceLoader(data.train_x, data.train_y, self.recipe.batch_size, run.seed, device)
-        self.test_x, self.test_y = data.test_x, data.test_y
-        if self.recipe.test_subset and self.recipe.test_subset < len(self.test_y):
-            _, keep = stratified_split(self.test_y, self.recipe.test_subset, seed=0)
-            self.test_x, self.test_y = self.test_x[keep], self.test_y[keep]
-        self.window, self.warm = Window(device), Window(device)
-        if ckpt is not None and "windows" in ckpt:
-            self.window.load_state_dict(ckpt["windows"]["train"])
-            self.warm.load_state_dict(ckpt["windows"]["warmup"])
-        self.train_err = None
-        self.last_log = (self.state["images"], self.state["train_s"])
-
-    @property
-    def iteration(self) -> int:
-        return self.state["iteration"]
-
-    def lr(self, iteration: int) -> float:
-        return self.recipe.lr_at(iteration, self.state["warming_up"])
-
-    def record(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> tuple[bool, bool, bool, bool]:
-        """Count one step; returns (log, eval, checkpoint, last) due after it."""
-        self.window.add(loss, wrong, n)
-        done = self.state["iteration"] = self.state["iteration"] + 1
-        self.state["images"] += n
-        if self.state["warming_up"]:
-            self.warm.add(loss, wrong, n)
-            if done % self.recipe.warmup_window == 0:
-                # the paper's condition: back to lr 0.1 once training error is below 80%
-                error = self.warm.read()[1]
-                self.log.append({"iter": done, "split": "warmup", "error": error})
-                if error < self.recipe.warmup_until:
-                    self.state["warming_up"], self.state["warmup_ended_at"] = False, done
-        last = done == self.recipe.iterations
-        due = (last or done % every == 0 for every in
-               (self.recipe.log_every, self.recipe.eval_every, self.recipe.checkpoint_every))
-        return (*due, last)
-
-    def log_train(self, lr: float) -> float:
-        """Write the window's training loss and error; returns the loss (NaN/inf: diverged)."""
-        train_loss, self.train_err = self.window.read()
-        images, seconds = self.state["images"] - self.last_log[0], self.state["train_s"] - self.last_log[1]
-        self.last_log = (self.state["images"], self.state["train_s"])
-        self.log.append({"iter": self.iteration, "split": "train", "loss": train_loss, "error": self.train_err,
-                         "lr": lr,  # of the window's last step
-                         "img_per_s": round(images / max(seconds, 1e-9), 1)})
-        return train_loss
-
-    def test_batches(self):
-        return self.loader.eval_batches(self.test_x, self.test_y)
-
-    def log_test(self) -> float:
-        test_loss, test_err = evaluate(self.model, self.test_batches(), self.engine)
-        self.log.append({"iter": self.iteration, "split": "test", "loss": test_loss, "error": test_err})
-        return test_err
-
-    def tick_wall(self) -> None:
-        now = time.perf_counter()
-        self.state["wall_s"] = self.state.get("wall_s", 0.0) + now - self.clock
-        self.clock = now
+    def test(self) -> None:
+        self.member.log_test()
 
     def checkpoint(self) -> None:
-        self.tick_wall()
-        save_checkpoint(self.dir, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                   "state": dict(self.state),  # no RNG state: nothing random is drawn after
-                                   # the initialisation but from generators seeded by (seed, epoch)
-                                   "windows": {"train": self.window.state_dict(), "warmup": self.warm.state_dict()}})
+        self.member.checkpoint()
 
-    def finish(self, status: str, **extra) -> dict:
-        if status == "done":
-            _, extra["test_error"] = evaluate(self.model, self.test_batches(), self.engine)
-            extra["train_error"] = self.train_err
-            write_json(self.dir / "responses.json", response_stds(
-                self.model, self.test_batches(), bn_images=self.recipe.batch_size // self.recipe.bn_splits))
-        self.tick_wall()
-        summary = {"status": status, "iteration": self.iteration, "train_s": round(self.state["train_s"], 2),
-                   "wall_s": round(self.state["wall_s"], 2),
-                   "img_per_s": round(self.state["images"] / max(self.state["train_s"], 1e-9), 1),
-                   "warmup_ended_at": self.state["warmup_ended_at"],
-                   "step": self.state.get("step"),  # compiled, eager, or eager: compilation fell back
-                   "params": sum(p.numel() for p in self.model.parameters()),
-                   **self.fused, **extra}
-        write_json(self.dir / "summary.json", summary)
-        return summary
+    def pause(self, reason: str) -> dict:
+        return self.member.finish("paused", train_error=self.member.train_err, test_error=None, reason=reason)
 
-    def diverged(self, loss: float) -> dict:
-        return self.finish("diverged", train_error=None, test_error=None,
-                           reason=f"training loss became {loss} by iteration {self.iteration}")
+    def finish(self) -> dict:
+        return self.member.finish("done")
 
 
 def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = Engine(),
@@ -210,37 +68,4 @@ def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = 
     engine.apply_global_settings()
     with stop_on_signals():
         deadline = Deadline(time_limit_s)
-        member = Member(run, data, run_dir, engine)
-        step = make_train_step(member.model, member.optimizer, member.recipe.bn_splits, engine)
-        first = member.iteration
-        started = tick = time.perf_counter()
-        with progress_bar(progress) as bar:
-            task = bar.add_task(run_dir.name, total=member.recipe.iterations, completed=first, rate="", status="")
-            for it in range(first, member.recipe.iterations):
-                x, y = member.loader.batch(it)
-                lr = member.lr(it)
-                graphs = graphs_compiled()
-                loss, wrong = step(x, y, lr)
-                if it <= first + WARMUP_STEPS:  # a captured step says how it ran once it has captured
-                    member.state["step"] = step_path(engine, graphs, step)
-                due_log, due_eval, due_ckpt, last = member.record(loss, wrong, len(y))
-                pause = None if last else deadline.reason()
-                if not (due_log or due_eval or due_ckpt or pause):
-                    continue
-                sync(engine.device)
-                now = time.perf_counter()
-                member.state["train_s"] += now - tick  # training time only: evaluation and I/O excluded
-                if due_log:
-                    train_loss = member.log_train(lr)
-                    bar.update(task, completed=it + 1, rate=f"{(it + 1 - first) / (now - started):.1f} it/s",
-                               status=f"loss {train_loss:.3f}  train err {member.train_err:.1f}%")
-                    if not math.isfinite(train_loss):
-                        return member.diverged(train_loss)
-                if due_eval:
-                    member.log_test()
-                if due_ckpt or pause:
-                    member.checkpoint()
-                if pause:
-                    return member.finish("paused", train_error=member.train_err, test_error=None, reason=pause)
-                tick = time.perf_counter()
-        return member.finish("done")
+        return drive(OneRun(Member(run, data, run_dir, engine), engine), deadline, engine.device, progress)

@@ -1,4 +1,4 @@
-"""BN statistics per part of the batch (the paper's 2 GPUs x 64 images), in one forward.
+"""BN statistics per part of the batch (the paper's 2 GPUs x 64 images): the one definition of that forward.
 
 The paper's BN normalised each GPU's half of the batch on its own. The plain way runs the
 network once per part (`bn_splits` forwards a step), and BN's running statistics take one
@@ -13,6 +13,7 @@ and `Engine.one_forward` picks it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -43,3 +44,21 @@ def forward_parts(module: nn.Module, params: dict, buffers: dict, x: torch.Tenso
             elif name.endswith("num_batches_tracked"):
                 b.add_(parts)
     return logits.flatten(0, 1)
+
+
+def split_loss(module: nn.Module, x: torch.Tensor, y: torch.Tensor, bn_splits: int, one_forward: bool,
+               momenta: dict[str, float], params: dict | None = None, buffers: dict | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy, number wrong) of `module` on a batch whose BN statistics are taken per 1/bn_splits
+    of it: one forward per part, or all parts in one vmapped forward (`one_forward`). `params` and
+    `buffers` stand in for the module's own (fused runs: one run's slice of the stacked tensors)."""
+    def call(part: torch.Tensor) -> torch.Tensor:
+        return module(part) if params is None else functional_call(module, (params, buffers), (part,))
+
+    if bn_splits > 1 and one_forward:
+        own = params is None
+        logits = forward_parts(module, dict(module.named_parameters()) if own else params,
+                               dict(module.named_buffers()) if own else buffers, x, bn_splits, momenta)
+    else:
+        logits = torch.cat([call(part) for part in x.chunk(bn_splits)]) if bn_splits > 1 else call(x)
+    return F.cross_entropy(logits.float(), y), (logits.argmax(1) != y).sum()

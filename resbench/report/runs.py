@@ -1,0 +1,86 @@
+"""Run directories as DataFrames, for reports and `resbench status`: one row per run, its curves, its Fig. 7 probe.
+
+The store (`resbench.store`) holds and reads run directories; this turns a folder of them into
+tables: config, provenance, summary and state per run (`load_runs`), every metrics record
+(`load_curves`), every probe reading (`load_responses`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..protocol import IMAGENET_TESTS, tier
+from ..results import read_json
+from ..store import ENDED, eta_s, last_iteration, read_config, read_records, run_dirs, run_state
+
+IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")]
+RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
+               "precision", "tf32", "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error",
+               "train_error", "iteration", "train_s", "img_per_s", "eta_s", "params", *IMAGENET_COLUMNS, "fused_with",
+               "note", "budget", "cpu", "dataset", "family"]
+
+
+def load_runs(root: str | os.PathLike) -> pd.DataFrame:
+    """One row per run under `root` (none if it does not exist): config, provenance, summary.
+
+    `status` is the run's state (see `resbench.store`); `iteration` is where an
+    unfinished run has got to; `note` says why a run failed or diverged; `tier` is how it
+    departs from the paper's protocol (`resbench.protocol`); ImageNet runs have their errors
+    under every test protocol (`top1_err_10crop`, ...).
+    """
+    rows = []
+    for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
+        cfg = read_config(d)
+        env = read_json(d / "env.json") if (d / "env.json").exists() else {}
+        summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
+        summary["status"] = run_state(d)
+        rows.append({
+            "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
+            "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),
+            "overrides": json.dumps(cfg.get("overrides", {}), sort_keys=True), "tier": tier(cfg),
+            "data_variant": cfg["data"]["variant"], "precision": cfg["precision"], "tf32": cfg.get("tf32", False),
+            "iterations": cfg["recipe"]["iterations"],
+            "git_commit": env.get("git", {}).get("commit"), "git_dirty": env.get("git", {}).get("dirty"),
+            "gpu": env.get("gpu"), "torch": env.get("torch"),
+            **{k: summary.get(k) for k in ("status", "test_error", "train_error", "train_s", "img_per_s",
+                                           "params")},
+            **{f"{metric}_{test}": summary.get("tests", {}).get(test, {}).get(metric)
+               for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")},
+            "iteration": summary.get("iteration") or last_iteration(d),
+            "fused_with": summary.get("fused_with", env.get("fused_with", [])),  # the runs trained with it
+            "note": summary.get("error") or summary.get("reason"),
+            "eta_s": None if summary["status"] in ENDED else eta_s(
+                d, cfg["recipe"]["iterations"] - (summary.get("iteration") or last_iteration(d)),
+                cfg["recipe"]["batch_size"], summary.get("img_per_s")),
+            "budget": cfg.get("budget", "1"), "cpu": env.get("cpu"),
+            "dataset": "imagenet" if "bn_group" in cfg["recipe"] else "cifar",
+            "family": tier({**cfg, "budget": "1"}),  # the tier but for the schedule's budget
+        })
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def load_curves(root: str | os.PathLike) -> pd.DataFrame:
+    """All metrics records of all runs, long format: run, model, seed, split, iter, error, ..."""
+    frames = []
+    for d in run_dirs(Path(root)):
+        path = d / "metrics.jsonl"
+        if path.exists() and path.stat().st_size:
+            cfg = read_config(d)
+            df = pd.DataFrame(read_records(path))
+            frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_responses(root: str | os.PathLike) -> pd.DataFrame:
+    """Fig. 7 probe output of all runs: run, model, seed, layer, name, std."""
+    frames = []
+    for d in run_dirs(Path(root)):
+        path = d / "responses.json"
+        if path.exists():
+            cfg = read_config(d)
+            df = pd.DataFrame(read_json(path))
+            frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,164 @@
+"""One CIFAR-10 run as a training loop keeps it: model, optimizer, data order, counters, and its files."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..data.cifar import CifarData, stratified_split
+from ..data.pipeline import DeviceLoader
+from ..models import build_model
+from ..probes.responses import response_stds
+from ..results import MetricsLog, environment, write_json
+from .checkpoint import load_checkpoint, save_checkpoint
+from .engine import Engine, loss_and_error, make_optimizer
+from .runspec import CifarRun
+
+
+class Window:
+    """Sums of loss and wrong predictions since the last read, on the device; images on the host."""
+
+    def __init__(self, device: str):
+        self.sums = torch.zeros(2, device=device, dtype=torch.float64)
+        self.images = 0
+
+    def add(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> None:
+        self.sums += torch.stack([loss.double() * n, wrong.double()])
+        self.images += n
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of a window cut short by a pause, so the next record is whole."""
+        return {"sums": self.sums.tolist(), "images": self.images}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums.copy_(torch.tensor(state["sums"], dtype=torch.float64))
+        self.images = state["images"]
+
+    def read(self) -> tuple[float, float]:
+        """(mean loss, error %) since the last read; synchronises with the device once."""
+        loss_sum, wrong = self.sums.tolist()
+        n, self.images = self.images, 0
+        self.sums.zero_()
+        return loss_sum / n, 100.0 * wrong / n
+
+
+class Member:
+    """One run as a training loop keeps it: model, optimizer, data order, log, counters, files.
+
+    `train_cifar` drives one Member; `train_fused` (`resbench.train.fused`) drives several, stepping
+    their parameters stacked and copying them back into each Member's model before it
+    evaluates, checkpoints or finishes. The files a Member writes are the same either way.
+    """
+
+    def __init__(self, run: CifarRun, data: CifarData, run_dir: Path, engine: Engine, fused_with: tuple = ()):
+        self.run, self.dir, self.engine = run, run_dir, engine
+        self.recipe, device = run.recipe.validate(), engine.device
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # the runs trained with this one (fused), written wherever a run records itself
+        self.fused_with = {"fused_with": list(fused_with)} if fused_with else {}
+        env = {**environment(torch.device(device), data.provenance()), **self.fused_with}
+        self.log = MetricsLog(run_dir / "metrics.jsonl")
+        torch.manual_seed(run.seed)  # the run's initialisation, fused or not
+        self.model = build_model(run.model).to(device)
+        if engine.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(self.model, self.recipe.lr, self.recipe.momentum, self.recipe.weight_decay,
+                                        device)
+        self.state = {"iteration": 0, "warming_up": self.recipe.warmup, "warmup_ended_at": None,
+                      "train_s": 0.0, "wall_s": 0.0, "images": 0}
+        self.clock = time.perf_counter()  # wall_s: training, tests and checkpoints, over every resume
+        if (ckpt := load_checkpoint(run_dir, map_location=device)) is not None:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.state.update(ckpt["state"])
+            self.log.truncate_after(self.state["iteration"])
+            self.log.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
+                             "git": env["git"], "gpu": env["gpu"], "torch": env["torch"],
+                             **self.fused_with})
+        else:
+            self.log.truncate_after(0)
+            write_json(run_dir / "env.json", env)
+        self.loader = DeviceLoader(data.train_x, data.train_y, self.recipe.batch_size, run.seed, device)
+        self.test_x, self.test_y = data.test_x, data.test_y
+        if self.recipe.test_subset and self.recipe.test_subset < len(self.test_y):
+            _, keep = stratified_split(self.test_y, self.recipe.test_subset, seed=0)
+            self.test_x, self.test_y = self.test_x[keep], self.test_y[keep]
+        self.window, self.warm = Window(device), Window(device)
+        if ckpt is not None and "windows" in ckpt:
+            self.window.load_state_dict(ckpt["windows"]["train"])
+            self.warm.load_state_dict(ckpt["windows"]["warmup"])
+        self.train_err = None
+        self.last_log = (self.state["images"], self.state["train_s"])
+
+    @property
+    def iteration(self) -> int:
+        return self.state["iteration"]
+
+    def lr(self, iteration: int) -> float:
+        return self.recipe.lr_at(iteration, self.state["warming_up"])
+
+    def record(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> None:
+        """Count one step: its loss and errors, images, and the end of the warm-up when it comes."""
+        self.window.add(loss, wrong, n)
+        done = self.state["iteration"] = self.state["iteration"] + 1
+        self.state["images"] += n
+        if self.state["warming_up"]:
+            self.warm.add(loss, wrong, n)
+            if done % self.recipe.warmup_window == 0:
+                # the paper's condition: back to lr 0.1 once training error is below 80%
+                error = self.warm.read()[1]
+                self.log.append({"iter": done, "split": "warmup", "error": error})
+                if error < self.recipe.warmup_until:
+                    self.state["warming_up"], self.state["warmup_ended_at"] = False, done
+
+    def log_train(self, lr: float) -> float:
+        """Write the window's training loss and error; returns the loss (NaN/inf: diverged)."""
+        train_loss, self.train_err = self.window.read()
+        images, seconds = self.state["images"] - self.last_log[0], self.state["train_s"] - self.last_log[1]
+        self.last_log = (self.state["images"], self.state["train_s"])
+        self.log.append({"iter": self.iteration, "split": "train", "loss": train_loss, "error": self.train_err,
+                         "lr": lr,  # of the window's last step
+                         "img_per_s": round(images / max(seconds, 1e-9), 1)})
+        return train_loss
+
+    def test_batches(self):
+        return self.loader.eval_batches(self.test_x, self.test_y)
+
+    def log_test(self) -> float:
+        test_loss, test_err = loss_and_error(self.model, self.test_batches(), self.engine)
+        self.log.append({"iter": self.iteration, "split": "test", "loss": test_loss, "error": test_err})
+        return test_err
+
+    def tick_wall(self) -> None:
+        now = time.perf_counter()
+        self.state["wall_s"] = self.state.get("wall_s", 0.0) + now - self.clock
+        self.clock = now
+
+    def checkpoint(self) -> None:
+        self.tick_wall()
+        save_checkpoint(self.dir, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                   "state": dict(self.state),  # no RNG state: nothing random is drawn after
+                                   # the initialisation but from generators seeded by (seed, epoch)
+                                   "windows": {"train": self.window.state_dict(), "warmup": self.warm.state_dict()}})
+
+    def finish(self, status: str, **extra) -> dict:
+        if status == "done":
+            _, extra["test_error"] = loss_and_error(self.model, self.test_batches(), self.engine)
+            extra["train_error"] = self.train_err
+            write_json(self.dir / "responses.json", response_stds(
+                self.model, self.test_batches(), bn_images=self.recipe.batch_size // self.recipe.bn_splits))
+        self.tick_wall()
+        summary = {"status": status, "iteration": self.iteration, "train_s": round(self.state["train_s"], 2),
+                   "wall_s": round(self.state["wall_s"], 2),
+                   "img_per_s": round(self.state["images"] / max(self.state["train_s"], 1e-9), 1),
+                   "warmup_ended_at": self.state["warmup_ended_at"],
+                   "step": self.state.get("step"),  # compiled, eager, or eager: compilation fell back
+                   "params": sum(p.numel() for p in self.model.parameters()),
+                   **self.fused_with, **extra}
+        write_json(self.dir / "summary.json", summary)
+        return summary
+
+    def diverged(self, loss: float) -> dict:
+        return self.finish("diverged", train_error=None, test_error=None,
+                           reason=f"training loss became {loss} by iteration {self.iteration}")

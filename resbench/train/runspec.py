@@ -1,0 +1,57 @@
+"""What determines a training run's result, as the runner plans it and its run directory records it.
+
+A run is a network, a recipe, a seed and the labels that say where they came from (the preset,
+the row's options, --set overrides). `config` is what config.json holds; the run's key hashes
+the part of it that determines the result (`resbench.results.identity`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+from .engine import Engine
+from .recipe import CifarRecipe, ImageNetRecipe
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str
+    recipe: CifarRecipe | ImageNetRecipe
+    seed: int
+    preset: str = "paper"
+    options: tuple[tuple[str, object], ...] = ()  # the recipe options the row asked for (the paper's)
+    overrides: tuple[tuple[str, object], ...] = ()  # --set options: departures from the paper's recipe
+
+    def config(self, data, engine: Engine) -> dict:
+        return {"model": self.model, "preset": self.preset, "seed": self.seed, "options": dict(self.options),
+                "overrides": dict(self.overrides), "recipe": asdict(self.recipe), "data": self.data_config(data),
+                **engine.arithmetic}
+
+    def data_config(self, data) -> dict:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class CifarRun(RunSpec):
+    """A CIFAR-10 run (Sec. 4.2)."""
+
+    recipe: CifarRecipe
+    budget: Fraction = Fraction(1)  # share of the preset's schedule that `recipe` trains (a budget tier)
+
+    def config(self, data, engine: Engine) -> dict:
+        return {**super().config(data, engine), "budget": str(self.budget)}
+
+    def data_config(self, data) -> dict:
+        return {"variant": data.variant, "sha256": data.sha256, "split": data.split}
+
+
+@dataclass(frozen=True)
+class ImageNetRun(RunSpec):
+    """An ImageNet run (Sec. 3.4). No test protocol: a network is trained once and its final checkpoint
+    tested with every protocol, so Tables 2-4 and Fig. 4 share runs and each reads the one it reports."""
+
+    recipe: ImageNetRecipe
+
+    def data_config(self, data) -> dict:
+        return {"variant": data.variant, "source": data.root, "train": len(data.train), "val": len(data.val),
+                "split": "train/val"}

@@ -1,0 +1,61 @@
+"""The layers of resbench, drawn from its imports: data flows one way, and no import runs back up.
+
+declaration (experiments/, spec) -> run directory (train/, runner) -> DataFrame (report/runs) -> notebook
+-> report. ARCHITECTURE.md draws the same layers.
+"""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "resbench"
+# lowest first; a module may import from its own layer and those below it
+LAYERS = [
+    ("pure modules", ["_vision", "machine", "models", "data", "probes.responses", "train.splits", "train.stop",
+                      "train.checkpoint", "spec", "probes.complexity"]),
+    ("run files and recipes", ["results", "train.recipe"]),
+    ("training", ["train", "protocol", "store", "evaluation"]),
+    ("orchestration", ["runner", "launch", "preflight", "loan", "bench", "ensemble"]),
+    ("reports", ["report"]),
+    ("commands", ["cli", "cli_common", "cli_bench", "cli_loan", "__main__"]),
+]
+
+
+def layer(module: str) -> int:
+    """The layer of a module: its longest matching prefix in LAYERS."""
+    best = None
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
+                best = (rank, len(prefix))
+    assert best is not None, f"{module} is in no layer of tests/test_architecture.py"
+    return best[0]
+
+
+def imports(path: Path) -> set[str]:
+    """The resbench modules a file imports (relative imports resolved), top-level and inside functions."""
+    module = ".".join(path.with_suffix("").relative_to(PACKAGE).parts)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".") if package else []
+            base = base[:len(base) - node.level + 1]
+            target = ".".join(p for p in base + (node.module.split(".") if node.module else []) if p)
+            for alias in node.names:  # `from . import x`: x is a module where such a file or package exists
+                where = PACKAGE.joinpath(*filter(None, target.split(".")), alias.name)
+                is_module = where.with_suffix(".py").exists() or where.is_dir()
+                found.add(".".join(filter(None, [target, alias.name])) if is_module else target)
+    found.discard("")
+    return found
+
+
+def test_no_import_runs_back_up_the_layers():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.with_suffix("").relative_to(PACKAGE).parts).removesuffix(".__init__")
+        if module == "__init__":
+            continue
+        for target in imports(path):
+            if target and layer(target) > layer(module):
+                upward.append(f"{module} ({LAYERS[layer(module)][0]}) imports {target} "
+                              f"({LAYERS[layer(target)][0]})")
+    assert not upward, "\n".join(upward)
