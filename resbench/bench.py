@@ -117,11 +117,11 @@ def fast_loop(model_name: str, data: CifarData, engine: Engine, iterations: int,
     return BenchResult(model_name, f"fast {engine.precision}", rate, iterations, device, detail)
 
 
-def _bench_recipe(iterations: int) -> CifarRecipe:
+def _bench_recipe(iterations: int, batch_size: int = 128) -> CifarRecipe:
     """The paper's recipe for `iterations` steps, logged 20 times, tested only at the end."""
     return CifarRecipe().with_options(iterations=iterations, milestones=(iterations,), eval_every=iterations,
                                       log_every=max(1, iterations // 20), checkpoint_every=iterations,
-                                      test_subset=1000)
+                                      test_subset=1000, batch_size=batch_size)
 
 
 def _steady_rate(run_dir: Path, iterations: int) -> float:
@@ -133,13 +133,13 @@ def _steady_rate(run_dir: Path, iterations: int) -> float:
 
 
 def fused_throughput(model_name: str, runs: int, iterations: int, data: CifarData, engine: Engine,
-                     out: Path) -> dict:
+                     out: Path, batch_size: int = 128) -> dict:
     """Aggregate img/s of `runs` seeds of one model trained as one fused group (`resbench run --fuse`);
     one run alone (runs=1) is the rate of any number of runs trained one after another."""
     from .train.fused import train_fused
     from .train.loop import CifarRun, train_cifar
 
-    recipe = _bench_recipe(iterations)
+    recipe = _bench_recipe(iterations, batch_size)
     group = [CifarRun(model_name, recipe, seed, "bench") for seed in range(runs)]
     dirs = [out / f"{model_name}-fuse{runs}-s{seed}" for seed in range(runs)]
     started = time.perf_counter()

@@ -199,7 +199,7 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
     """There: everything up to packing (see the module docstring); returns what was trained."""
     from .data.cifar import cifar10_files
     from .preflight import preflight
-    from .runner import prepare, train_group
+    from .runner import make_groups, prepare, train_group
     from .store import FINISHED, read_status
 
     data = cifar10_files(unpack_data(gpu_dir, work))
@@ -209,28 +209,31 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
 
     check = preflight(data, device, preflight_iterations, out / "preflight.json", cifar_recipe(preset).batch_size)
     say(f"preflight: {json.dumps(check['chosen'])}")
-    engine, rate, trained = check["engine"], check["chosen"]["img_per_s"], []
+    engine, trained = check["engine"], []
+    rate, fuse = check["chosen"]["run_img_per_s"], check["chosen"]["fuse"]
     for budget in stages:
         jobs, data, engine = prepare("figure6", preset, list(models), seeds, work / "runs", data=data,
                                      engine=engine, budget=budget, say=say)
-        for job in sorted(jobs, key=lambda j: models.index(j.run.model)):
-            if read_status(job.dir) in FINISHED:
+        for group in make_groups(sorted(jobs, key=lambda j: models.index(j.run.model)), fuse):
+            group = [job for job in group if read_status(job.dir) not in FINISHED]
+            if not group:
                 continue
             left = deadline - time.time()
-            done_by = job.run.recipe.iterations - _done(job.dir)
-            need = seconds_per_run(job.run.model, done_by, job.run.recipe.batch_size, rate)
-            carry = {**unfinished(work / "runs"), f"{job.dir.name}/checkpoint.pt": checkpoint_bytes(job.run.model)}
+            need = sum(seconds_per_run(j.run.model, j.run.recipe.iterations - _done(j.dir), j.run.recipe.batch_size,
+                                       rate) for j in group)
+            carry = {**unfinished(work / "runs"),
+                     **{f"{j.dir.name}/checkpoint.pt": checkpoint_bytes(j.run.model) for j in group}}
+            names = ", ".join(j.dir.name for j in group)
             why = f"less than {min_start_s:.0f} s left" if left < min_start_s else \
                 "cannot finish before the deadline" if Fraction(budget) < 1 and need > left - margin_s else \
-                "its checkpoint would not travel back" if not fits(carry) else None
+                "its checkpoints would not travel back" if not fits(carry) else None
             if why:
-                say(f"not started: {job.dir.name} ({why}; needs about {need:.0f} s, {left:.0f} s left)")
+                say(f"not started: {names} ({why}; needs about {need:.0f} s, {left:.0f} s left)")
                 continue
-            (summary,) = train_group([job], data, engine, progress=False, time_limit_s=left - margin_s)
-            trained.append({"run": job.dir.name, "status": summary["status"], "iteration": summary.get("iteration"),
-                            "img_per_s": summary.get("img_per_s"), "step": summary.get("step")})
-            say(f"{summary['status']}: {job.dir.name} at {summary.get('iteration')} "
-                f"({summary.get('img_per_s')} img/s, {summary.get('step')})")
+            for summary in train_group(group, data, engine, progress=False, time_limit_s=left - margin_s):
+                trained.append({k: summary.get(k) for k in ("dir", "status", "iteration", "img_per_s", "step")})
+                say(f"{summary['status']}: {Path(summary['dir']).name} at {summary.get('iteration')} "
+                    f"({summary.get('img_per_s')} img/s, {summary.get('step')})")
     return {"trained": trained, "engine": repr(engine)}
 
 
