@@ -14,7 +14,9 @@ from .runs import load_curves, load_responses, load_runs
 from ..spec import Experiment, load_experiment
 from . import diff as diffs
 from . import gap as gaps
+from . import arithmetic as arithmetic_module
 from . import budgets as budgets_module
+from .arithmetic import ARITHMETIC_COLUMNS, arithmetic_control
 from . import claims as claim_checks
 from .budgets import BUDGET_COLUMNS, across_budgets, budgets_figure
 from .claims import check_claims
@@ -37,6 +39,7 @@ class Report:
     gap: pd.DataFrame  # our gap to the paper by depth (CIFAR error tables), see report/gap.py
     gap_verdict: str
     budgets: pd.DataFrame  # each claim's effect per tier and budget, see report/budgets.py
+    arithmetic: pd.DataFrame  # the same runs in fp32 and bf16 compared, see report/arithmetic.py
     duplicates: list[str]  # run directories not read: another one has the same network, seed and tier
 
     @classmethod
@@ -63,7 +66,10 @@ class Report:
         claims = check_claims(exp, mine, responses, preset)
         budgets = across_budgets(exp, mine, responses) if preset == "paper" and exp.claims \
             else pd.DataFrame(columns=BUDGET_COLUMNS)
-        return cls(exp, preset, mine, curves, responses, cx, diff, claims, gap, gap_verdict, budgets, duplicates)
+        arithmetic = arithmetic_control(mine, exp.tolerance["reproduced"]) if exp.dataset == "cifar" \
+            else pd.DataFrame(columns=ARITHMETIC_COLUMNS)
+        return cls(exp, preset, mine, curves, responses, cx, diff, claims, gap, gap_verdict, budgets, arithmetic,
+                   duplicates)
 
     @property
     def run_names(self) -> list[str]:
@@ -72,6 +78,13 @@ class Report:
     def verdicts(self) -> dict[str, int]:
         counts = self.diff["verdict"].value_counts().to_dict()
         return {v: int(counts.get(v, 0)) for v in diffs.VERDICTS}
+
+    def budgets_read(self) -> list[str]:
+        """The budgets of the finished runs read ("1": the full schedule), smallest first."""
+        from fractions import Fraction
+
+        done = self.runs[self.runs["status"] == "done"]
+        return sorted(set(done["budget"].fillna("1")), key=Fraction) if "budget" in done else []
 
     def tiers(self) -> list[str]:
         """The tiers of the runs read (see resbench.protocol), exact ones first."""
@@ -103,8 +116,10 @@ class Report:
         return table_figure(self.exp, self.diff, self.complexity, self.runs, self.preset)
 
     def runs_by_tier(self) -> dict[str, list[str]]:
-        """The runs read, per tier (exact tiers first): figures draw each tier apart."""
-        return {t: list(self.runs.loc[self.runs["tier"] == t, "run"]) for t in self.tiers()}
+        """The finished runs read, per tier (exact tiers first): figures draw each tier apart, and never
+        a run still training (its missing tail would bend a mean)."""
+        done = self.runs[self.runs["status"] == "done"]
+        return {t: list(done.loc[done["tier"] == t, "run"]) for t in self.tiers()}
 
     def budgets_figure(self):
         return budgets_figure(self.budgets)
@@ -131,6 +146,8 @@ class Report:
             figure = self.budgets_figure()
             for ext in ("png", "svg"):
                 figure.savefig(out / f"{self.exp.name}-budgets.{ext}", dpi=130, bbox_inches="tight")
+        if not self.arithmetic.empty:
+            self.arithmetic.to_csv(out / "arithmetic.csv", index=False)
         if self.gap_verdict:
             self.gap.to_csv(out / "gap.csv", index=False)
         self.runs.drop(columns=["dir"]).to_csv(out / "runs.csv", index=False)
@@ -141,7 +158,7 @@ class Report:
         (out / "README.md").write_text(self.markdown(has_figure=fig is not None))
         write_json(out / "summary.json", {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
                                           "verdicts": self.verdicts(), "runs": len(self.run_names),
-                                          "tiers": self.tiers(),
+                                          "tiers": self.tiers(), "budgets": self.budgets_read(),
                                           "claims": self.claims[["claim", "definition", "status"]].to_dict("records"),
                                           "gap": self.gap_verdict})
         return out
@@ -153,16 +170,23 @@ class Report:
                  + ", ".join(f"{k}: {n}" for k, n in v.items() if n) + ".", ""]
         if self.run_names:
             done = self.runs[self.runs["status"] == "done"]
-            seeds = ", ".join(f"{m} ×{n}" for m, n in done["model"].value_counts(sort=False).items()) or "none"
+            per_tier = [f"{', '.join(f'{m} ×{n}' for m, n in group['model'].value_counts(sort=False).items())} "
+                        f"(`{tier}`)" for tier, group in done.groupby("tier", sort=False)]
             commits = diffs.code_versions(done)
-            devices = sorted(set(done["gpu"].dropna())) or ["CPU"]
-            lines += [f"* Finished runs (seeds) per network: {seeds}",
+            devices = sorted(set(done["gpu"].dropna())) or sorted(set(done["cpu"].dropna())) or ["CPU"]
+            lines += [f"* Finished runs (seeds) per network: {'; '.join(per_tier) or 'none'}",
                       f"* Data: {', '.join(sorted(set(done['data_variant'])) or ['—'])}",
                       f"* Code: {', '.join(commits) or '—'}; devices: {', '.join(devices)}", ""]
         if self.tiers():
             lines += ["Tier: " + "; ".join(f"`{t}`" for t in self.tiers()) + ". Only `exact` runs (the paper's "
                       "data, BN statistics and recipe) are compared with the paper's numbers; a `proxy` line shows "
                       "its numbers and says nothing about whether the paper's were reproduced.", ""]
+        budgets = [b for b in self.budgets_read() if b != "1"]
+        if self.preset == "paper" and budgets:
+            iterations = ", ".join(f"{i:,}" for i in sorted(set(self.runs.loc[self.runs["budget"] != "1", "iterations"])))
+            lines += [f"**Budget runs** (the paper's recipe compressed to {', '.join(budgets)} of its schedule: "
+                      f"{iterations} iterations, not 64,000) are proxies: they test the paper's claims at a shorter "
+                      "schedule and never reproduce its numbers; each budget is its own tier.", ""]
         if self.preset != "paper" and self.run_names:
             iterations = ", ".join(str(i) for i in sorted(set(self.runs["iterations"])))
             lines += [f"**These are {self.preset} runs** ({iterations} iterations, not the paper's 64,000): they "
@@ -199,6 +223,9 @@ class Report:
         if not self.budgets.empty:
             lines += ["## Claims across budgets", "", budgets_doc(), "", f"![claims across budgets]"
                       f"({self.exp.name}-budgets.png)", "", _markdown_table(self.budgets), ""]
+        if not self.arithmetic.empty:
+            lines += ["## Does the arithmetic move the result?", "", arithmetic_doc(), "",
+                      _markdown_table(self.arithmetic), ""]
         if self.gap_verdict:
             lines += ["## Is the gap the same at every depth?", "", f"**{self.gap_verdict}.**", ""]
             if not self.gap.empty:
@@ -215,6 +242,10 @@ def one_run_each(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     rank = rank.sort_values(["_done", "_behind", "run"])
     keep = ~rank.duplicated(["model", "options", "seed", "tier"])
     return runs.loc[rank.index[keep]].sort_index(), sorted(rank.loc[~keep, "run"])
+
+
+def arithmetic_doc() -> str:
+    return arithmetic_module.__doc__.split("\n\n", 1)[1].strip()
 
 
 def budgets_doc() -> str:

@@ -43,6 +43,11 @@ def curves_figure(exp: Experiment, curves: pd.DataFrame, tiers: dict[str, list[s
         of_tier = mine[mine["run"].isin(names)]
         scale, unit = (1e4, "iter. (1e4)") if of_tier["iter"].max() >= 10_000 else (1, "iterations")
         for ax, models in zip(row_axes, panels):
+            if not of_tier["model"].isin(models).any():
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"no finished runs of {', '.join(models)}\nin {tier}", ha="center", va="center",
+                        fontsize=8, color="0.5", transform=ax.transAxes)
+                continue
             _curves_panel(ax, of_tier, models, scale)
             families = {m.rstrip("0123456789") for m in models}
             family = "plain networks" if families == {"plain"} else "ResNets" if families == {"resnet"} else ""

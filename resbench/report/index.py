@@ -37,8 +37,9 @@ def owed_runs(runs: str | Path) -> dict[str, list[str]]:
         if exp.kind != "train":
             continue
         missing = []
+        full = table[table["budget"] == "1"]  # a budget run is no run of the paper's recipe
         for row in exp.runnable_rows:
-            done = int((row_runs(exp, row, table, "paper")["status"] == "done").sum())
+            done = int((row_runs(exp, row, full, "paper")["status"] == "done").sum())
             if done < row.seeds:
                 missing.append(row.id if row.seeds == 1 else f"{row.id} ({done}/{row.seeds} seeds)")
         if missing:
@@ -74,11 +75,14 @@ def _where(name: str) -> str:
 
 
 def _real(reports: list[dict]) -> str:
-    real = sorted(s["name"] for s in reports if s["preset"] == "paper" and s["runs"])
-    if real:
-        return f"Read runs of the paper's full recipe: {', '.join(real)}."
-    return ("None yet: no run of the paper's full recipe has been made (no GPU run so far). Reports of demo or "
-            "smoke runs say so at their top and give no verdict.")
+    real = sorted(s["name"] for s in reports if s["preset"] == "paper" and "1" in s.get("budgets", ["1"]) and s["runs"])
+    budget = sorted(s["name"] for s in reports if set(s.get("budgets", ["1"])) - {"1"} and s["runs"])
+    text = f"Read runs of the paper's full recipe: {', '.join(real)}." if real else \
+        "None yet: no run of the paper's full 64k-iteration recipe has been made (no GPU run so far)."
+    if budget:
+        text += (f" Read runs of the paper's recipe at compressed budgets (proxies: they test its claims at a "
+                 f"shorter schedule, never its numbers): {', '.join(budget)}.")
+    return text + " Reports of demo or smoke runs say so at their top and give no verdict."
 
 
 def markdown(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]]) -> str:
