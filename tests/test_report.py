@@ -457,3 +457,17 @@ def test_a_chain_is_judged_on_the_networks_present_and_cannot_pass_without_the_r
     line = table.loc["deeper_resnets_better"]
     assert line.status == "inconclusive" and "resnet56" in line.evidence and ": pass (p" in line.evidence
     assert "no runs of resnet32, resnet44, resnet110" in line.evidence
+
+
+def test_the_arithmetic_control_compares_bf16_with_fp32_and_needs_an_interval_inside_the_margin():
+    from resbench.report.arithmetic import arithmetic_control
+
+    fp32 = fake_runs([("resnet20", e, 1, "done") for e in (24.39, 24.82, 25.29)])
+    bf16 = fake_runs([("resnet20", e, 1, "done") for e in (25.32, 24.66, 25.46)], precision="bf16")
+    line = arithmetic_control(pd.concat([fp32, bf16]), 0.5).iloc[0]
+    assert (line.other, line.n_reference, line.n_other) == ("bf16+TF32", 3, 3)
+    assert line.difference == pytest.approx(25.146667 - 24.833333, abs=1e-5)
+    assert line.ci_low < -0.5 < 0.5 < line.ci_high and line.verdict == "inconclusive" and line.p > 0.05
+    tight = fake_runs([("resnet20", 24.8 + d, 1, "done") for d in (0, .01, .02, .03, .04)], precision="bf16")
+    close = fake_runs([("resnet20", 24.8 + d, 1, "done") for d in (0, .01, .02, .03, .04)])
+    assert arithmetic_control(pd.concat([close, tight]), 0.5).iloc[0].verdict == "no shift beyond the margin"
