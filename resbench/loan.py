@@ -48,7 +48,9 @@ def bundle(data_root: str | None, gpu_dir: Path, commit: str) -> dict:
 
     files = cifar10_files(data_root)
     data = gpu_dir / "data" / files.layout
-    shutil.rmtree(gpu_dir / "data", ignore_errors=True)
+    for old in gpu_dir.iterdir() if gpu_dir.is_dir() else []:  # all of it travels: keep only the carry
+        if old.name != "carry":
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     data.mkdir(parents=True)
     for name in files.sha256:
         with open(files.folder / name, "rb") as src, gzip.open(data / f"{name}.gz", "wb", compresslevel=6) as dst:
