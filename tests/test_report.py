@@ -471,3 +471,12 @@ def test_the_arithmetic_control_compares_bf16_with_fp32_and_needs_an_interval_in
     tight = fake_runs([("resnet20", 24.8 + d, 1, "done") for d in (0, .01, .02, .03, .04)], precision="bf16")
     close = fake_runs([("resnet20", 24.8 + d, 1, "done") for d in (0, .01, .02, .03, .04)])
     assert arithmetic_control(pd.concat([close, tight]), 0.5).iloc[0].verdict == "no shift beyond the margin"
+
+
+def test_resnets_beat_their_plain_twins_where_both_have_runs():
+    runs = fake_runs([("plain56", 40 + d, 45 + d, "done") for d in (0, .5, 1)]
+                     + [("resnet56", 30 + d, 32 + d, "done") for d in (0, .5, 1)])
+    table = check_claims(load_experiment("figure6"), runs, pd.DataFrame()).set_index("claim")
+    line = table.loc["resnets_beat_plain_twins"]
+    assert line.status == "pass" and "train error resnet56" in line.evidence and "test error resnet56" in line.evidence
+    assert "plain32" not in line.evidence  # twins without runs are left out, not failed

@@ -110,6 +110,10 @@ CLAIMS = {c.name: c for c in (
           _chain(("plain20", "plain32", "plain44", "plain56"), "train_error")),
     Claim("plain110_fails", "Plain-110 fails: its error stays above 60% (Fig. 6)", lambda exp, has: [],
           bound=("plain110", "test_error", 60.0)),
+    Claim("resnets_beat_plain_twins", "From 32 layers on, a ResNet has lower training and test error than its "
+          "plain twin of the same depth (Fig. 6, left vs middle)",
+          lambda exp, has: [(f"resnet{d}", f"plain{d}", column) for d in (32, 44, 56, 110)
+                            for column in ("train_error", "test_error")], pairs_optional=True),
     Claim("deeper_resnets_better", "Test error falls with depth: ResNet-20 > 32 > 44 > 56 > 110 (Table 6)",
           _chain(("resnet20", "resnet32", "resnet44", "resnet56", "resnet110"), "test_error", falls=True)),
     Claim("resnet1202_worse", "ResNet-1202 has higher test error than ResNet-110 (Table 6)",
