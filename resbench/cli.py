@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from .cli_bench import bench_app
-from .cli_common import console, fail, split as _split
+from .cli_common import console, duration, fail, is_missing, one, outcome, overrides, split as _split
 from .cli_loan import loan_app
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
@@ -68,20 +68,6 @@ def flops(
             paper, ratio = f"{value} {'G' if metric == 'flops' else 'M params'}", f"{ours / scale / value:.3f}"
         table.add_row(r.model, f"{r.input_size}²", f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.3f}", paper, ratio)
     console.print(table)
-
-
-def _overrides(settings: Optional[List[str]]) -> dict:
-    """--set key=value (value as JSON where it parses, e.g. lr=0.05, milestones=[100,200])."""
-    out = {}
-    for item in settings or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set takes key=value, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 SPEED, SLURM = "Speed", "Slurm (--launcher slurm)"  # option groups in --help
@@ -157,7 +143,7 @@ def run(
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
         todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
-                                     overrides=_overrides(set_), fresh=fresh, synthetic=synthetic,
+                                     overrides=overrides(set_), fresh=fresh, synthetic=synthetic,
                                      say=console.print, budget=budget, decode=decode)
         root = data.source  # workers read the very folder the plan was made on
         decode = getattr(data, "decode", "workers")  # and decode where the plan said
@@ -182,25 +168,6 @@ def run(
                   f"{experiment.lstrip('tablefigure')} --runs {out})")
     if any(r["status"] == "failed" for r in results):
         raise typer.Exit(1)
-
-
-def one(values: List[Path], option: str) -> Path:
-    """The single folder an option takes; two given is a mistake to say, not to settle by taking the last."""
-    if len(values) != 1:
-        fail(f"{option} takes one folder, got {len(values)}: {', '.join(map(str, values))}")
-    return values[0]
-
-
-def outcome(results: list[dict]) -> str:
-    """'3/4 runs done, 1 running in another process'."""
-    names = {"taken": "running in another process", "running": "running in another process"}
-    counts: dict[str, int] = {}
-    for r in results:
-        if r["status"] != "done":
-            name = names.get(r["status"], r["status"])
-            counts[name] = counts.get(name, 0) + 1
-    done = sum(r["status"] == "done" for r in results)
-    return f"{done}/{len(results)} runs done" + "".join(f", {n} {s}" for s, n in counts.items())
 
 
 STATE_STYLE = {"done": "green", "running": "cyan", "paused": "yellow", "stopped": "yellow",
@@ -239,26 +206,16 @@ def status(
     for r in runs.itertuples():
         style = STATE_STYLE.get(r.status, "")
         table.add_row(r.run, f"[{style}]{r.status}[/]", f"{r.iteration or 0}/{r.iterations}",
-                      "" if _missing(r.test_error) else f"{r.test_error:.2f}",
-                      "" if _missing(r.img_per_s) or not r.img_per_s else f"{r.img_per_s:,.0f}",
-                      "" if _missing(r.eta_s) else _duration(r.eta_s),
+                      "" if is_missing(r.test_error) else f"{r.test_error:.2f}",
+                      "" if is_missing(r.img_per_s) or not r.img_per_s else f"{r.img_per_s:,.0f}",
+                      "" if is_missing(r.eta_s) else duration(r.eta_s),
                       ", ".join(f"s{name.rsplit('-s', 1)[1]}" for name in r.fused_with or []), r.note or "")
     console.print(table)
     counts = runs["status"].value_counts()
     left = runs["eta_s"].dropna()
     console.print(", ".join(f"{n} {s}" for s, n in counts.items())
-                  + (f"; {_duration(left.sum())} of training left at the measured img/s, one run at a time"
+                  + (f"; {duration(left.sum())} of training left at the measured img/s, one run at a time"
                      if len(left) else ""))
-
-
-def _missing(value) -> bool:
-    return value is None or value != value  # None or NaN
-
-
-def _duration(seconds: float) -> str:
-    """3725 -> '1:02:05'."""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 @app.command()

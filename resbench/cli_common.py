@@ -1,7 +1,9 @@
-"""What every `resbench` command shares: the console, one-line errors, comma lists."""
+"""What the `resbench` commands share: the console, one-line errors, argument parsing, small formats."""
 from __future__ import annotations
 
-from typing import Optional
+import json
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -18,3 +20,46 @@ def fail(message: str, code: int = 2) -> None:
 def split(value: Optional[str]) -> Optional[list[str]]:
     """'a, b,c' -> ['a', 'b', 'c']; None or '' -> None."""
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def overrides(settings: Optional[List[str]]) -> dict:
+    """--set key=value (value as JSON where it parses, e.g. lr=0.05, milestones=[100,200])."""
+    out = {}
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def one(values: List[Path], option: str) -> Path:
+    """The single folder an option takes; two given is a mistake to say, not to settle by taking the last."""
+    if len(values) != 1:
+        fail(f"{option} takes one folder, got {len(values)}: {', '.join(map(str, values))}")
+    return values[0]
+
+
+def outcome(results: list[dict]) -> str:
+    """'3/4 runs done, 1 running in another process'."""
+    names = {"taken": "running in another process", "running": "running in another process"}
+    counts: dict[str, int] = {}
+    for r in results:
+        if r["status"] != "done":
+            name = names.get(r["status"], r["status"])
+            counts[name] = counts.get(name, 0) + 1
+    done = sum(r["status"] == "done" for r in results)
+    return f"{done}/{len(results)} runs done" + "".join(f", {n} {s}" for s, n in counts.items())
+
+
+def is_missing(value) -> bool:
+    return value is None or value != value  # None or NaN
+
+
+def duration(seconds: float) -> str:
+    """3725 -> '1:02:05'."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
