@@ -24,13 +24,13 @@ from .store import ENDED, is_locked, read_status, run_dir_for
 from .train.checkpoint import remove_checkpoints
 from .train.engine import Engine
 from .train.distributed import claim_once, world
-from .train.loop import CifarRun, train_cifar
+from .train.loop import train_cifar
+from .train.runspec import CifarRun, ImageNetRun
 from .train.stop import Deadline, stop_on_signals
-from .train.recipe import budget_label, cifar_recipe, imagenet_recipe, parse_budget
+from .train.recipe import cifar_recipe, imagenet_recipe, parse_budget
 
 if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
     from .data.imagenet import ImageFolderData
-    from .train.imagenet import ImageNetRun
 
     Run = CifarRun | ImageNetRun
     Data = CifarData | CifarFiles | ImageFolderData
@@ -97,8 +97,6 @@ def _run(exp: Experiment, model: str, preset: str, options: dict, overrides: dic
          budget: Fraction) -> Run:
     frozen, changed = tuple(sorted(options.items())), tuple(sorted(overrides.items()))
     if exp.dataset == "imagenet":
-        from .train.imagenet import ImageNetRun
-
         recipe = imagenet_recipe(preset, **{**options, **overrides})
         return ImageNetRun(canonical_name(model), recipe, seed, preset, frozen, changed)
     recipe = cifar_recipe(preset, **{**options, **overrides}).with_budget(budget)
@@ -138,8 +136,7 @@ def resolve(run: Run, data: Data, engine: Engine, out: Path) -> Job:
     config = run.config(data, engine)
     config["tier"] = tier(config)  # for whoever reads config.json; reports recompute it
     config["key"] = config_key(config)
-    schedule = run.preset + (f"-{budget_label(run.budget)}" if getattr(run, "budget", 1) != 1 else "")
-    return Job(run, config, run_dir_for(out, run.model, schedule, config["key"], run.seed))
+    return Job(run, config, run_dir_for(out, run.model, run.schedule, config["key"], run.seed))
 
 
 def reset(job: Job) -> None:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 from .engine import Engine
-from .recipe import CifarRecipe, ImageNetRecipe
+from .recipe import CifarRecipe, ImageNetRecipe, budget_label
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class RunSpec:
     def data_config(self, data) -> dict:
         raise NotImplementedError
 
+    @property
+    def schedule(self) -> str:
+        """How the run directory's name says the schedule: the preset (and a budget, below)."""
+        return self.preset
+
 
 @dataclass(frozen=True)
 class CifarRun(RunSpec):
@@ -43,6 +48,10 @@ class CifarRun(RunSpec):
 
     def data_config(self, data) -> dict:
         return {"variant": data.variant, "sha256": data.sha256, "split": data.split}
+
+    @property
+    def schedule(self) -> str:
+        return self.preset + (f"-{budget_label(self.budget)}" if self.budget != 1 else "")
 
 
 @dataclass(frozen=True)
