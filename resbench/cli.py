@@ -269,6 +269,7 @@ def report(
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
     from .report.build import build_report
+    from .report.core import counts_line
     from .report.index import build_index
     from .spec import experiment_names
     from .store import RunDirError, run_dirs
@@ -289,7 +290,7 @@ def report(
         except (KeyError, RunDirError) as err:
             fail(str(err).strip("'\""))
         summary = json.loads((out_dir / "summary.json").read_text())
-        verdicts = ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items() if v) or "no paper numbers"
+        verdicts = counts_line(summary["trained"], summary["computed"])
         statuses = [c["status"] for c in summary["claims"]]
         claims = ", ".join(f"{statuses.count(s)} {s}" for s in ("pass", "fail", "inconclusive", "not run")
                            if statuses.count(s))

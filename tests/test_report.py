@@ -214,6 +214,13 @@ def test_proxy_runs_show_numbers_but_no_reproduction_verdict_and_tiers_are_never
     assert lines["ours_mean"].tolist() == [9.0, 8.0]  # never averaged together
 
 
+def test_the_header_counts_computed_verdicts_apart_from_trained_ones(smoke_runs):
+    report = Report.build("table6", smoke_runs)  # smoke runs earn no verdict: their error rows are "not run"
+    assert report.verdicts(computed=True)["reproduced"] == 6 and report.verdicts(computed=False)["reproduced"] == 0
+    counts = report.header().splitlines()[0]
+    assert counts.endswith("Trained rows: not run 12; computed (params, FLOPs): reproduced 6.")
+
+
 def test_runs_of_several_code_versions_are_averaged_and_named():
     runs = fake_runs([("resnet32", 7.5, 1, "done"), ("resnet32", 7.6, 1, "done")])
     runs.loc[1, ["git_commit", "git_dirty"]] = ["def4567890", True]

@@ -75,8 +75,10 @@ class Report:
     def run_names(self) -> list[str]:
         return list(self.runs["run"])
 
-    def verdicts(self) -> dict[str, int]:
-        counts = self.diff["verdict"].value_counts().to_dict()
+    def verdicts(self, computed: bool | None = None) -> dict[str, int]:
+        """Diff lines per verdict: all of them, or only the computed (params, FLOPs) or trained ones."""
+        diff = self.diff if computed is None else self.diff[(self.diff["tier"] == "computed") == computed]
+        counts = diff["verdict"].value_counts().to_dict()
         return {v: int(counts.get(v, 0)) for v in diffs.VERDICTS}
 
     def budgets_read(self) -> list[str]:
@@ -158,6 +160,8 @@ class Report:
         (out / "README.md").write_text(self.markdown(has_figure=fig is not None))
         write_json(out / "summary.json", {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
                                           "verdicts": self.verdicts(), "runs": len(self.run_names),
+                                          "trained": self.verdicts(computed=False),
+                                          "computed": self.verdicts(computed=True),
                                           "tiers": self.tiers(), "budgets": self.budgets_read(),
                                           "claims": self.claims[["claim", "definition", "status"]].to_dict("records"),
                                           "gap": self.gap_verdict})
@@ -165,9 +169,8 @@ class Report:
 
     def header(self) -> str:
         """What was run: runs and seeds per network, tier, data, code versions, devices; and warnings."""
-        v = self.verdicts()
-        lines = [f"Runs read: {len(self.run_names)} ({self.preset} preset). "
-                 + ", ".join(f"{k}: {n}" for k, n in v.items() if n) + ".", ""]
+        counts = counts_line(self.verdicts(computed=False), self.verdicts(computed=True))
+        lines = [f"Runs read: {len(self.run_names)} ({self.preset} preset). {counts[0].upper() + counts[1:]}.", ""]
         if self.run_names:
             done = self.runs[self.runs["status"] == "done"]
             per_tier = [f"{', '.join(f'{m} ×{n}' for m, n in group['model'].value_counts(sort=False).items())} "
@@ -231,6 +234,17 @@ class Report:
             if not self.gap.empty:
                 lines += [_markdown_table(self.gap), ""]
         return "\n".join(lines + [self.rules()])
+
+
+def counts_line(trained: dict[str, int], computed: dict[str, int]) -> str:
+    """"trained rows: proxy 3, not run 10; computed (params, FLOPs): reproduced 6": a computed verdict
+    is about the model's definition, never about a training result, so the two are counted apart."""
+    def listed(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k} {n}" for k, n in counts.items() if n)
+
+    parts = [f"trained rows: {listed(trained)}" if any(trained.values()) else "",
+             f"computed (params, FLOPs): {listed(computed)}" if any(computed.values()) else ""]
+    return "; ".join(p for p in parts if p) or "no paper numbers"
 
 
 def one_run_each(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
