@@ -121,20 +121,26 @@ class MetricsLog:
     def __init__(self, path: Path):
         self.path = path
 
-    def truncate_after(self, iteration: int) -> None:
-        """Keep the records up to `iteration` (a checkpoint's); a torn record (a process killed, or a
-        disk full, while it appended) is dropped with everything after it."""
+    def truncate_after(self, iteration: int) -> list[dict]:
+        """Keep the records up to `iteration` (a checkpoint's) and return them; a torn record (a process
+        killed, or a disk full, while it appended) is dropped with everything after it."""
+        keep: list[dict] = []
         if self.path.exists():
-            keep = []
             for line in filter(None, self.path.read_text().splitlines()):
                 try:
                     record = json.loads(line)
                 except ValueError:
                     break
                 if record["iter"] <= iteration:
-                    keep.append(line)
-            atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
+                    keep.append(record)
+            atomic_write_text(self.path, "".join(f"{json.dumps(r)}\n" for r in keep))
+        return keep
 
     def append(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def last_error(records: list[dict], split: str = "train") -> float | None:
+    """The error of the last record of `split`: what a run resumed at its end reports as its final one."""
+    return next((r["error"] for r in reversed(records) if r["split"] == split), None)

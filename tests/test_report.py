@@ -221,6 +221,20 @@ def test_the_header_counts_computed_verdicts_apart_from_trained_ones(smoke_runs)
     assert counts.endswith("Trained rows: not run 12; computed (params, FLOPs): reproduced 6.")
 
 
+def test_a_finished_run_whose_summary_lacks_its_training_error_is_read_from_its_log(smoke_runs, tmp_path):
+    """Older code left train_error out of the summary of a run resumed at its last iteration."""
+    import shutil
+
+    from resbench.report.runs import load_runs
+
+    run = shutil.copytree(run_dirs(smoke_runs)[0], tmp_path / "run")
+    summary = read_json(run / "summary.json")
+    (run / "summary.json").write_text(json.dumps({**summary, "train_error": None}))
+    last_train = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                  if json.loads(line)["split"] == "train"][-1]
+    assert load_runs(tmp_path).loc[0, "train_error"] == last_train["error"] == summary["train_error"]
+
+
 def test_runs_of_several_code_versions_are_averaged_and_named():
     runs = fake_runs([("resnet32", 7.5, 1, "done"), ("resnet32", 7.6, 1, "done")])
     runs.loc[1, ["git_commit", "git_dirty"]] = ["def4567890", True]

@@ -255,6 +255,18 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(tiny_data, tmp_path):
     assert all(json.loads(line) for line in lines) and json.loads(lines[-1])["iter"] == 24
 
 
+def test_a_run_killed_between_its_last_checkpoint_and_its_summary_reports_the_same_errors(tiny_data, tmp_path):
+    """Killed after the last iteration's checkpoint and records, before summary.json: the resumed run
+    trains nothing and reports the final training error that its log holds."""
+    run = CifarRun("resnet8", tiny_recipe(), seed=0)
+    straight = train_cifar(run, tiny_data, tmp_path, engine(), progress=False)
+    (tmp_path / "summary.json").unlink()
+    resumed = train_cifar(run, tiny_data, tmp_path, engine(), progress=False)
+    assert resumed["status"] == "done" and resumed["iteration"] == 24
+    assert resumed["train_error"] == straight["train_error"] is not None
+    assert resumed["test_error"] == straight["test_error"]
+
+
 def test_every_run_of_a_process_runs_compiled_and_records_it(tiny_data, tmp_path):
     """Runs of one process compile the same step function: past dynamo's recompile limit, later runs
     would silently run eager. Each run starts from cleared caches, and its summary says how it ran."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..protocol import IMAGENET_TESTS, tier
-from ..results import read_json
+from ..results import last_error, read_json
 from ..store import ENDED, eta_s, last_iteration, read_config, read_records, run_dirs, run_state
 
 IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")]
@@ -37,6 +37,9 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
         env = read_json(d / "env.json") if (d / "env.json").exists() else {}
         summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
         summary["status"] = run_state(d)
+        if summary["status"] == "done" and summary.get("train_error") is None and (d / "metrics.jsonl").exists():
+            # older code left it out of a run resumed at its last iteration; the run's log has it
+            summary["train_error"] = last_error(read_records(d / "metrics.jsonl"))
         rows.append({
             "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
             "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),

@@ -21,7 +21,7 @@ import torch
 from ..data.imagenet import FolderLoader, ImageFolderData
 from ..evaluation import TESTS, evaluate
 from ..models import build_model
-from ..results import MetricsLog, environment, write_json
+from ..results import MetricsLog, environment, last_error, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import after_lead, any_rank, broadcast, world
 from .engine import Engine, graphs_compiled, make_optimizer, make_train_step, step_path
@@ -61,10 +61,11 @@ class ImageNetTraining:
             self.optimizer, mode="min", factor=self.recipe.lr_decay, patience=self.recipe.plateau_patience,
             threshold=self.recipe.plateau_threshold, threshold_mode="abs")
         self.state = {"iteration": 0, "train_s": 0.0, "images": 0, "lr": self.recipe.lr}
+        self.train_err = None  # the last logged window's: a run resumed at its end reports the logged one
         self._resume_or_start()
         self.train_step = make_train_step(model, self.optimizer, self.loader.local // self.recipe.bn_group, engine)
         self.name, self.first, self.schedule = run_dir.name, self.state["iteration"], Schedule.of(self.recipe)
-        self.window, self.train_err = Window(device), None
+        self.window = Window(device)
         self.batches = self.loader.batches(self.first)
 
     def _resume_or_start(self) -> None:
@@ -74,7 +75,7 @@ class ImageNetTraining:
             self.plateau.load_state_dict(ckpt["plateau"])
             self.state.update(ckpt["state"])
             if self.lead:
-                self.log_file.truncate_after(self.state["iteration"])
+                self.train_err = last_error(self.log_file.truncate_after(self.state["iteration"]))
                 self.log_file.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
                                       "processes": self.size})
         elif self.lead:

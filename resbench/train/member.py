@@ -10,7 +10,7 @@ from ..data.cifar import CifarData, stratified_split
 from ..data.pipeline import DeviceLoader
 from ..models import build_model
 from ..probes.responses import response_stds
-from ..results import MetricsLog, environment, write_json
+from ..results import MetricsLog, environment, last_error, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engine import Engine, loss_and_error, make_optimizer
 from .runspec import CifarRun
@@ -68,11 +68,12 @@ class Member:
         self.state = {"iteration": 0, "warming_up": self.recipe.warmup, "warmup_ended_at": None,
                       "train_s": 0.0, "wall_s": 0.0, "images": 0}
         self.clock = time.perf_counter()  # wall_s: training, tests and checkpoints, over every resume
+        self.train_err = None  # the last logged window's: a run resumed at its end reports the logged one
         if (ckpt := load_checkpoint(run_dir, map_location=device)) is not None:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.state.update(ckpt["state"])
-            self.log.truncate_after(self.state["iteration"])
+            self.train_err = last_error(self.log.truncate_after(self.state["iteration"]))
             self.log.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
                              "git": env["git"], "gpu": env["gpu"], "torch": env["torch"],
                              **self.fused_with})
@@ -88,7 +89,6 @@ class Member:
         if ckpt is not None and "windows" in ckpt:
             self.window.load_state_dict(ckpt["windows"]["train"])
             self.warm.load_state_dict(ckpt["windows"]["warmup"])
-        self.train_err = None
         self.last_log = (self.state["images"], self.state["train_s"])
 
     @property
