@@ -198,24 +198,30 @@ def status(
     if runs.empty:
         console.print(f"no runs in {out}/" + (f" for {experiment}" if experiment else ""))
         return
+    rows = [[r.run, f"[{STATE_STYLE.get(r.status, '')}]{r.status}[/]", f"{r.iteration or 0}/{r.iterations}",
+             "" if is_missing(r.test_error) else f"{r.test_error:.2f}",
+             "" if is_missing(r.img_per_s) or not r.img_per_s else f"{r.img_per_s:,.0f}",
+             "" if is_missing(r.eta_s) else duration(r.eta_s),
+             ", ".join(f"s{name.rsplit('-s', 1)[1]}" for name in _listed(r.fused_with)),
+             "" if is_missing(r.note) else str(r.note)]
+            for r in runs.itertuples()]
+    columns = ("run", "status", "progress", "test error %", "img/s", "ETA", "fused with", "note")
+    shown = [i for i, _ in enumerate(columns) if i < 2 or any(row[i] for row in rows)]  # no empty columns
     table = Table(title=f"runs in {out}/")
-    table.add_column("run", overflow="fold")
-    numeric = ("progress", "test error %", "img/s", "ETA")
-    for col in ("status", *numeric, "fused with", "note"):
-        table.add_column(col, justify="right" if col in numeric else "left")
-    for r in runs.itertuples():
-        style = STATE_STYLE.get(r.status, "")
-        table.add_row(r.run, f"[{style}]{r.status}[/]", f"{r.iteration or 0}/{r.iterations}",
-                      "" if is_missing(r.test_error) else f"{r.test_error:.2f}",
-                      "" if is_missing(r.img_per_s) or not r.img_per_s else f"{r.img_per_s:,.0f}",
-                      "" if is_missing(r.eta_s) else duration(r.eta_s),
-                      ", ".join(f"s{name.rsplit('-s', 1)[1]}" for name in r.fused_with or []), r.note or "")
+    for i in shown:  # a run's name on one line: it is what a reader copies
+        table.add_column(columns[i], no_wrap=i == 0, justify="right" if 2 <= i <= 5 else "left")
+    for row in rows:
+        table.add_row(*(row[i] for i in shown))
     console.print(table)
     counts = runs["status"].value_counts()
     left = runs["eta_s"].dropna()
     console.print(", ".join(f"{n} {s}" for s, n in counts.items())
                   + (f"; {duration(left.sum())} of training left at the measured img/s, one run at a time"
                      if len(left) else ""))
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else []
 
 
 @app.command()

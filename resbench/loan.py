@@ -8,22 +8,29 @@ command, `scripts/gpu_loan.sh`, and what must survive it travels both ways:
   here   `bundle`   .gpu/: the CIFAR-10 files gzip'd (3x smaller) with their sha256, the commit
   there  `train`    unpack and check the data; seed the results from the committed runs
                     (finished ones are skipped) and the carried checkpoints; a preflight (eager
-                    vs the captured step, `train/graphs.py`) chooses the engine; then train the
-                    plan until an absolute deadline, admitting a run only while it can still
-                    finish (budget runs) and all unfinished checkpoints fit the carry budget
+                    vs the captured step, `train/graphs.py`) chooses the engine, and a check that
+                    fails there is logged, never fatal; then train the plan until an absolute
+                    deadline, admitting a run that will finish whatever time is left, and one that
+                    would pause only with 90 s left and while all unfinished checkpoints fit the
+                    carry budget; pack after every finished run
   there  `pack`     the runs' small files in one archive, unfinished runs' checkpoints in bins of
-                    at most 15.5 MiB, beside the preflight and the log
+                    at most 15.5 MiB, beside the preflight and the log (again after the timeout)
   here   `collect`  the small files into reports/runs/, the bins into .gpu/carry/ for the next loan
 
 The plan, in order: the budget ladder (the ten Table 6 / Fig. 6 networks at 1/32, then 1/16,
 3 seeds each), then the paper's full recipe, cheapest network first, carried between loans.
-ResNet-1202 only when named.
+Where the stages asked for leave out a rung of the ladder, its runs fill the time that no run
+of those stages can use. ResNet-1202 only when named.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import os
+import re
 import shutil
+import subprocess
 import tarfile
 import time
 from fractions import Fraction
@@ -35,7 +42,8 @@ BIN_BYTES = int(15.5 * MIB)  # one returned file: under the 16 MiB a file may ha
 CARRY_BYTES = 40 * MIB  # checkpoints that travel back out: 64 MiB less the data (18.6) and the tree
 TRAVEL_BYTES = 64 * MIB  # what may travel to the machine, in all
 MAX_FILES = 8  # files back from a command
-MIN_START_S = 90  # no run starts with less time than this left
+MIN_START_S = 90  # no run that would pause starts with less time than this left
+GUESSED_IMG_PER_S = {"cuda": 5000.0, "cpu": 200.0}  # ResNet-20, eager, when the preflight could not measure
 LADDER = ("1/32", "1/16")  # budgets, before the full recipe ("1")
 MODELS = ("resnet20", "plain20", "resnet32", "plain32", "resnet44", "plain44", "resnet56", "plain56",
           "resnet110", "plain110")  # cheapest first; ResNet-1202 only when named
@@ -110,9 +118,10 @@ def first_fit(sizes: dict[str, int], capacity: int = BIN_BYTES) -> list[list[str
 
 
 def fits(sizes: dict[str, int]) -> bool:
-    """Do these checkpoints travel back: within the carry budget, in bins that leave room for 3 other files?"""
+    """Do these checkpoints travel back: within the carry budget, in bins that leave room for 4 other files
+    (runs.tgz, preflight.json, loan.log, and an archive half-written when the loan was cut)?"""
     try:
-        return sum(sizes.values()) <= CARRY_BYTES and len(first_fit(sizes)) <= MAX_FILES - 3
+        return sum(sizes.values()) <= CARRY_BYTES and len(first_fit(sizes)) <= MAX_FILES - 4
     except ValueError:
         return False
 
@@ -141,30 +150,49 @@ def seconds_per_run(model: str, iterations: int, batch: int, img_per_s: float) -
 
 
 def pack(runs: Path, out: Path) -> list[str]:
-    """There, last: runs.tgz (every run's small files) and carry-N.tar (unfinished runs' checkpoints)."""
+    """runs.tgz (every run's small files) and carry-N.tar (unfinished runs' checkpoints) into `out`.
+
+    Called after every finished run, not only at the end: a loan cut at any moment brings back what
+    it finished. Each archive is written beside its name and then renamed over it, so a cut leaves
+    the previous whole archive (and at most one partial file, which `fits` leaves room for)."""
     out.mkdir(parents=True, exist_ok=True)
     small = lambda info: None if info.name.endswith((".pt", ".lock", ".tmp")) or "/." in info.name else info  # noqa: E731
-    with tarfile.open(out / "runs.tgz", "w:gz") as tar:
+    with _replacing(out / "runs.tgz") as part, tarfile.open(part, "w:gz") as tar:
         for run in sorted(p.parent for p in runs.glob("*/config.json")):
             tar.add(run, arcname=run.name, filter=small)
-    written = ["runs.tgz"]
-    for i, names in enumerate(first_fit(unfinished(runs)), 1):
-        with tarfile.open(out / f"carry-{i}.tar", "w") as tar:
+    bins = first_fit(unfinished(runs))
+    for i, names in enumerate(bins, 1):
+        with _replacing(out / f"carry-{i}.tar") as part, tarfile.open(part, "w") as tar:
             for name in names:
                 tar.add(runs / name, arcname=name)
-        written.append(f"carry-{i}.tar")
-    return written
+    for stale in out.glob("carry-*.tar"):  # bins of checkpoints that have since finished
+        if int(stale.stem.split("-")[1]) > len(bins):
+            stale.unlink()
+    return ["runs.tgz"] + [f"carry-{i}.tar" for i in range(1, len(bins) + 1)]
+
+
+@contextlib.contextmanager
+def _replacing(path: Path):
+    part = path.with_name(f".{path.name}.part")
+    try:
+        yield part
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def collect(files_at: Path, repo: Path) -> dict:
     """Here, after a loan: small files into reports/runs/, checkpoints into .gpu/carry/, the preflight and
-    the log into reports/gpu/. Refused as a whole if the next loan's carry would not travel."""
+    the log into reports/gpu/ (named by the loan's start). Refused as a whole if the next loan's carry
+    would not travel."""
     bins = sorted(files_at.glob("carry-*.tar"))
     data = _size(repo / ".gpu" / "data")
     carry = sum(b.stat().st_size for b in bins)
-    if data + carry + _tracked_size(repo) > TRAVEL_BYTES:
-        raise ValueError(f"the next loan would send {(data + carry + _tracked_size(repo)) / MIB:.1f} MiB "
-                         f"(data {data / MIB:.1f}, carry {carry / MIB:.1f}): over {TRAVEL_BYTES // MIB} MiB")
+    tree = sent_size(repo)
+    if data + carry + tree > TRAVEL_BYTES:
+        raise ValueError(f"the next loan would send {(data + carry + tree) / MIB:.1f} MiB "
+                         f"(data {data / MIB:.1f}, carry {carry / MIB:.1f}, tree {tree / MIB:.1f}): "
+                         f"over {TRAVEL_BYTES // MIB} MiB")
     runs = repo / "reports" / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     with tarfile.open(files_at / "runs.tgz") as tar:
@@ -176,67 +204,109 @@ def collect(files_at: Path, repo: Path) -> dict:
         shutil.copy2(b, repo / ".gpu" / "carry" / b.name)
     gpu = repo / "reports" / "gpu"
     gpu.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = loan_started(files_at / "loan.log") or time.strftime("%Y%m%d-%H%M%S")
     for name in ("preflight.json", "loan.log"):
         if (files_at / name).exists():
             shutil.copy2(files_at / name, gpu / f"{stamp}-{name}")
     return {"runs": len({m.name.split("/")[0] for m in members}), "carry MiB": round(carry / MIB, 1),
-            "next loan sends MiB": round((data + carry + _tracked_size(repo)) / MIB, 1)}
+            "next loan sends MiB": round((data + carry + sent_size(repo)) / MIB, 1)}
+
+
+def loan_started(log: Path) -> str | None:
+    """'20261130-011719' from the log's first line ('loan of 2026-11-30T01:17:19Z: ...')."""
+    first = log.read_text().partition("\n")[0] if log.exists() else ""
+    found = re.match(r"loan of (\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", first)
+    return "{}{}{}-{}{}{}".format(*found.groups()) if found else None
 
 
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
-def _tracked_size(repo: Path) -> int:
-    """What the working tree sends besides .gpu: its files outside .venv, .gpu, runs and caches."""
-    skip = {".git", ".venv", ".gpu", "runs", ".pytest_cache", ".benchmarks", "__pycache__"}
-    return sum(p.stat().st_size for p in repo.rglob("*")
-               if p.is_file() and not skip.intersection(p.relative_to(repo).parts))
+def sent_size(repo: Path) -> int:
+    """What a loan sends of the working tree besides .gpu: as the device tool does, the tracked files and the
+    untracked ones git does not ignore (reports/runs/ included; .venv, runs/, caches not)."""
+    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True)
+    if listed.returncode == 0:
+        names = [repo / n for n in listed.stdout.split("\0") if n]
+    else:  # not a git checkout: everything but what .gitignore names at the top
+        skip = {".git", ".venv", ".gpu", "runs", ".pytest_cache", ".benchmarks"}
+        names = [p for p in repo.rglob("*") if p.relative_to(repo).parts[0] not in skip and "__pycache__" not in p.parts]
+    return sum(p.stat().st_size for p in names if p.is_file())
 
 
 def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, device: str, preset: str,
           stages: tuple[str, ...], models: tuple[str, ...], seeds: int, preflight_iterations: int,
           min_start_s: float = MIN_START_S, margin_s: float = 20.0, say: Callable[[str], None] = print) -> dict:
-    """There: everything up to packing (see the module docstring); returns what was trained."""
+    """There: everything but the last packing (see the module docstring); returns what was trained.
+
+    After the declared stages, the ladder's budgets not among them fill the time left, with runs that
+    finish before the deadline only. Every finished run is packed at once."""
     from .data.cifar import cifar10_files
-    from .preflight import preflight
     from .runner import make_groups, prepare, train_group
     from .store import FINISHED, read_status
+    from .train.recipe import cifar_recipe
 
     data = cifar10_files(unpack_data(gpu_dir, work))
     say(f"data unpacked and checked: {data.folder}")
     say(f"results seeded: {seed_runs(repo / 'reports' / 'runs', gpu_dir / 'carry', work / 'runs')}")
-    from .train.recipe import cifar_recipe
-
-    check = preflight(data, device, preflight_iterations, out / "preflight.json", cifar_recipe(preset).batch_size)
-    say(f"preflight: {json.dumps(check['chosen'])}")
-    engine, trained = check["engine"], []
-    rate, fuse = check["chosen"]["run_img_per_s"], check["chosen"]["fuse"]
-    for budget in stages:
+    engine, rate, fuse = _preflight(data, device, preflight_iterations, out, cifar_recipe(preset).batch_size, say)
+    trained = []
+    fill = [b for b in LADDER if b not in stages]
+    for budget, finish_only in [(b, False) for b in stages] + [(b, True) for b in fill]:
         jobs, data, engine = prepare("figure6", preset, list(models), seeds, work / "runs", data=data,
                                      engine=engine, budget=budget, say=say)
         for group in make_groups(sorted(jobs, key=lambda j: models.index(j.run.model)), fuse):
             group = [job for job in group if read_status(job.dir) not in FINISHED]
-            if not group:
-                continue
             left = deadline - time.time()
-            need = sum(seconds_per_run(j.run.model, j.run.recipe.iterations - _done(j.dir), j.run.recipe.batch_size,
-                                       rate) for j in group)
-            carry = {**unfinished(work / "runs"),
-                     **{f"{j.dir.name}/checkpoint.pt": checkpoint_bytes(j.run.model) for j in group}}
-            names = ", ".join(j.dir.name for j in group)
-            why = f"less than {min_start_s:.0f} s left" if left < min_start_s else \
-                "cannot finish before the deadline" if Fraction(budget) < 1 and need > left - margin_s else \
-                "its checkpoints would not travel back" if not fits(carry) else None
+            why = _not_now(group, work / "runs", rate, left, min_start_s, margin_s,
+                           finish_only or Fraction(budget) < 1) if group else "finished"
+            if why == "finished" or (why and finish_only):  # fillers that do not fit are not worth a line each
+                continue
             if why:
-                say(f"not started: {names} ({why}; needs about {need:.0f} s, {left:.0f} s left)")
+                say(f"not started: {', '.join(j.dir.name for j in group)} ({why}, {left:.0f} s left)")
                 continue
             for summary in train_group(group, data, engine, progress=False, time_limit_s=left - margin_s):
                 trained.append({k: summary.get(k) for k in ("dir", "status", "iteration", "img_per_s", "step")})
                 say(f"{summary['status']}: {Path(summary['dir']).name} at {summary.get('iteration')} "
                     f"({summary.get('img_per_s')} img/s, {summary.get('step')})")
+            say(f"packed: {', '.join(pack(work / 'runs', out))}")
     return {"trained": trained, "engine": repr(engine)}
+
+
+def _not_now(group: list, runs: Path, rate: float, left: float, min_start_s: float, margin_s: float,
+             must_finish: bool) -> str | None:
+    """Why a group of runs is not started now, or None. A fused group's runs train side by side, so it
+    takes as long as its longest run. A run that will finish may start whatever time is left; one that
+    will pause must have `min_start_s` left to be worth its checkpoint, and that checkpoint must travel."""
+    need = max(seconds_per_run(j.run.model, j.run.recipe.iterations - _done(j.dir), j.run.recipe.batch_size, rate)
+               for j in group)
+    if need <= left - margin_s:
+        return None
+    if must_finish:
+        return f"cannot finish before the deadline: needs about {need:.0f} s"
+    if left < min_start_s:
+        return f"less than {min_start_s:.0f} s left: needs about {need:.0f} s"
+    carry = {**unfinished(runs), **{f"{j.dir.name}/checkpoint.pt": checkpoint_bytes(j.run.model) for j in group}}
+    return None if fits(carry) else "its checkpoints would not travel back"
+
+
+def _preflight(data, device: str, iterations: int, out: Path, batch: int, say: Callable[[str], None]):
+    """The preflight's engine, per-run img/s and fuse; where the preflight itself fails, the plain eager step
+    and a guessed rate, said in the log: a failed measurement never ends the loan."""
+    from .preflight import preflight
+    from .train.engine import Engine
+
+    try:
+        check = preflight(data, device, iterations, out / "preflight.json", batch)
+        say(f"preflight: {json.dumps(check['chosen'])}")
+        return check["engine"], check["chosen"]["run_img_per_s"], check["chosen"]["fuse"]
+    except Exception as err:  # noqa: BLE001  (whatever broke, training goes on with the plain step)
+        rate = GUESSED_IMG_PER_S["cuda" if device.startswith("cuda") else "cpu"]
+        say(f"preflight failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            f"training with the plain eager step, times estimated at {rate} img/s")
+        return Engine(device=device, compile=False).resolve(), rate, 1
 
 
 def _done(run_dir: Path) -> int:

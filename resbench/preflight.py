@@ -5,8 +5,9 @@ ResNet-20 from one initialisation on the same batches, `iterations` steps with e
 the plain eager step and the captured one (on a CPU: its dry mode, never captured, which is
 never faster and so never chosen). Their losses must be finite and agree; the captured step
 is chosen where it does and is at least 5% faster. Then three seeds fused: the loan trains
-seeds fused where their aggregate rate beats the chosen step's by 20%. The figures go to a
-JSON file that comes back with the loan (reports/gpu/).
+seeds fused where their aggregate rate beats the chosen step's by 20%. A check that raises is
+recorded under "failed" and its way is not taken; only the plain step must work. The figures go
+to a JSON file that comes back with the loan (reports/gpu/).
 """
 from __future__ import annotations
 
@@ -59,21 +60,29 @@ def preflight(files: CifarFiles, device: str, iterations: int, out: Path, batch:
         raise ValueError(f"a preflight needs at least {WARMUP_STEPS + 4} iterations")
     plain = Engine(device=device, compile=False).resolve()
     captured = replace(plain, graph="cuda" if plain.device.startswith("cuda") else "dry")
-    results = {name: _train(engine, files, iterations, batch) for name, engine in (("plain", plain),
-                                                                                    ("captured", captured))}
-    a, b = (sum(r["losses"][-10:]) / len(r["losses"][-10:]) for r in results.values())
+    results = {"plain": _train(plain, files, iterations, batch)}
+    failed = {}  # optional checks that raised: said in the report, and that way not taken
+    try:
+        results["captured"] = _train(captured, files, iterations, batch)
+    except Exception as err:  # noqa: BLE001
+        failed["captured"] = _error(err)
+    last10 = {name: sum(r["losses"][-10:]) / len(r["losses"][-10:]) for name, r in results.items()}
     finite = all(math.isfinite(v) for r in results.values() for v in r["losses"])
+    a, b = last10["plain"], last10.get("captured", math.nan)
     agree = finite and abs(a - b) <= 0.05 * abs(a) + 0.02
-    faster = results["captured"]["img_per_s"] >= FASTER * results["plain"]["img_per_s"]
+    faster = "captured" in results and results["captured"]["img_per_s"] >= FASTER * results["plain"]["img_per_s"]
     use = "captured" if agree and faster and captured.graph == "cuda" and results["captured"]["step"] == "cuda graph" \
         else "plain"
     engine = captured if use == "captured" else plain
-    with tempfile.TemporaryDirectory(prefix="resbench-preflight-") as tmp:
-        fused = fused_throughput("resnet20", FUSE, iterations, files.load(), plain, Path(tmp), batch)
-    fuse = FUSE if fused["steady_img_per_s"] >= FUSE_FASTER * results[use]["img_per_s"] else 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="resbench-preflight-") as tmp:
+            fused = fused_throughput("resnet20", FUSE, iterations, files.load(), plain, Path(tmp), batch)
+    except Exception as err:  # noqa: BLE001
+        failed["fused"], fused = _error(err), None
+    fuse = FUSE if fused and fused["steady_img_per_s"] >= FUSE_FASTER * results[use]["img_per_s"] else 1
     report = {"device": torch.cuda.get_device_name(0) if plain.device.startswith("cuda") else "cpu",
               "torch": torch.__version__, "iterations": iterations, "batch": batch, "precision": plain.precision,
-              "finite": finite, "agree": agree, "last10_loss": {"plain": a, "captured": b},
+              "finite": finite, "agree": agree, "last10_loss": last10, "failed": failed,
               **{name: {k: v for k, v in r.items() if k != "losses"} for name, r in results.items()},
               "losses": {name: r["losses"] for name, r in results.items()},
               "fused": fused,
@@ -81,3 +90,7 @@ def preflight(files: CifarFiles, device: str, iterations: int, out: Path, batch:
                          "run_img_per_s": fused["per_run_img_per_s"] if fuse > 1 else results[use]["img_per_s"]}}
     write_json(out, report)
     return {**report, "engine": engine}
+
+
+def _error(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"

@@ -79,18 +79,24 @@ def config_key(config: dict) -> str:
 
 
 def git_info() -> dict:
+    """The commit of this code: RESBENCH_COMMIT where set (a tree sent without .git, as on a GPU loan,
+    says its commit), else the git checkout that holds this package, and only if it is this project's
+    (a tree copied inside another checkout would otherwise take that checkout's commit)."""
+    if os.environ.get("RESBENCH_COMMIT"):
+        commit, _, flag = os.environ["RESBENCH_COMMIT"].partition("+")
+        return {"commit": commit, "dirty": flag == "dirty"}
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(PACKAGE_DIR), *args], capture_output=True,
                               text=True, timeout=10).stdout.strip()
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        top = git("rev-parse", "--show-toplevel")
+        if not top or Path(top).resolve() != PACKAGE_DIR.parent.resolve():
+            return {"commit": "unknown", "dirty": False}
+        return {"commit": git("rev-parse", "HEAD") or "unknown",
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", False
-    if not commit and os.environ.get("RESBENCH_COMMIT"):  # a tree sent without .git (a GPU loan) says its commit
-        commit, _, flag = os.environ["RESBENCH_COMMIT"].partition("+")
-        dirty = flag == "dirty"
-    return {"commit": commit or "unknown", "dirty": dirty}
+        return {"commit": "unknown", "dirty": False}
 
 
 def environment(device: torch.device, data_provenance: dict) -> dict:

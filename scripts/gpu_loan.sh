@@ -4,7 +4,8 @@
 #           run(command="sh scripts/gpu_loan.sh", carry=[".gpu"], timeout_s=600)
 #   here:   resbench loan collect <files_at>             # runs into reports/runs/, checkpoints into .gpu/carry/
 # Rehearsal on a CPU (tests/test_loan.py): DEVICE=cpu PRESET=smoke DEADLINE_S=30 OUT=... sh scripts/gpu_loan.sh
-# Training runs under a timeout; packing comes after it whatever happened, so something always comes back.
+# Training packs every run as it finishes, and runs under a timeout; packing comes again after it whatever
+# happened, so what was finished comes back even from a loan cut short.
 set -u
 OUT=${OUT:?the folder whose files come back}
 DEADLINE_S=${DEADLINE_S:-540}            # from now until the runs must have paused
@@ -13,7 +14,7 @@ MODELS=${MODELS:-} PREFLIGHT=${PREFLIGHT:-50} WORK=${WORK:-/tmp/resbench-loan}
 MIN_START=${MIN_START:-90} MARGIN=${MARGIN:-20}   # no run starts with less left; runs pause this early
 PYTHON=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 RESBENCH_COMMIT=$(cat .gpu/commit 2>/dev/null || echo unknown)
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 RESBENCH_COMMIT=$(cat .gpu/commit 2>/dev/null || echo unknown)
 export RESBENCH_CACHE=$WORK/cache
 start=$(date +%s)
 deadline=$((start + DEADLINE_S))

@@ -13,6 +13,7 @@ import torch
 from resbench.loan import BIN_BYTES, MIB, TRAVEL_BYTES, first_fit, fits
 
 ROOT = Path(__file__).resolve().parents[1]
+GPU_PYTHON = ROOT / "tests" / "gpu_python"  # the GPU machine's package set: no fvcore, papermill, submitit, ...
 MODELS = "resnet20,resnet110"  # two seeds each: a 30 s loan cannot train both ResNet-110s, so one is carried
 
 
@@ -31,13 +32,14 @@ def bare_copy(dest: Path) -> Path:
 def loan(tree: Path, out: Path, work: Path, home: Path, deadline_s: int) -> str:
     env = {**os.environ, "DEVICE": "cpu", "PRESET": "smoke", "STAGES": "1", "SEEDS": "2", "MODELS": MODELS,
            "DEADLINE_S": str(deadline_s), "PREFLIGHT": "8", "MIN_START": "3", "MARGIN": "2", "OUT": str(out),
-           "WORK": str(work), "HOME": str(home), "PYTHON": sys.executable,
+           "WORK": str(work), "HOME": str(home), "PYTHON": sys.executable, "PYTHONPATH": str(GPU_PYTHON),
            "OMP_NUM_THREADS": "1"}  # one thread: steady timings beside the test process on 2 cores
     out.mkdir(parents=True)
     proc = subprocess.run(["sh", "scripts/gpu_loan.sh"], cwd=tree, env=env, capture_output=True, text=True,
                           timeout=deadline_s + 120)
     log = (out / "loan.log").read_text()
     assert proc.returncode == 0, proc.stderr + log
+    assert "Traceback" not in log and "runs in" in log, log  # `resbench status` ran on the GPU's package set
     return log
 
 

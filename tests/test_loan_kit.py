@@ -1,0 +1,173 @@
+"""The loan kit's parts, each against a way an earlier loan lost time or results."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from resbench import loan
+from resbench.loan import MIB
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_PYTHON = ROOT / "tests" / "gpu_python"
+
+
+def job(model: str, iterations: int, name: str, tmp_path: Path):
+    recipe = SimpleNamespace(iterations=iterations, batch_size=128)
+    return SimpleNamespace(run=SimpleNamespace(model=model, recipe=recipe), dir=tmp_path / name)
+
+
+def test_a_run_that_will_finish_starts_whatever_time_is_left_and_one_that_would_pause_needs_min_start(tmp_path):
+    rate = 39_000.0  # the H200's captured ResNet-20 step
+    short = [job("resnet20", 2000, "short", tmp_path)]  # 1/32 of the recipe: about 8 s
+    full = [job("resnet20", 64000, "full", tmp_path)]  # about 240 s
+    assert loan._not_now(short, tmp_path, rate, 67, 90, 20, must_finish=True) is None  # the first loan idled here
+    assert "less than 90 s left" in loan._not_now(full, tmp_path, rate, 67, 90, 20, must_finish=False)
+    assert "cannot finish" in loan._not_now(full, tmp_path, rate, 200, 90, 20, must_finish=True)
+    assert loan._not_now(full, tmp_path, rate, 200, 90, 20, must_finish=False) is None  # it pauses and is carried
+
+
+def test_a_fused_group_takes_as_long_as_its_longest_run_not_the_sum(tmp_path):
+    one = loan.seconds_per_run("resnet20", 2000, 128, 10_000)
+    three = [job("resnet20", 2000, f"s{i}", tmp_path) for i in range(3)]
+    left = 20 + 1.5 * one  # time for one run (the three side by side), not for three after another
+    assert loan._not_now(three, tmp_path, 10_000, left, 90, 20, must_finish=True) is None
+
+
+def test_a_failing_preflight_check_is_recorded_and_the_loan_trains_on(bench_root, tmp_path, monkeypatch):
+    from resbench import preflight as preflight_module
+    from resbench.data.cifar import cifar10_files
+
+    files = cifar10_files(bench_root)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("NYI: querying is_contiguous inside of vmap for memory_format other than ...")
+
+    monkeypatch.setattr(preflight_module, "fused_throughput", crash)
+    report = preflight_module.preflight(files, "cpu", 8, tmp_path / "preflight.json", batch=32)
+    assert report["failed"] == {"fused": "RuntimeError: NYI: querying is_contiguous inside of vmap for memory_format "
+                                         "other than ..."}
+    assert report["chosen"]["fuse"] == 1 and json.loads((tmp_path / "preflight.json").read_text())["failed"]
+
+    monkeypatch.setattr(preflight_module, "preflight", crash)  # the whole preflight: the plain step, a guessed rate
+    said = []
+    engine, rate, fuse = loan._preflight(files, "cpu", 8, tmp_path, 32, said.append)
+    assert (engine.graph, engine.compile) == ("off", False)
+    assert (rate, fuse) == (loan.GUESSED_IMG_PER_S["cpu"], 1) and "preflight failed (RuntimeError" in said[0]
+
+
+def test_pack_replaces_each_archive_whole_and_drops_bins_of_runs_since_finished(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for name, status in (("a-s0", "done"), ("b-s0", "paused")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text("{}")
+        (runs / name / "summary.json").write_text(json.dumps({"status": status}))
+        (runs / name / "checkpoint.pt").write_bytes(b"\1" * 1000)
+    assert loan.pack(runs, out) == ["runs.tgz", "carry-1.tar"]
+    (runs / "b-s0" / "summary.json").write_text(json.dumps({"status": "done"}))
+    assert loan.pack(runs, out) == ["runs.tgz"]
+    assert sorted(p.name for p in out.iterdir()) == ["runs.tgz"]  # no stale bin, no partial file
+    with tarfile.open(out / "runs.tgz") as tar:
+        assert {m.name for m in tar.getmembers() if m.isfile()} == {
+            "a-s0/config.json", "a-s0/summary.json", "b-s0/config.json", "b-s0/summary.json"}
+
+
+def test_a_loan_killed_at_a_random_moment_brings_back_every_run_it_finished_before(bench_root, tmp_path):
+    """The loan's command is killed outright (as the device tool's limit does): no final packing runs."""
+    tree = ROOT
+    gpu = tmp_path / "gpu"
+    env = {**os.environ, "PYTHONPATH": str(GPU_PYTHON)}
+    subprocess.run([sys.executable, "-m", "resbench", "loan", "bundle", "--data-root", str(bench_root),
+                    "--gpu-dir", str(gpu)], cwd=tree, env=env, check=True, capture_output=True)
+    out, work = tmp_path / "out", tmp_path / "work"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "resbench", "loan", "train", "--out", str(out), "--deadline", str(time.time() + 120),
+           "--work", str(work), "--device", "cpu", "--preset", "smoke", "--stages", "1", "--seeds", "4",
+           "--models", "resnet20", "--preflight-iterations", "8", "--min-start", "1", "--margin", "1",
+           "--gpu-dir", str(gpu)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**env, "PYTHONPATH": f"{tree}:{GPU_PYTHON}", "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = ""
+    while "packed:" not in seen and proc.poll() is None:  # the first run finished and was packed
+        seen += proc.stdout.readline()
+    wait = random.uniform(0, 4)
+    time.sleep(wait)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with tarfile.open(out / "runs.tgz") as tar:
+        packed = {m.name.split("/")[0] for m in tar.getmembers() if m.name.endswith("summary.json")}
+        packed = {name for name in packed
+                  if json.load(tar.extractfile(f"{name}/summary.json"))["status"] == "done"}
+    archived = (out / "runs.tgz").stat().st_mtime
+    finished = {d.name for d in (work / "runs").iterdir() if (d / "summary.json").exists()
+                and json.loads((d / "summary.json").read_text())["status"] == "done"
+                and (d / "summary.json").stat().st_mtime < archived}
+    assert finished and finished <= packed, f"killed {wait:.1f} s after the first packing: {seen}"
+
+
+def test_status_reads_runs_on_the_gpu_machines_package_set():
+    proc = subprocess.run([sys.executable, "-m", "resbench", "status", "--out", str(ROOT / "reports" / "runs")],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{GPU_PYTHON}"},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr
+    guard = subprocess.run([sys.executable, "-c", "import fvcore"], env={**os.environ, "PYTHONPATH": str(GPU_PYTHON)},
+                           capture_output=True, text=True)
+    assert guard.returncode != 0 and "No module named 'fvcore'" in guard.stderr  # the guard does guard
+
+
+def test_the_next_loans_size_counts_what_the_device_tool_sends(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "reports" / "runs" / "r-s0").mkdir(parents=True)
+    (repo / "reports" / "runs" / "r-s0" / "metrics.jsonl").write_bytes(b"x" * MIB)  # sent: not ignored
+    (repo / ".venv").mkdir()
+    (repo / ".venv" / "torch.so").write_bytes(b"x" * 3 * MIB)  # not sent: ignored
+    (repo / ".gitignore").write_text(".venv/\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    assert MIB <= loan.sent_size(repo) < 1.01 * MIB
+    subprocess.run(["rm", "-rf", str(repo / ".git")], check=True)  # no git: the walk skips the same
+    assert MIB <= loan.sent_size(repo) < 1.01 * MIB
+
+
+def test_collect_names_the_loans_files_by_the_loans_start(tmp_path):
+    back = tmp_path / "back"
+    (back / "r-s0").mkdir(parents=True)
+    (back / "r-s0" / "config.json").write_text("{}")
+    with tarfile.open(back / "runs.tgz", "w:gz") as tar:
+        tar.add(back / "r-s0", arcname="r-s0")
+    (back / "loan.log").write_text("loan of 2026-11-30T01:17:19Z: commit abc, device cuda, deadline in 526s\n")
+    loan.collect(back, tmp_path / "repo")
+    assert [p.name for p in (tmp_path / "repo" / "reports" / "gpu").iterdir()] == ["20261130-011719-loan.log"]
+
+
+def test_the_commit_of_a_run_is_this_projects_or_the_one_the_loan_names(tmp_path, monkeypatch):
+    from resbench import results
+
+    other = tmp_path / "other"  # the package copied inside another project's checkout
+    (other / "resbench").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q",
+                    "--allow-empty", "-m", "x"], check=True)
+    monkeypatch.setattr(results, "PACKAGE_DIR", other / "sub" / "resbench")
+    (other / "sub" / "resbench").mkdir(parents=True)
+    monkeypatch.delenv("RESBENCH_COMMIT", raising=False)
+    assert results.git_info() == {"commit": "unknown", "dirty": False}
+    monkeypatch.setenv("RESBENCH_COMMIT", "9f9a98fdc302bcbc0d3db71bbe4c0b49a62eb821")
+    assert results.git_info() == {"commit": "9f9a98fdc302bcbc0d3db71bbe4c0b49a62eb821", "dirty": False}
+    monkeypatch.setattr(results, "PACKAGE_DIR", other / "resbench")  # where it is that project's: it still wins
+    assert results.git_info()["commit"] == "9f9a98fdc302bcbc0d3db71bbe4c0b49a62eb821"
+
+
+def test_the_python_pyproject_asks_for_is_one_the_code_runs_on():
+    needs = {"tomllib": (3, 11), "filter=\"data\"": (3, 11)}  # extractall(filter=...): 3.11.4 and 3.12
+    asked = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    floor = tuple(int(v) for v in asked.removeprefix(">=").split("."))
+    source = "".join(p.read_text() for p in (ROOT / "resbench").rglob("*.py"))
+    assert all(floor >= version for text, version in needs.items() if text in source), asked
