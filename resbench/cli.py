@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from .cli_bench import bench_app
-from .cli_common import console, duration, fail, is_missing, one, outcome, overrides, split as _split
+from .cli_common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
 from .cli_loan import loan_app
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
@@ -160,7 +160,7 @@ def run(
         else:
             results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n)
     except (DataError, ValueError, KeyError) as err:
-        fail(str(err).strip("'\""))
+        fail(message(err))
     except OSError as err:
         fail(f"cannot write results to {out}: {err.strerror or err}")
     console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --out {out}; "
@@ -193,7 +193,7 @@ def status(
         try:
             models = {r.model for r in load_experiment(experiment).runnable_rows}
         except KeyError as err:
-            fail(str(err).strip("'\""))
+            fail(message(err))
         runs = runs[runs["model"].isin(models)]
     if runs.empty:
         console.print(f"no runs in {out}/" + (f" for {experiment}" if experiment else ""))
@@ -247,7 +247,7 @@ def ensemble(
                                   for r in runs if (r / "config.json").exists()), None)
         result = ensemble_of_runs(runs, find_imagenet(root), engine, test)
     except (DataError, ValueError, KeyError) as err:
-        fail(str(err).strip("'\""))
+        fail(message(err))
     table = Table(title=f"{test} test on {result['data_variant']} val")
     for col in ("run", "model", "top-1 err %", "top-5 err %"):
         table.add_column(col, justify="right" if "err" in col else "left")
@@ -272,13 +272,16 @@ def report(
     preset: Optional[str] = typer.Option(None, help="paper, demo or smoke (default: paper runs if any, "
                                          "else demo, else smoke)"),
     data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),
+    replace: bool = typer.Option(False, "--replace", help="rebuild a report folder that was built from another "
+                                 "runs folder (else refused: the committed reports/ come from reports/runs/)"),
+    jobs: Optional[int] = typer.Option(None, min=1, help="reports built at once (default: one per core)"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
-    from .report.build import build_report
+    from .report.build import ReportError, build_reports
     from .report.core import counts_line
     from .report.index import build_index
     from .spec import experiment_names
-    from .store import RunDirError, run_dirs
+    from .store import RunDirError
 
     runs, out = one(runs_, "--runs"), one(out_, "--out")
     if index:
@@ -288,18 +291,16 @@ def report(
         [f"table{n}" for n in table or []] + [f"figure{n}" for n in figure or []]
     if not names:
         fail("say what to report: --table N, --figure N or --all")
-    if not runs.is_dir() or not run_dirs(runs):
-        console.print(f"[yellow]no runs in {runs}/[/]: the reports show computed values and 'not run'")
-    for name in names:
-        try:
-            out_dir = build_report(name, runs, out, preset, data_variant)
-        except (KeyError, RunDirError) as err:
-            fail(str(err).strip("'\""))
+    try:
+        built = build_reports(names, runs, out, preset, data_variant, replace, jobs)
+    except (KeyError, RunDirError, ReportError) as err:
+        fail(message(err))
+    for out_dir in built:
         summary = json.loads((out_dir / "summary.json").read_text())
         verdicts = counts_line(summary["trained"], summary["computed"])
         statuses = [c["status"] for c in summary["claims"]]
         claims = ", ".join(f"{statuses.count(s)} {s}" for s in ("pass", "fail", "inconclusive", "not run")
                            if statuses.count(s))
-        console.print(f"{name}: {out_dir}/README.md  ({summary['runs']} runs, {summary['preset']}; {verdicts}"
+        console.print(f"{out_dir.name}: {out_dir}/README.md  ({summary['runs']} runs, {summary['preset']}; {verdicts}"
                       + (f"; claims: {claims})" if claims else ")"))
     console.print(f"index: {out}/README.md")

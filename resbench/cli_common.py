@@ -17,6 +17,11 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def message(err: Exception) -> str:
+    """An error's text: a KeyError's own message, not its repr in quotes; any other's str, quotes kept."""
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+
+
 def split(value: Optional[str]) -> Optional[list[str]]:
     """'a, b,c' -> ['a', 'b', 'c']; None or '' -> None."""
     return [v.strip() for v in value.split(",") if v.strip()] if value else None

@@ -195,9 +195,11 @@ def collect(files_at: Path, repo: Path) -> dict:
                          f"over {TRAVEL_BYTES // MIB} MiB")
     runs = repo / "reports" / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(files_at / "runs.tgz") as tar:
-        members = [m for m in tar.getmembers() if not m.name.endswith(".pt")]
-        tar.extractall(runs, members=members, filter="data")
+    members = []  # a loan cut before its first finished run brings back no runs.tgz: its log still counts
+    if (files_at / "runs.tgz").exists():
+        with tarfile.open(files_at / "runs.tgz") as tar:
+            members = [m for m in tar.getmembers() if not m.name.endswith(".pt")]
+            tar.extractall(runs, members=members, filter="data")
     shutil.rmtree(repo / ".gpu" / "carry", ignore_errors=True)
     (repo / ".gpu" / "carry").mkdir(parents=True)
     for b in bins:

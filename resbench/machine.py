@@ -1,6 +1,7 @@
 """Facts about the machine a run trains on, for choosing an arithmetic and for a run's provenance."""
 from __future__ import annotations
 
+import os
 import platform
 from functools import cache
 from pathlib import Path
@@ -32,3 +33,9 @@ def cpu_model() -> str:
     except OSError:
         pass
     return name + (" (native bf16)" if native_bf16() else "")
+
+
+def cache_dir(kind: str) -> Path:
+    """$RESBENCH_CACHE, else ~/.cache/resbench (or $XDG_CACHE_HOME/resbench), then `kind`/."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(os.environ.get("RESBENCH_CACHE") or Path(cache) / "resbench").expanduser() / kind

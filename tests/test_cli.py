@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -36,3 +38,13 @@ def test_list_shows_every_experiment():
     assert result.exit_code == 0
     for name in ("table1", "table6", "figure7"):
         assert name in result.stdout
+
+
+def test_status_at_80_columns_keeps_each_run_name_on_one_line_and_shows_no_empty_column():
+    runs = Path(__file__).resolve().parents[1] / "reports" / "runs"
+    proc = subprocess.run([sys.executable, "-m", "resbench", "status", "--out", str(runs)], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    assert all(d.name in proc.stdout for d in runs.iterdir() if d.is_dir())
+    assert "ETA" not in proc.stdout and "fused with" not in proc.stdout  # every run is done, none fused
+    assert max(map(len, proc.stdout.splitlines())) <= 80

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from resbench.report import Report
-from resbench.report.build import build_report
+from resbench.report.build import build_reports
 from resbench.report.claims import check_claims
 from resbench.report.diff import diff_table
 from resbench.results import read_json
@@ -40,9 +40,17 @@ def summaries(root, model):
     return out
 
 
+@pytest.fixture(scope="module")
+def built(smoke_runs, tmp_path_factory):
+    """Every report of the smoke runs, and their index, as `resbench report --all` writes them."""
+    out = tmp_path_factory.mktemp("reports")
+    build_reports(list(experiment_names()), smoke_runs, out, jobs=2)
+    return out
+
+
 @pytest.mark.parametrize("name", experiment_names())
-def test_every_notebook_executes_and_writes_its_outputs(name, smoke_runs, tmp_path):
-    out = build_report(name, smoke_runs, tmp_path)
+def test_every_notebook_executes_and_writes_its_outputs(name, built):
+    out, tmp_path = built / name, built
     for f in (f"{name}.ipynb", f"{name}.html", "diff.csv", "claims.csv", "README.md", "summary.json"):
         assert (out / f).exists(), f
     if name not in ("figure4", "table5"):  # nothing run or computed for them (ImageNet): no figure
@@ -50,12 +58,12 @@ def test_every_notebook_executes_and_writes_its_outputs(name, smoke_runs, tmp_pa
     executed = json.loads((out / f"{name}.ipynb").read_text())
     assert not any(o.get("output_type") == "error" for c in executed["cells"] for o in c.get("outputs", []))
     diff = pd.read_csv(out / "diff.csv")
-    assert set(diff["verdict"]) <= {"reproduced", "close", "not reproduced", "inconclusive", "not run"}
+    assert set(diff["verdict"]) <= {"reproduced", "close", "not reproduced", "inconclusive", "smoke", "not run"}
     assert name in (tmp_path / "README.md").read_text()
 
 
-def test_diff_numbers_are_the_runs_numbers(smoke_runs, tmp_path):
-    out = build_report("table6", smoke_runs, tmp_path)
+def test_diff_numbers_are_the_runs_numbers(smoke_runs, built):
+    out = built / "table6"
     diff = pd.read_csv(out / "diff.csv").set_index(["row", "metric"])
     errors = [s["test_error"] for s in summaries(smoke_runs, "resnet20")]
     line = diff.loc[("resnet20", "error")]
@@ -64,7 +72,7 @@ def test_diff_numbers_are_the_runs_numbers(smoke_runs, tmp_path):
     assert line["ours_mean"] == pytest.approx(sum(errors) / 2, abs=1e-9)
     assert line["ours_std"] == pytest.approx(pd.Series(errors).std(ddof=1), abs=1e-9)
     assert line["delta"] == pytest.approx(sum(errors) / 2 - 8.75, abs=1e-9)
-    assert line["verdict"] == "not run" and "smoke runs only" in line["note"]  # smoke never earns a verdict
+    assert line["verdict"] == "smoke" and "smoke runs only" in line["note"]  # smoke never earns a verdict
     assert diff.loc[("resnet32", "error")]["ours_mean"] == pytest.approx(
         summaries(smoke_runs, "resnet32")[0]["test_error"], abs=1e-9)
     assert diff.loc[("resnet56", "error")]["verdict"] == "not run" and diff.loc[("resnet56", "error")]["n"] == 0
@@ -215,10 +223,10 @@ def test_proxy_runs_show_numbers_but_no_reproduction_verdict_and_tiers_are_never
 
 
 def test_the_header_counts_computed_verdicts_apart_from_trained_ones(smoke_runs):
-    report = Report.build("table6", smoke_runs)  # smoke runs earn no verdict: their error rows are "not run"
+    report = Report.build("table6", smoke_runs)  # smoke runs earn no verdict: their error rows say "smoke"
     assert report.verdicts(computed=True)["reproduced"] == 6 and report.verdicts(computed=False)["reproduced"] == 0
     counts = report.header().splitlines()[0]
-    assert counts.endswith("Trained rows: not run 12; computed (params, FLOPs): reproduced 6.")
+    assert counts.endswith("Trained rows: smoke 2, not run 10; computed (params, FLOPs): reproduced 6.")
 
 
 def test_a_finished_run_whose_summary_lacks_its_training_error_is_read_from_its_log(smoke_runs, tmp_path):
@@ -313,15 +321,6 @@ def test_notebooks_are_committed_without_outputs():
         cells = json.loads(path.read_text())["cells"]
         assert all(not c.get("outputs") and not c.get("execution_count") for c in cells if c["cell_type"] == "code")
         assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells), path.name
-
-
-@pytest.fixture(scope="module")
-def built(smoke_runs, tmp_path_factory):
-    """Table 6 and Fig. 1 reports of the smoke runs, and their index, as `resbench report` writes them."""
-    out = tmp_path_factory.mktemp("reports")
-    for name in ("table6", "figure1"):
-        build_report(name, smoke_runs, out)
-    return out
 
 
 def test_reports_hold_no_absolute_path_no_code_and_the_index_links_resolve(built, smoke_runs):
@@ -501,3 +500,14 @@ def test_resnets_beat_their_plain_twins_where_both_have_runs():
     line = table.loc["resnets_beat_plain_twins"]
     assert line.status == "pass" and "train error resnet56" in line.evidence and "test error resnet56" in line.evidence
     assert "plain32" not in line.evidence  # twins without runs are left out, not failed
+
+
+def test_reports_built_in_parallel_kernels_equal_those_built_one_kernel_each(built, smoke_runs, tmp_path):
+    """A kernel builds several reports in turn: nothing of one report may leak into the next."""
+    for name in ("figure1", "table6"):  # each alone, in a kernel of its own
+        build_reports([name], smoke_runs, tmp_path / name, jobs=1)
+        for f in ("README.md", "diff.csv", "claims.csv", "runs.csv"):
+            assert (tmp_path / name / name / f).read_text() == (built / name / f).read_text(), (name, f)
+        counts = [c.get("execution_count") for c in json.loads((built / name / f"{name}.ipynb").read_text())["cells"]
+                  if c["cell_type"] == "code"]
+        assert counts == list(range(1, len(counts) + 1))  # numbered as in a kernel of its own

@@ -205,6 +205,8 @@ def test_slurm_launcher_submits_an_array_with_the_options(fake_slurm, tiny_data,
     (["run", "table6", "--set", "learning_rate=0.1"], "unknown recipe options"),
     (["run", "table6", "--set", "lr"], "--set takes key=value"),
     (["run", "table6", "--launcher", "pbs"], "unknown launcher"),
+    (["run", "table6", "--budget", "abc"], "got 'abc'"),  # the value's closing quote kept
+    (["run", "table7"], "unknown experiment 'table7'; known:"),
     (["flops", "resnet21"], "6n+2"),
 ])
 def test_bad_values_are_one_line_errors(args, message):

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from . import DataError
+from ..machine import cache_dir
 
 JPEG_DIR = "cifar10-jpeg"
 ORIGINAL_DIR = "cifar-10-batches-py"
@@ -158,8 +159,7 @@ def sha256_file(path: Path) -> str:
 
 def decoded_cache_dir() -> Path:
     """$RESBENCH_CACHE, else ~/.cache/resbench (or $XDG_CACHE_HOME/resbench), then decoded/."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(os.environ.get("RESBENCH_CACHE") or Path(cache) / "resbench").expanduser() / "decoded"
+    return cache_dir("decoded")
 
 
 def _read_jpeg_npz(folder: Path, sha256: dict[str, str]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:

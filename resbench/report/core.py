@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..probes.complexity import Complexity, complexity
+from ..probes.complexity import Complexity
 from ..protocol import is_exact
 from ..results import write_json
+from .counts import counted, counted_models
 from .runs import load_curves, load_responses, load_runs
 from ..spec import Experiment, load_experiment
 from . import diff as diffs
@@ -55,9 +56,7 @@ class Report:
         mine, duplicates = one_run_each(mine.drop_duplicates("run"))
         curves = load_curves(runs_dir) if len(mine) else pd.DataFrame()
         responses = load_responses(runs_dir) if len(mine) else pd.DataFrame()
-        needs_complexity = exp.kind == "complexity" or exp.dataset == "imagenet" or \
-            any(m in ("params", "flops") for r in exp.rows for m in r.paper)
-        cx = {r.model: complexity(r.model) for r in exp.runnable_rows if r.model} if needs_complexity else {}
+        cx = {model: counted(model) for model in counted_models(exp)}
         diff = diffs.diff_table(exp, mine, preset, cx)
         gap, gap_verdict = (pd.DataFrame(columns=gaps.GAP_COLUMNS), "")
         if preset == "paper" and gaps.applies(exp):  # full-schedule tiers only: a budget's gap says nothing
@@ -163,9 +162,23 @@ class Report:
                                           "trained": self.verdicts(computed=False),
                                           "computed": self.verdicts(computed=True),
                                           "tiers": self.tiers(), "budgets": self.budgets_read(),
+                                          "where": self.where(),
                                           "claims": self.claims[["claim", "definition", "status"]].to_dict("records"),
                                           "gap": self.gap_verdict})
         return out
+
+    def where(self) -> list[dict]:
+        """Per budget (the full schedule first), what finished and where: runs per network and devices."""
+        from fractions import Fraction
+
+        done = self.runs[self.runs["status"] == "done"]
+        found = []
+        for budget, group in sorted(done.groupby(done["budget"].fillna("1")), key=lambda bg: -Fraction(bg[0])):
+            devices = group["gpu"].where(group["gpu"].notna(), group["cpu"]).fillna("CPU")
+            found.append({"budget": budget, "runs": len(group),
+                          "networks": {m: int(n) for m, n in group["model"].value_counts(sort=False).items()},
+                          "devices": sorted(set(devices))})
+        return found
 
     def header(self) -> str:
         """What was run: runs and seeds per network, tier, data, code versions, devices; and warnings."""
@@ -176,10 +189,11 @@ class Report:
             per_tier = [f"{', '.join(f'{m} ×{n}' for m, n in group['model'].value_counts(sort=False).items())} "
                         f"(`{tier}`)" for tier, group in done.groupby("tier", sort=False)]
             commits = diffs.code_versions(done)
-            devices = sorted(set(done["gpu"].dropna())) or sorted(set(done["cpu"].dropna())) or ["CPU"]
+            where = [f"{'the full recipe' if w['budget'] == '1' else 'budget ' + w['budget']} on "
+                     f"{', '.join(w['devices'])}" for w in self.where()]
             lines += [f"* Finished runs (seeds) per network: {'; '.join(per_tier) or 'none'}",
                       f"* Data: {', '.join(sorted(set(done['data_variant'])) or ['—'])}",
-                      f"* Code: {', '.join(commits) or '—'}; devices: {', '.join(devices)}", ""]
+                      f"* Code: {', '.join(commits) or '—'}; trained: {'; '.join(where) or '—'}", ""]
         if self.tiers():
             lines += ["Tier: " + "; ".join(f"`{t}`" for t in self.tiers()) + ". Only `exact` runs (the paper's "
                       "data, BN statistics and recipe) are compared with the paper's numbers; a `proxy` line shows "

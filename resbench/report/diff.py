@@ -27,7 +27,8 @@
 * computed metrics (params, FLOPs): params reproduced when they round to the paper's
   figure, FLOPs when within 2%; close within 5%.
 * not run: no finished run of the paper's recipe for that row. Demo and smoke runs never
-  earn a verdict against the paper: their numbers are shown, the verdict is "not run".
+  earn a verdict against the paper: their numbers are shown, the verdict names the preset
+  ("demo", "smoke").
 * provenance: runs of different code versions, or with uncommitted changes, are averaged
   and the note names the versions.
 """
@@ -45,7 +46,8 @@ from . import stats
 
 DIFF_COLUMNS = ["row", "metric", "tier", "paper", "ours_best", "ours_mean", "ours_std", "ours_se", "n", "delta",
                 "delta_low", "delta_high", "verdict", "check", "note"]
-VERDICTS = ("reproduced", "close", "not reproduced", "inconclusive", "proxy", "not run")  # close: computed only
+VERDICTS = ("reproduced", "close", "not reproduced", "inconclusive", "proxy", "demo", "smoke", "not run")  # close:
+# computed only; demo, smoke: runs of those presets, shown and never judged
 ERROR_METRICS = ("error", "top1_err", "top5_err")
 TEST_IMAGES = {"cifar": 10_000, "imagenet": 50_000}  # the paper's test sets, for its numbers' sampling error
 BEST_OF = 5  # ResNet-110's protocol: the best of 5 runs
@@ -200,7 +202,7 @@ def _tier_line(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, tier:
             line.update(ours_best=math.nan)
             notes.append(f"best of {BEST_OF} needs seeds 0-{BEST_OF - 1}; {len(first)} of them finished")
     if preset != "paper":
-        line["verdict"] = "not run"
+        line["verdict"] = preset
         notes.append(f"{preset} runs only ({int(runs['iterations'].iloc[0]):,} iterations): "
                      "they show the pipeline works, not the paper's recipe")
     elif not is_exact(tier):

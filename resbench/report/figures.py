@@ -1,11 +1,12 @@
 """Figures in the paper's style, from run results (seaborn/matplotlib; inline in the notebooks)."""
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..protocol import is_exact
 from ..spec import Experiment, load_experiment
 
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
@@ -106,6 +107,19 @@ def responses_figure(exp: Experiment, responses: pd.DataFrame, tiers: dict[str, 
     return fig
 
 
+def short_tier(tier: str) -> str:
+    """A tier as a tick label: 'proxy: JPEG q75 data, schedule 1/32 (2,000 iterations) (bf16)' ->
+    'proxy: JPEG, 1/32\nbf16'; the full schedule is 'full'."""
+    if not tier:
+        return ""
+    departures, _, arithmetic = tier.rpartition(" (")
+    departures = re.sub(r" \([\d,]+ iterations\)", "", departures).replace("schedule ", "")
+    departures = departures.replace("JPEG q75 data", "JPEG")
+    if departures.startswith("proxy") and "1/" not in departures and "preset" not in departures:
+        departures += ", full"
+    return f"{departures}\n{arithmetic.rstrip(')')}"
+
+
 def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd.DataFrame,
                  preset: str) -> plt.Figure | None:
     """Tables: per row (and tier) each seed's error as a dot, their mean +- std, and the paper's number
@@ -131,9 +145,8 @@ def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd
     pad = max(0.5, 0.12 * (high - low))
     ax.set_ylim(max(0.0, low - pad), high + pad)
     ax.set_xlim(-0.7, len(errors) - 0.3)
-    proxy = ["" if is_exact(t) else "\n(proxy)" for t in errors["tier"]]
-    ax.set_xticks(range(len(errors)), [f"{r}\n{m}{p}" for r, m, p in zip(errors["row"], errors["metric"], proxy)],
-                  fontsize=8)
+    ax.set_xticks(range(len(errors)), [f"{r}\n{m}\n{short_tier(t)}" for r, m, t in zip(errors["row"], errors["metric"],
+                                                                                      errors["tier"])], fontsize=8)
     ax.set_ylabel("error (%)")
     ax.legend(fontsize=8, loc="best")
     ax.set_title(exp.title, fontsize=10)

@@ -17,7 +17,9 @@ import pandas as pd
 
 from ..spec import load_experiment
 
-VERDICT_ORDER = ("reproduced", "close", "not reproduced", "inconclusive", "proxy", "not run")
+TRAINED_ORDER = ("reproduced", "not reproduced", "inconclusive", "proxy", "demo", "smoke", "not run")
+COMPUTED_ORDER = ("reproduced", "close", "not reproduced")  # params and FLOPs: the models' definition
+VERDICT_ORDER = tuple(dict.fromkeys(COMPUTED_ORDER + TRAINED_ORDER))
 CLAIM_ORDER = ("pass", "fail", "inconclusive", "not run")
 INTRO = ("Each folder regenerates one table or figure of He et al. (2015) from run directories and diffs it "
          "against the paper: `README.md`, `diff.csv`, `claims.csv`, the figure, the executed notebook and its "
@@ -50,8 +52,8 @@ def owed_runs(runs: str | Path) -> dict[str, list[str]]:
 def summaries(out: Path) -> list[dict]:
     """Each report's summary.json, with its verdicts per tier and its claims' outcomes counted."""
     found = []
-    for path in sorted(out.glob("*/summary.json"), key=lambda p: (not p.parent.name.startswith("table"),
-                                                                  p.parent.name)):
+    built = [p for p in out.glob("*/summary.json") if not p.parent.name.startswith(".")]  # not one being built
+    for path in sorted(built, key=lambda p: (not p.parent.name.startswith("table"), p.parent.name)):
         s = json.loads(path.read_text())
         diff = pd.read_csv(path.parent / "diff.csv", keep_default_na=False)
         s["by_tier"] = {tier or "no runs": {v: int(n) for v, n in group["verdict"].value_counts().items()}
@@ -78,28 +80,68 @@ def _real(reports: list[dict]) -> str:
     real = sorted(s["name"] for s in reports if s["preset"] == "paper" and "1" in s.get("budgets", ["1"]) and s["runs"])
     budget = sorted(s["name"] for s in reports if set(s.get("budgets", ["1"])) - {"1"} and s["runs"])
     text = f"Read runs of the paper's full recipe: {', '.join(real)}." if real else \
-        "None yet: no run of the paper's full 64k-iteration recipe has been made (no GPU run so far)."
+        "None yet: no run of the paper's full 64k-iteration recipe has been made."
     if budget:
         text += (f" Read runs of the paper's recipe at compressed budgets (proxies: they test its claims at a "
                  f"shorter schedule, never its numbers): {', '.join(budget)}.")
     return text + " Reports of demo or smoke runs say so at their top and give no verdict."
 
 
-def markdown(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]]) -> str:
+def where(reports: list[dict]) -> list[str]:
+    """What was run where, over every report's runs: one line per budget ('full recipe' first)."""
+    seen: dict[str, dict] = {}
+    for s in reports:
+        for w in s.get("where", []):
+            entry = seen.setdefault(w["budget"], {"networks": {}, "devices": set()})
+            for model, n in w["networks"].items():
+                entry["networks"][model] = max(n, entry["networks"].get(model, 0))
+            entry["devices"].update(w["devices"])
+    lines = []
+    for budget, entry in seen.items():
+        name = "the full recipe" if budget == "1" else f"budget {budget}"
+        networks = ", ".join(f"{m} ×{n}" for m, n in entry["networks"].items())
+        lines.append(f"{name}: {networks} runs, on {', '.join(sorted(entry['devices']))}")
+    return lines
+
+
+def repeated(runs: str | Path | None) -> list[str]:
+    """Each run trained again, and how far the two agree (see `runs.load_repeats`)."""
+    from .runs import load_repeats
+
+    return [f"`{r.run}` trained again ({r.device or 'another machine'}, {r.repeat}): {r.train_identical} of "
+            f"{r.train_points} logged training losses identical to the last bit; final test error {r.test_error} vs "
+            f"{r.repeat_test_error} ({r.test_error_identical} of {r.test_points} test evaluations equal, test losses "
+            f"within {r.max_test_loss_diff:.1e})" for r in load_repeats(runs).itertuples()] if runs is not None else []
+
+
+def _counts(counts: dict, order: tuple[str, ...]) -> str:
+    return " / ".join(str(counts.get(v, 0)) for v in order)
+
+
+def markdown(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]], repeats: list[str]) -> str:
     lines = ["# resbench reports", "", INTRO, "", "The same as a page, with thumbnails: [index.html](index.html).", ""]
     if reports:
-        lines += ["| report | runs | preset | tier | " + " | ".join(VERDICT_ORDER) + " | claims: "
-                  + " / ".join(CLAIM_ORDER) + " |", "|---|---|---|---|" + "---|" * len(VERDICT_ORDER) + "---|"]
+        lines += ["| report | runs | preset | tiers | trained lines: " + " / ".join(TRAINED_ORDER)
+                  + " | computed lines (params, FLOPs): " + " / ".join(COMPUTED_ORDER) + " | claims: "
+                  + " / ".join(CLAIM_ORDER) + " |", "|---|---|---|---|---|---|---|"]
     else:
         lines += ["No report is built here yet."]
     for s in reports:
-        claims = " / ".join(str(s["claim_counts"][c]) for c in CLAIM_ORDER) if s["claims"] else "—"
-        counts = " | ".join(str(s["verdicts"].get(v, 0)) for v in VERDICT_ORDER)
+        claims = _counts(s["claim_counts"], CLAIM_ORDER) if s["claims"] else "—"
+        trained, computed = s.get("trained", s["verdicts"]), s.get("computed", {})
         lines.append(f"| [{s['name']}]({s['name']}/README.md) | {s['runs']} | {s['preset']} | "
-                     f"{'; '.join(s.get('tiers', [])) or '—'} | {counts} | {claims} |")
-    lines += ["", "Verdicts count (row, metric, tier) lines of each `diff.csv`; claims count the lines of each "
-              "`claims.csv` (one per claim, and per reading of std for Fig. 7). Rules: in every report's README.", "",
-              "## Real-run reports", "", _real(reports), ""]
+                     f"{'<br>'.join(s.get('tiers', [])) or '—'} | {_counts(trained, TRAINED_ORDER)} | "
+                     f"{_counts(computed, COMPUTED_ORDER) if any(computed.values()) else '—'} | {claims} |")
+    lines += ["", "Trained lines count the (row, metric, tier) lines of each `diff.csv` that compare runs with the "
+              "paper: only an `exact` tier earns reproduced or not; a `proxy` tier (other data, a compressed "
+              "schedule) and demo or smoke runs show their numbers unjudged; not run: no finished run. Computed "
+              "lines judge the models' parameters and multiply-adds, not a training. Claims count the lines of "
+              "each `claims.csv` (one per claim and tier, and per reading of std for Fig. 7). Rules: in every "
+              "report's README.", "", "## Real-run reports", "", _real(reports), ""]
+    if where(reports):
+        lines += ["Runs read, by budget:", ""] + [f"* {line}" for line in where(reports)] + [""]
+    if repeats:
+        lines += ["The same run on two machines:", ""] + [f"* {line}" for line in repeats] + [""]
     if runs_rel is not None:
         lines += ["## Runs still owed", "", f"Rows with no finished run of the paper's recipe in `{runs_rel}/`:", ""]
         lines += [f"* {name}: {', '.join(rows)} ({_where(name)})" for name, rows in owed.items()] or ["* none"]
@@ -136,17 +178,21 @@ def _code(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def page(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]]) -> str:
+def page(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]], repeats: list[str]) -> str:
     e = html.escape
     owed_html = ""
     if runs_rel is not None:
         items = "".join(f"<li>{e(name)}: {e(', '.join(rows))} ({e(_where(name))})</li>" for name, rows in owed.items())
         owed_html = (f"<h2>Runs still owed</h2><p>Rows with no finished run of the paper's recipe in "
                      f"<code>{e(runs_rel)}/</code>:</p><ul>{items or '<li>none</li>'}</ul>")
+    where_html = "".join(f"<li>{e(line)}</li>" for line in where(reports))
+    where_html = f"<p>Runs read, by budget:</p><ul>{where_html}</ul>" if where_html else ""
+    if repeats:
+        where_html += f"<p>The same run on two machines:</p><ul>{''.join(f'<li>{_code(r)}</li>' for r in repeats)}</ul>"
     cards = "".join(_card(s) for s in reports) or '<p class="none">No report is built here yet.</p>'
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>resbench reports</title>"
             f"<style>{CSS}</style></head><body><h1>resbench reports</h1><p>{_code(INTRO)}</p>"
-            f"<h2>Real-run reports</h2><p>{e(_real(reports))}</p><div class='cards'>{cards}</div>{owed_html}"
+            f"<h2>Real-run reports</h2><p>{e(_real(reports))}</p>{where_html}<div class='cards'>{cards}</div>{owed_html}"
             f"<p>Verdicts count the (row, metric, tier) lines of each diff.csv; claims count the lines of each "
             f"claims.csv. Each report states its rules.</p></body></html>\n")
 
@@ -157,7 +203,8 @@ def build_index(out: str | Path = "reports", runs: str | Path | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     reports = summaries(out)
     runs_rel, owed = _owed(out, runs)
-    (out / "index.html").write_text(page(reports, runs_rel, owed))
+    repeats = repeated(runs)
+    (out / "index.html").write_text(page(reports, runs_rel, owed, repeats))
     path = out / "README.md"
-    path.write_text(markdown(reports, runs_rel, owed))
+    path.write_text(markdown(reports, runs_rel, owed, repeats))
     return path

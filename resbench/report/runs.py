@@ -87,3 +87,32 @@ def load_responses(root: str | os.PathLike) -> pd.DataFrame:
             df = pd.DataFrame(read_json(path))
             frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+REPEAT_COLUMNS = ["run", "repeat", "device", "train_points", "train_identical", "test_points", "test_error_identical",
+                  "max_test_loss_diff", "test_error", "repeat_test_error"]
+
+
+def load_repeats(root: str | os.PathLike) -> pd.DataFrame:
+    """Runs trained again (`<run>/repeats/<name>/`: the repeat's metrics.jsonl, summary.json, repeat.json),
+    each compared with its run: how many logged training losses are identical to the last bit, how
+    many test evaluations agree, and the final test errors."""
+    rows = []
+    for repeat in sorted(Path(root).glob("*/repeats/*/metrics.jsonl")) if Path(root).is_dir() else []:
+        run, again = repeat.parents[2], repeat.parent
+        mine, theirs = (_by_split(read_records(d / "metrics.jsonl")) for d in (run, again))
+        train = [(r["iter"], r["loss"]) for r in mine["train"]], [(r["iter"], r["loss"]) for r in theirs["train"]]
+        test = list(zip(mine["test"], theirs["test"]))
+        about = read_json(again / "repeat.json") if (again / "repeat.json").exists() else {}
+        rows.append({"run": run.name, "repeat": again.name, "device": about.get("device"),
+                     "train_points": len(train[0]), "train_identical": sum(a == b for a, b in zip(*train))
+                     if len(train[0]) == len(train[1]) else 0, "test_points": len(test),
+                     "test_error_identical": sum(a["error"] == b["error"] for a, b in test),
+                     "max_test_loss_diff": max((abs(a["loss"] - b["loss"]) for a, b in test), default=None),
+                     "test_error": read_json(run / "summary.json").get("test_error"),
+                     "repeat_test_error": read_json(again / "summary.json").get("test_error")})
+    return pd.DataFrame(rows, columns=REPEAT_COLUMNS)
+
+
+def _by_split(records: list[dict]) -> dict[str, list[dict]]:
+    return {split: [r for r in records if r.get("split") == split] for split in ("train", "test")}

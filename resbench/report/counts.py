@@ -1,0 +1,60 @@
+"""Parameters and multiply-adds for reports, kept on disk between them.
+
+Every report of a table counts the same models again (fvcore and FlopCounterMode, which must
+agree: 14 s for Table 6's six networks on 2 cores), and `resbench report --all` builds ten.
+A count is kept in the cache, keyed by the model's name and by what produces the count: the
+source of `resbench/models/` and `probes/complexity.py` and the torch and fvcore versions. Any
+edit of those counts again; CI's golden check (tests/test_complexity.py) never reads the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+
+from ..machine import cache_dir
+from ..probes import complexity as complexity_module
+from ..probes.complexity import Complexity, complexity
+from ..results import atomic_write_text
+from ..spec import Experiment
+
+PACKAGE = Path(complexity_module.__file__).resolve().parents[1]
+
+
+@cache
+def code_hash() -> str:
+    """What a count depends on: the networks' and the counter's source, the tools' versions."""
+    digest = hashlib.sha256(f"torch {version('torch')} fvcore {version('fvcore')}".encode())
+    for path in sorted((PACKAGE / "models").glob("*.py")) + [Path(complexity_module.__file__)]:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def counted_models(exp: Experiment) -> list[str]:
+    """The models whose counts a report of `exp` shows: every row's, where the experiment is about
+    complexity or ImageNet, or the paper gives a row's params or FLOPs."""
+    shows = exp.kind == "complexity" or exp.dataset == "imagenet" or \
+        any(m in ("params", "flops") for r in exp.rows for m in r.paper)
+    return [r.model for r in exp.runnable_rows if r.model] if shows else []
+
+
+def cached(name: str) -> Path:
+    return cache_dir("complexity") / code_hash() / f"{name}.json"
+
+
+def counted(name: str) -> Complexity:
+    """`complexity(name)`, from the cache where this code counted it before."""
+    path = cached(name)
+    try:
+        return Complexity(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    result = complexity(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(result.as_dict()))
+    except OSError:  # a read-only cache only costs time
+        pass
+    return result

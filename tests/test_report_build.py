@@ -1,0 +1,80 @@
+"""Reports never destroy evidence: no runs, another runs folder's report, stale files of a build before."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resbench.report.build import ReportError, build_reports
+
+
+def report(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "resbench", "report", *args], capture_output=True, text=True)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("runs", ["empty", "missing"])
+def test_no_runs_is_one_line_a_nonzero_exit_and_nothing_written(runs, tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "reports"
+    (out / "table6").mkdir(parents=True)
+    (out / "table6" / "README.md").write_text("the committed evidence")
+    before = files(out)
+    proc = report("--table", "6", "--runs", str(tmp_path / runs), "--out", str(out))
+    assert proc.returncode == 2 and "no runs in" in proc.stderr and "nothing written" in proc.stderr, proc
+    assert len(proc.stderr.strip().splitlines()) == 1 and files(out) == before
+
+
+def test_a_name_is_checked_before_the_runs_are_looked_for(tmp_path):
+    proc = report("--figure", "99", "--runs", str(tmp_path / "missing"), "--out", str(tmp_path))
+    assert proc.returncode == 2 and "unknown experiment" in proc.stderr and "no runs" not in proc.stderr
+
+
+def test_a_report_of_one_runs_folder_is_not_rebuilt_from_another_unless_replaced(tmp_path):
+    """Table 1 is computed (no runs read), so this costs one kernel per build."""
+    mine, theirs, out = tmp_path / "mine", tmp_path / "theirs", tmp_path / "reports"
+    mine.mkdir(), theirs.mkdir()
+    build_reports(["table1"], mine, out)
+    assert json.loads((out / "table1" / "summary.json").read_text())["runs_folder"] == "../mine"
+    (out / "table1" / "stale.csv").write_text("from a build before")
+    with pytest.raises(ReportError, match="is the report of .*mine/, not of .*theirs/: write yours elsewhere"):
+        build_reports(["table1"], theirs, out)
+    assert (out / "table1" / "stale.csv").exists()  # refused: nothing touched
+    build_reports(["table1"], theirs, out, replace=True)
+    assert json.loads((out / "table1" / "summary.json").read_text())["runs_folder"] == "../theirs"
+    assert not (out / "table1" / "stale.csv").exists()  # the new build replaced the folder whole
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no building folder left
+
+
+def write_run(folder: Path, losses: list[float], test: list[tuple[float, float]], error: float) -> None:
+    folder.mkdir(parents=True)
+    records = [{"iter": 100 * (i + 1), "split": "train", "loss": v} for i, v in enumerate(losses)]
+    records += [{"iter": 1000 * (i + 1), "split": "test", "loss": l, "error": e} for i, (l, e) in enumerate(test)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "summary.json").write_text(json.dumps({"status": "done", "test_error": error}))
+
+
+def test_a_repeat_of_a_run_is_compared_with_it_loss_by_loss(tmp_path):
+    from resbench.report.index import repeated
+    from resbench.report.runs import load_repeats
+
+    write_run(tmp_path / "r-s0", [2.0, 1.5, 1.25], [(0.9, 30.0), (0.5, 12.0)], 12.0)
+    write_run(tmp_path / "r-s0" / "repeats" / "again", [2.0, 1.5, 1.2500001], [(0.9, 30.0), (0.50004, 12.0)], 12.0)
+    (tmp_path / "r-s0" / "config.json").write_text("{}")
+    line = load_repeats(tmp_path).iloc[0]
+    assert (line.train_points, line.train_identical, line.test_points, line.test_error_identical) == (3, 2, 2, 2)
+    assert abs(line.max_test_loss_diff - 4e-5) < 1e-9
+    assert "2 of 3 logged training losses identical" in repeated(tmp_path)[0]
+
+
+def test_the_committed_repeat_of_resnet20_s0_on_a_second_h200_trained_bit_for_bit_alike():
+    """What README and reports/README.md say of the two GPU machines, read from the committed files."""
+    runs = Path(__file__).resolve().parents[1] / "reports" / "runs"
+    from resbench.report.runs import load_repeats
+
+    line = load_repeats(runs).set_index("run").loc["resnet20-paper-3310c7e758-s0"]
+    assert line.train_points == line.train_identical == 640 and line.test_error == line.repeat_test_error == 11.85
