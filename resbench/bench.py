@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 from .data.cifar import CifarData
 from .data.pipeline import DeviceLoader
 from .models import build_model
-from .train.engine import Engine, make_optimizer, make_train_step, sync
+from .train.engine import Engine, make_optimizer, sync
+from .train.steps import make_train_step
 from .train.recipe import CifarRecipe
 
 

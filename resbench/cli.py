@@ -110,6 +110,9 @@ def run(
     fuse: str = typer.Option("auto", rich_help_panel=SPEED,
                              help="train N seeds of a row together in one process (vmap over the runs); auto: "
                                   "the GPU measurement's choice, 1 on CPU"),
+    pack: int = typer.Option(1, min=1, rich_help_panel=SPEED,
+                             help="train N CIFAR runs side by side in this process, each on its own CUDA stream and "
+                                  "computing what it does alone; a finished run's slot takes the next"),
     time_limit: Optional[float] = typer.Option(None, help="minutes; checkpoint and stop (status paused) after"),
     fresh: bool = typer.Option(False, "--fresh", help="start unfinished or finished runs again from scratch"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
@@ -141,6 +144,8 @@ def run(
     try:
         if launcher not in LAUNCHERS:
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+        if pack > 1 and launcher != "inline":
+            raise ValueError("--pack trains its runs in this process: use it without --jobs or --launcher")
         todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
                                      overrides=overrides(set_), fresh=fresh, synthetic=synthetic,
@@ -158,7 +163,7 @@ def run(
             results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fuse_n,
                                    decode)
         else:
-            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n)
+            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n, pack)
     except (DataError, ValueError, KeyError) as err:
         fail(message(err))
     except OSError as err:

@@ -24,7 +24,8 @@ from .data.cifar import CifarFiles
 from .data.pipeline import DeviceLoader
 from .models import build_model
 from .results import write_json
-from .train.engine import Engine, make_optimizer, make_train_step, sync
+from .train.engine import Engine, make_optimizer, sync
+from .train.steps import make_train_step
 from .train.graphs import WARMUP_STEPS
 
 FASTER = 1.05  # the captured step must beat the eager one by this much to be chosen

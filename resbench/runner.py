@@ -178,21 +178,13 @@ def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = Tr
     """Train (or resume) jobs that differ only in seed, fused into one training when several are
     left; returns a summary per job. Each job is trained only while its lock is held (see
     `train_job`); the group trains the jobs it holds and that are not finished."""
-    lead = world()[0] == 0
     results: dict[Path, dict] = {}
     with contextlib.ExitStack() as held:
         todo = []
         for job in jobs:
-            if not held.enter_context(claim_once(job.dir)):
-                results[job.dir] = {"dir": str(job.dir), "status": "taken"}
-            elif read_status(job.dir) in ENDED:
-                results[job.dir] = {"dir": str(job.dir), "already": True, **read_json(job.dir / "summary.json")}
+            if (skipped := _take(job, data, engine, held)) is not None:
+                results[job.dir] = skipped
             else:
-                if job.config["data"] != job.run.config(data, engine)["data"]:
-                    raise ValueError(f"{job.dir}: this process's data ({data.variant}, {data.source}) is not the "
-                                     "data the run was planned on; give every worker the same --data-root")
-                if lead:
-                    write_json(job.dir / "config.json", job.config)
                 todo.append(job)
         if todo:
             try:
@@ -201,13 +193,69 @@ def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = Tr
                 raise
             except Exception as err:
                 error = f"{type(err).__name__}: {err}".splitlines()[0]
-                failed = {"status": "failed", "error": error, "iteration": None}
-                summaries = [failed] * len(todo)
-                for job in todo if lead else []:
-                    atomic_write_text(job.dir / "error.txt", traceback.format_exc())
-                    write_json(job.dir / "summary.json", failed)
+                summaries = [_failed(job.dir, error, traceback.format_exc()) for job in todo]
             results.update({job.dir: {"dir": str(job.dir), **s} for job, s in zip(todo, summaries)})
     return [results[job.dir] for job in jobs]
+
+
+def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, progress: bool = True,
+               time_limit_s: float | None = None, admit: Callable[[Job, Deadline], bool] | None = None):
+    """Train CIFAR jobs `slots` at a time in one process (`resbench.train.pack`), each while its lock is
+    held; yields each job's summary as it ends (finished and taken ones at once, as they come up).
+    `admit(job, deadline)`: whether a job may start now (a loan's rule); a refused one is left as it is."""
+    from .train.pack import train_packed
+
+    data = data.load() if isinstance(data, CifarFiles) else data
+    by_dir, held, skipped = {job.dir: job for job in jobs}, {}, []
+
+    def take(run, run_dir: Path, deadline: Deadline) -> bool:
+        job, claim = by_dir[run_dir], contextlib.ExitStack()
+        if admit is not None and read_status(run_dir) not in ENDED and not admit(job, deadline):
+            return False
+        if (summary := _take(job, data, engine, claim)) is not None:
+            claim.close()
+            skipped.append(summary)
+            return False
+        held[run_dir] = claim
+        return True
+
+    for run_dir, summary in train_packed(((j.run, j.dir) for j in jobs), data, engine, slots, progress,
+                                         time_limit_s, take):
+        yield from _drain(skipped)
+        if summary["status"] == "failed":
+            summary = _failed(run_dir, summary["error"], summary["traceback"])
+        held.pop(run_dir).close()
+        yield {"dir": str(run_dir), **summary}
+    yield from _drain(skipped)
+
+
+def _drain(items: list) -> list:
+    out, items[:] = list(items), []
+    return out
+
+
+def _take(job: Job, data: Data, engine: Engine, held: contextlib.ExitStack) -> dict | None:
+    """Claim a job for this process: None when it is ours to train (its config written), else why not
+    (another process holds it, or it has ended: its summary)."""
+    if not held.enter_context(claim_once(job.dir)):
+        return {"dir": str(job.dir), "status": "taken"}
+    if read_status(job.dir) in ENDED:
+        return {"dir": str(job.dir), "already": True, **read_json(job.dir / "summary.json")}
+    if job.config["data"] != job.run.config(data, engine)["data"]:
+        raise ValueError(f"{job.dir}: this process's data ({data.variant}, {data.source}) is not the "
+                         "data the run was planned on; give every worker the same --data-root")
+    if world()[0] == 0:
+        write_json(job.dir / "config.json", job.config)
+    return None
+
+
+def _failed(run_dir: Path, error: str, trace: str) -> dict:
+    """A run that raised: its traceback in error.txt, status failed (the next sweep retries it)."""
+    failed = {"status": "failed", "error": error, "iteration": None}
+    if world()[0] == 0:
+        atomic_write_text(run_dir / "error.txt", trace)
+        write_json(run_dir / "summary.json", failed)
+    return failed
 
 
 def _train(jobs: list[Job], data: Data, engine: Engine, progress: bool, time_limit_s: float | None) -> list[dict]:
@@ -267,17 +315,26 @@ def run_experiment(name: str, preset: str = "paper", models: list[str] | None = 
                    data_root: str | None = None, engine: Engine = Engine(), progress: bool = True,
                    time_limit_s: float | None = None, fresh: bool = False, overrides: dict | None = None,
                    synthetic: bool = False, say: Callable[[str], None] = print, fuse: int | str = 1,
-                   budget: Fraction | str = Fraction(1)) -> list[dict]:
+                   budget: Fraction | str = Fraction(1), pack: int = 1) -> list[dict]:
     """Train, in this process, every planned run of `name` that has not finished; returns summaries."""
     jobs, data, engine = prepare(name, preset, models, seeds, out, data, data_root, engine, overrides, fresh,
                                  synthetic, say, budget)
-    return train_jobs(jobs, data, engine, progress, time_limit_s, say, resolve_fuse(fuse, engine))
+    return train_jobs(jobs, data, engine, progress, time_limit_s, say, resolve_fuse(fuse, engine), pack)
 
 
 def train_jobs(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
-               time_limit_s: float | None = None, say: Callable[[str], None] = print, fuse: int = 1) -> list[dict]:
-    """Train the jobs, `fuse` seeds at a time (skipping finished and taken ones), within the time limit;
-    SIGTERM or Ctrl-C pauses the run in training and starts no other (`resbench.train.stop`)."""
+               time_limit_s: float | None = None, say: Callable[[str], None] = print, fuse: int = 1,
+               pack: int = 1) -> list[dict]:
+    """Train the jobs, `fuse` seeds at a time or `pack` runs side by side (skipping finished and taken
+    ones), within the time limit; SIGTERM or Ctrl-C pauses the runs in training and starts no other
+    (`resbench.train.stop`)."""
+    if pack > 1:
+        if fuse > 1 or not all(isinstance(j.run, CifarRun) for j in jobs):
+            raise ValueError("--pack trains CIFAR runs side by side, each alone; it does not combine with --fuse")
+        results = list(train_pack(jobs, data, engine, pack, progress, time_limit_s))
+        for summary in results:
+            say(describe(summary))
+        return results
     results = []
     with stop_on_signals():
         deadline = Deadline(time_limit_s)

@@ -41,7 +41,8 @@ def test_the_dry_captured_step_follows_the_plain_step_across_the_warmup_and_a_mi
 def test_one_dry_step_is_torch_sgds_step(tiny_data):
     """One step from the same state: the foreach SGD of the captured step against torch.optim.SGD."""
     from resbench.models import build_model
-    from resbench.train.engine import make_optimizer, make_train_step
+    from resbench.train.engine import make_optimizer
+    from resbench.train.steps import make_train_step
 
     x, y = tiny_data.train_x[:32].float().div(255), tiny_data.train_y[:32]
     after = []

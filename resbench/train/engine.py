@@ -166,28 +166,6 @@ def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list
     torch._foreach_addcmul_(params, bufs, lrs, value=-1.0)
 
 
-def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_splits: int, engine: Engine):
-    """step(x, y, lr) -> (loss, number wrong), both 0-d tensors left on the device."""
-    if engine.graph != "off":
-        from .graphs import CapturedStep
-
-        return CapturedStep(model, optimizer, bn_splits, engine)
-    forward = train_forward(model, bn_splits, engine)
-    if engine.compile:
-        forward = compile_for_run(forward, engine)
-
-    def step(x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss, wrong = forward(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach().clone(), wrong.detach().clone()
-
-    return step
-
-
 @torch.no_grad()
 def loss_and_error(model: nn.Module, batches, engine: Engine) -> tuple[float, float]:
     """(mean loss, error %) over `batches` in eval mode."""

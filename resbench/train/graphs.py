@@ -29,7 +29,7 @@ WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, cuBLAS handles
 
 
 class CapturedStep:
-    """step(x, y, lr) -> (loss, number wrong), as `engine.make_train_step`'s plain step."""
+    """step(x, y, lr) -> (loss, number wrong), as `steps.make_train_step`'s plain step."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.SGD, bn_splits: int, engine: Engine):
         self.forward = train_forward(model, bn_splits, engine, cache_enabled=False)

@@ -24,7 +24,8 @@ from ..models import build_model
 from ..results import MetricsLog, environment, last_error, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import after_lead, any_rank, broadcast, world
-from .engine import Engine, graphs_compiled, make_optimizer, make_train_step, step_path
+from .engine import Engine, graphs_compiled, make_optimizer, step_path
+from .steps import make_train_step
 from .member import Window
 from .runspec import ImageNetRun
 from .skeleton import Schedule, drive

@@ -5,7 +5,8 @@ import math
 from pathlib import Path
 
 from ..data.cifar import CifarData
-from .engine import Engine, graphs_compiled, make_train_step, step_path
+from .engine import Engine, graphs_compiled, step_path
+from .steps import make_train_step
 from .graphs import WARMUP_STEPS
 from .member import Member
 from .runspec import CifarRun

@@ -57,6 +57,7 @@ class Member:
         run_dir.mkdir(parents=True, exist_ok=True)
         # the runs trained with this one (fused), written wherever a run records itself
         self.fused_with = {"fused_with": list(fused_with)} if fused_with else {}
+        self.packed = {}  # {"pack_slots": K} when trained in a pack (`resbench.train.pack`): recorded in the summary
         env = {**environment(torch.device(device), data.provenance()), **self.fused_with}
         self.log = MetricsLog(run_dir / "metrics.jsonl")
         torch.manual_seed(run.seed)  # the run's initialisation, fused or not
@@ -155,7 +156,7 @@ class Member:
                    "warmup_ended_at": self.state["warmup_ended_at"],
                    "step": self.state.get("step"),  # compiled, eager, or eager: compilation fell back
                    "params": sum(p.numel() for p in self.model.parameters()),
-                   **self.fused_with, **extra}
+                   **self.fused_with, **self.packed, **extra}
         write_json(self.dir / "summary.json", summary)
         return summary
 

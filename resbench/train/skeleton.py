@@ -75,36 +75,56 @@ def progress_bar(enabled: bool) -> Progress:
                     TextColumn("{task.fields[status]}"), disable=not enabled)
 
 
+class Training:
+    """One driver through the loop, an iteration at a time: `drive` runs one to its end; a pack
+    (`resbench.train.pack`) interleaves several, each waiting only for its own work (`wait`)."""
+
+    def __init__(self, driver: Driver, deadline: Deadline, wait, bar: Progress,
+                 agree=lambda reason, due: reason):
+        self.driver, self.deadline, self.wait, self.agree, self.bar = driver, deadline, wait, agree, bar
+        self.it = driver.first
+        self.task = bar.add_task(driver.name, total=driver.schedule.iterations, completed=driver.first, rate="",
+                                 status="")
+        self.started = self.tick = time.perf_counter()
+
+    def advance(self) -> dict | None:
+        """One step and what is due after it; the run's summary once it has ended, else None."""
+        driver, schedule = self.driver, self.driver.schedule
+        if self.it >= schedule.iterations:  # resumed at its last iteration
+            return driver.finish()
+        driver.step(self.it)
+        self.it += 1
+        due = schedule.after(self.it)
+        pause = None if due.last else self.agree(self.deadline.reason(), due)
+        if not (due.any or pause):
+            return None
+        self.wait()
+        now = time.perf_counter()
+        driver.add_time(now - self.tick)
+        if due.log:
+            status, diverged = driver.log()
+            self.bar.update(self.task, completed=self.it, status=status,
+                            rate=f"{(self.it - driver.first) / (now - self.started):.1f} it/s")
+            if diverged is not None:
+                return diverged
+        if due.eval:
+            driver.test()
+        if due.checkpoint or pause:
+            driver.checkpoint()
+        if pause:
+            return driver.pause(pause)
+        self.tick = time.perf_counter()
+        return driver.finish() if due.last else None
+
+
 def drive(driver: Driver, deadline: Deadline, device: str, progress: bool,
           agree=lambda reason, due: reason) -> dict:
     """Train `driver` to its last iteration, or until the deadline pauses it; returns its summary.
 
     `agree(reason, due)` turns this process's reason to pause into the decision every process
     takes (data-parallel runs: at due points only, where they meet anyway)."""
-    first, schedule = driver.first, driver.schedule
-    started = tick = time.perf_counter()
     with progress_bar(progress) as bar:
-        task = bar.add_task(driver.name, total=schedule.iterations, completed=first, rate="", status="")
-        for it in range(first, schedule.iterations):
-            driver.step(it)
-            due = schedule.after(it + 1)
-            pause = None if due.last else agree(deadline.reason(), due)
-            if not (due.any or pause):
-                continue
-            sync(device)
-            now = time.perf_counter()
-            driver.add_time(now - tick)
-            if due.log:
-                status, diverged = driver.log()
-                bar.update(task, completed=it + 1, rate=f"{(it + 1 - first) / (now - started):.1f} it/s",
-                           status=status)
-                if diverged is not None:
-                    return diverged
-            if due.eval:
-                driver.test()
-            if due.checkpoint or pause:
-                driver.checkpoint()
-            if pause:
-                return driver.pause(pause)
-            tick = time.perf_counter()
-    return driver.finish()
+        training = Training(driver, deadline, lambda: sync(device), bar, agree)
+        while (summary := training.advance()) is None:
+            pass
+        return summary

@@ -1,0 +1,107 @@
+"""Packed training (resbench.train.pack) against the same runs trained alone, on CPU: bit for bit.
+
+A pack steps each run with the very step it takes alone (on a GPU, on its own stream), so unlike
+a fused group (one grouped convolution over the runs) nothing is summed in another order: every
+logged loss, every weight and the summaries' errors must be equal, not close."""
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from resbench.train.engine import Engine
+from resbench.train.loop import CifarRun, train_cifar
+from resbench.train.pack import train_packed
+from resbench.train.recipe import CifarRecipe
+
+CPU = Engine(device="cpu", precision="fp32", compile=False)
+
+
+def recipe(**kw) -> CifarRecipe:
+    base = dict(batch_size=32, iterations=24, milestones=(8, 16), log_every=4, eval_every=8, checkpoint_every=8)
+    return CifarRecipe(**{**base, **kw}).validate()
+
+
+def records(run_dir):
+    return [{k: v for k, v in r.items() if k != "img_per_s"} for r in map(json.loads, (run_dir / "metrics.jsonl").open())]
+
+
+def same_weights(a, b):
+    a, b = (torch.load(d / "checkpoint.pt", weights_only=False)["model"] for d in (a, b))
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+RUNS = [CifarRun("resnet8", recipe(), 0), CifarRun("plain8", recipe(), 1), CifarRun("resnet14", recipe(), 2),
+        CifarRun("resnet8", recipe(iterations=12, milestones=(6,), warmup=True, warmup_window=2), 3)]
+
+
+@pytest.mark.parametrize("graph", ["off", "dry"])
+def test_packed_runs_of_mixed_depths_equal_their_runs_alone_bit_for_bit(tiny_data, tmp_path, graph):
+    engine = replace(CPU, graph=graph)
+    alone = {run.seed: train_cifar(run, tiny_data, tmp_path / f"alone-{run.seed}", engine, progress=False)
+             for run in RUNS}
+    packed = dict(train_packed([(run, tmp_path / f"pack-{run.seed}") for run in RUNS], tiny_data, engine, slots=2,
+                               progress=False))
+    assert sorted(packed) == sorted(tmp_path / f"pack-{run.seed}" for run in RUNS)  # 4 runs through 2 slots
+    for run in RUNS:
+        a, p = alone[run.seed], packed[tmp_path / f"pack-{run.seed}"]
+        assert p["status"] == "done" and p["pack_slots"] == 2 and "pack_slots" not in a
+        assert (p["test_error"], p["train_error"], p["iteration"]) == (a["test_error"], a["train_error"], a["iteration"])
+        assert records(tmp_path / f"pack-{run.seed}") == records(tmp_path / f"alone-{run.seed}")
+        assert same_weights(tmp_path / f"pack-{run.seed}", tmp_path / f"alone-{run.seed}")
+
+
+def test_a_run_that_ends_frees_its_slot_for_the_next_admitted_and_refused_runs_are_skipped(tiny_data, tmp_path):
+    order, refused = [], RUNS[1]
+    runs = [(run, tmp_path / f"s{run.seed}") for run in RUNS]
+    admit = lambda run, run_dir, deadline: run is not refused and not order.append(run.seed)  # noqa: E731
+    ended = [run_dir.name for run_dir, _ in train_packed(iter(runs), tiny_data, CPU, 2, False, admit=admit)]
+    assert order == [0, 2, 3] and ended[0] in ("s0", "s3") and sorted(ended) == ["s0", "s2", "s3"]
+    assert not (tmp_path / "s1").exists()
+
+
+def test_a_deadline_pauses_every_run_in_flight_and_they_resume_to_the_same_end(tiny_data, tmp_path, monkeypatch):
+    from resbench.train import stop
+
+    calls = {"n": 0}
+
+    def reason(self):  # the deadline comes after 30 steps of the pack
+        calls["n"] += 1
+        return "time limit" if calls["n"] > 30 else None
+    runs = [(run, tmp_path / f"p{run.seed}") for run in RUNS[:2]]
+    with monkeypatch.context() as m:
+        m.setattr(stop.Deadline, "reason", reason)
+        first = dict(train_packed(runs, tiny_data, CPU, 2, False))
+    assert {s["status"] for s in first.values()} == {"paused"}
+    resumed = dict(train_packed(runs, tiny_data, CPU, 2, False))
+    for run, run_dir in runs:
+        alone = train_cifar(run, tiny_data, tmp_path / f"a{run.seed}", CPU, progress=False)
+        assert resumed[run_dir]["test_error"] == alone["test_error"]
+        assert [r for r in records(run_dir) if r["split"] != "event"] == records(tmp_path / f"a{run.seed}")
+
+
+def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tiny_data, tmp_path):
+    broken = CifarRun("resnet9", recipe(), 0)  # 6n+2 layers only: fails as its Member is built
+    runs = [(broken, tmp_path / "broken"), (RUNS[0], tmp_path / "fine")]
+    ended = dict(train_packed(runs, tiny_data, CPU, 2, False))
+    assert ended[tmp_path / "broken"]["status"] == "failed" and "Traceback" in ended[tmp_path / "broken"]["traceback"]
+    assert ended[tmp_path / "fine"]["status"] == "done"
+
+
+def test_resbench_run_pack_trains_a_row_side_by_side_and_a_rerun_skips_it(jpeg_root, tmp_path):
+    import subprocess
+    import sys
+
+    from resbench.report.runs import load_runs
+
+    args = [sys.executable, "-m", "resbench", "run", "table6", "--preset", "smoke", "--models", "resnet20",
+            "--seeds", "2", "--pack", "2", "--device", "cpu", "-q", "--data-root", str(jpeg_root),
+            "--out", str(tmp_path / "runs")]
+    first = subprocess.run(args, capture_output=True, text=True)
+    assert first.returncode == 0 and "2/2 runs done" in first.stdout, first.stdout + first.stderr
+    runs = load_runs(tmp_path / "runs")
+    assert sorted(runs["seed"]) == [0, 1] and set(runs["status"]) == {"done"}
+    again = subprocess.run(args, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("done already") == 2, again.stdout
+    bad = subprocess.run(args + ["--fuse", "2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "does not combine with --fuse" in bad.stderr
