@@ -187,6 +187,48 @@ def bench_fuse(
     _write(out, results, engine, data)
 
 
+@bench_app.command("pack")
+def bench_pack(
+    models: str = typer.Option("resnet20", help="comma-separated models, taken in turn over a pack's slots"),
+    sizes: str = typer.Option("1,2,4,8,16,32", help="comma-separated pack sizes K"),
+    grow: bool = typer.Option(True, "--grow/--no-grow", help="then double K while that adds 10% throughput"),
+    iterations: int = typer.Option(200, min=4, help="iterations per run"),
+    batch_size: int = typer.Option(128, min=2, help="the paper's 128 (BN per half of it)"),
+    device: str = DEVICE,
+    graph: Optional[bool] = typer.Option(None, "--graph/--no-graph", help="each run's step captured in a CUDA "
+                                         "graph (default: on a GPU; on a CPU its dry mode)"),
+    data_root: Optional[Path] = DATA_ROOT,
+    out: Optional[Path] = OUT,
+) -> None:
+    """Aggregate img/s of K runs packed side by side in one process (resbench run --pack K), each K's
+    ratio to the first and its share of the device's measured bf16 peak."""
+    import tempfile
+    from dataclasses import replace
+
+    from .bench_pack import pack_table
+
+    engine, data = _setup(device, False, "reduce-overhead", data_root)
+    cuda = engine.device.startswith("cuda")
+    engine = replace(engine, graph="cuda" if (graph is None and cuda) or (graph and cuda) else "dry")
+    with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+        try:
+            rows = pack_table(_split(models) or ["resnet20"], _counts(sizes), iterations, data, engine, Path(tmp),
+                              grow, batch_size)
+        except (RuntimeError, ValueError) as err:
+            fail(str(err))
+    table = Table(title=f"packs on {engine.device} ({engine.precision}, step: {rows[0]['step']}): "
+                        f"{iterations} iterations per run, batch {batch_size}")
+    for col in ("K", "img/s, all runs", f"vs K={rows[0]['slots']}", "img/s per run", "TFLOP/s", "share of peak"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["slots"]), f"{r['steady_img_per_s']:,.0f}", f"{r['ratio']:.2f}x",
+                      f"{r['per_run_img_per_s']:,.0f}", f"{r['tflop_per_s']:.2f}", f"{100 * r['share_of_peak']:.2f}%")
+    console.print(table)
+    console.print(f"peak: a bf16 matrix product on this device, {rows[0]['peak_tflop_per_s']} TFLOP/s; "
+                  "training FLOPs: 6 x the forward multiply-adds per image")
+    _write(out, rows, engine, data)
+
+
 @bench_app.command("imagenet")
 def bench_imagenet(
     models: str = typer.Option("resnet50,plain34,resnet34,resnet101,resnet152",

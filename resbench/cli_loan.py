@@ -45,17 +45,21 @@ def train_cmd(out: Path = typer.Option(..., help="what comes back ($OUT)"),
               preflight_iterations: int = typer.Option(50, min=8),
               min_start: float = typer.Option(90, help="seconds: no run starts with less left"),
               margin: float = typer.Option(20, help="seconds before the deadline by which runs pause"),
+              pack_sizes: Optional[str] = typer.Option(None, help="pack sizes the preflight measures (default "
+                                                       "1,2,4,8,16,32, doubled beyond while it pays; 1: no pack)"),
               gpu_dir: Path = GPU_DIR) -> None:
-    """On the machine: unpack, preflight, train until the deadline (see resbench/loan.py)."""
-    from .loan import MODELS, train
+    """On the machine: unpack, preflight, train until the deadline (see resbench/loan_plan.py)."""
+    from .loan_plan import MODELS, train
 
     def say(line: str) -> None:
         console.print(f"[{time.strftime('%H:%M:%S')}] {line}", highlight=False, soft_wrap=True)
 
     out.mkdir(parents=True, exist_ok=True)
+    sizes = tuple(int(k) for k in _split(pack_sizes) or ()) or None
     result = train(gpu_dir, Path.cwd(), work, out, deadline, device, preset, tuple(_split(stages) or ()),
-                   tuple(_split(models) or MODELS), seeds, preflight_iterations, min_start, margin, say)
-    say(f"trained {len(result['trained'])} runs with {result['engine']}")
+                   tuple(_split(models) or MODELS), seeds, preflight_iterations, min_start, margin, say, sizes)
+    how = f"packs of {result['pack']}" if "pack" in result else f"{result['fuse']} seeds fused"
+    say(f"trained {len(result['trained'])} runs with {result['engine']}, {how}")
 
 
 @loan_app.command("pack")

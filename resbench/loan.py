@@ -1,4 +1,4 @@
-"""A GPU loan in one command: train to a deadline on a borrowed machine, bring back what it made.
+"""A GPU loan in one command: what travels there and back (the training itself: `loan_plan`).
 
 A loan is 15 minutes of one machine in all, its start included; a command runs at most 10
 minutes, the machine goes back 30 s after one ends (nothing is kept), 64 MiB travel there and
@@ -7,20 +7,12 @@ command, `scripts/gpu_loan.sh`, and what must survive it travels both ways:
 
   here   `bundle`   .gpu/: the CIFAR-10 files gzip'd (3x smaller) with their sha256, the commit
   there  `train`    unpack and check the data; seed the results from the committed runs
-                    (finished ones are skipped) and the carried checkpoints; a preflight (eager
-                    vs the captured step, `train/graphs.py`) chooses the engine, and a check that
-                    fails there is logged, never fatal; then train the plan until an absolute
-                    deadline, admitting a run that will finish whatever time is left, and one that
-                    would pause only with 90 s left and while all unfinished checkpoints fit the
-                    carry budget; pack after every finished run
+                    (finished ones are skipped) and the carried checkpoints; then `loan_plan.train`
+                    trains to the deadline, packing after every finished run
   there  `pack`     the runs' small files in one archive, unfinished runs' checkpoints in bins of
                     at most 15.5 MiB, beside the preflight and the log (again after the timeout)
   here   `collect`  the small files into reports/runs/, the bins into .gpu/carry/ for the next loan
 
-The plan, in order: the budget ladder (the ten Table 6 / Fig. 6 networks at 1/32, then 1/16,
-3 seeds each), then the paper's full recipe, cheapest network first, carried between loans.
-Where the stages asked for leave out a rung of the ladder, its runs fill the time that no run
-of those stages can use. ResNet-1202 only when named.
 """
 from __future__ import annotations
 
@@ -33,20 +25,13 @@ import shutil
 import subprocess
 import tarfile
 import time
-from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 MIB = 1 << 20
 BIN_BYTES = int(15.5 * MIB)  # one returned file: under the 16 MiB a file may have
 CARRY_BYTES = 40 * MIB  # checkpoints that travel back out: 64 MiB less the data (18.6) and the tree
 TRAVEL_BYTES = 64 * MIB  # what may travel to the machine, in all
 MAX_FILES = 8  # files back from a command
-MIN_START_S = 90  # no run that would pause starts with less time than this left
-GUESSED_IMG_PER_S = {"cuda": 5000.0, "cpu": 200.0}  # ResNet-20, eager, when the preflight could not measure
-LADDER = ("1/32", "1/16")  # budgets, before the full recipe ("1")
-MODELS = ("resnet20", "plain20", "resnet32", "plain32", "resnet44", "plain44", "resnet56", "plain56",
-          "resnet110", "plain110")  # cheapest first; ResNet-1202 only when named
 COMMIT_FILE, SUMS_FILE = "commit", "SHA256SUMS"
 
 
@@ -132,21 +117,6 @@ def unfinished(runs: Path) -> dict[str, int]:
 
     return {f"{p.parent.name}/{p.name}": p.stat().st_size for p in sorted(runs.glob("*/checkpoint.pt"))
             if read_status(p.parent) not in FINISHED}
-
-
-def checkpoint_bytes(model: str) -> int:
-    """A run's checkpoint: fp32 weights and SGD momentum, BN buffers, and a little more."""
-    from .models import build_model
-
-    net = build_model(model)
-    return int(1.1 * sum(p.numel() * 8 for p in net.parameters())) + 64 * 1024
-
-
-def seconds_per_run(model: str, iterations: int, batch: int, img_per_s: float) -> float:
-    """A CIFAR run's time from the preflight's ResNet-20 rate: cost grows with depth (3x3 layers)."""
-    from .models import parse_model_name
-
-    return iterations * batch / img_per_s * (parse_model_name(model).depth - 2) / 18 * 1.15  # + tests
 
 
 def pack(runs: Path, out: Path) -> list[str]:
@@ -236,82 +206,3 @@ def sent_size(repo: Path) -> int:
         skip = {".git", ".venv", ".gpu", "runs", ".pytest_cache", ".benchmarks"}
         names = [p for p in repo.rglob("*") if p.relative_to(repo).parts[0] not in skip and "__pycache__" not in p.parts]
     return sum(p.stat().st_size for p in names if p.is_file())
-
-
-def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, device: str, preset: str,
-          stages: tuple[str, ...], models: tuple[str, ...], seeds: int, preflight_iterations: int,
-          min_start_s: float = MIN_START_S, margin_s: float = 20.0, say: Callable[[str], None] = print) -> dict:
-    """There: everything but the last packing (see the module docstring); returns what was trained.
-
-    After the declared stages, the ladder's budgets not among them fill the time left, with runs that
-    finish before the deadline only. Every finished run is packed at once."""
-    from .data.cifar import cifar10_files
-    from .runner import make_groups, prepare, train_group
-    from .store import FINISHED, read_status
-    from .train.recipe import cifar_recipe
-
-    data = cifar10_files(unpack_data(gpu_dir, work))
-    say(f"data unpacked and checked: {data.folder}")
-    say(f"results seeded: {seed_runs(repo / 'reports' / 'runs', gpu_dir / 'carry', work / 'runs')}")
-    engine, rate, fuse = _preflight(data, device, preflight_iterations, out, cifar_recipe(preset).batch_size, say)
-    trained = []
-    fill = [b for b in LADDER if b not in stages]
-    for budget, finish_only in [(b, False) for b in stages] + [(b, True) for b in fill]:
-        jobs, data, engine = prepare("figure6", preset, list(models), seeds, work / "runs", data=data,
-                                     engine=engine, budget=budget, say=say)
-        for group in make_groups(sorted(jobs, key=lambda j: models.index(j.run.model)), fuse):
-            group = [job for job in group if read_status(job.dir) not in FINISHED]
-            left = deadline - time.time()
-            why = _not_now(group, work / "runs", rate, left, min_start_s, margin_s,
-                           finish_only or Fraction(budget) < 1) if group else "finished"
-            if why == "finished" or (why and finish_only):  # fillers that do not fit are not worth a line each
-                continue
-            if why:
-                say(f"not started: {', '.join(j.dir.name for j in group)} ({why}, {left:.0f} s left)")
-                continue
-            for summary in train_group(group, data, engine, progress=False, time_limit_s=left - margin_s):
-                trained.append({k: summary.get(k) for k in ("dir", "status", "iteration", "img_per_s", "step")})
-                say(f"{summary['status']}: {Path(summary['dir']).name} at {summary.get('iteration')} "
-                    f"({summary.get('img_per_s')} img/s, {summary.get('step')})")
-            say(f"packed: {', '.join(pack(work / 'runs', out))}")
-    return {"trained": trained, "engine": repr(engine)}
-
-
-def _not_now(group: list, runs: Path, rate: float, left: float, min_start_s: float, margin_s: float,
-             must_finish: bool) -> str | None:
-    """Why a group of runs is not started now, or None. A fused group's runs train side by side, so it
-    takes as long as its longest run. A run that will finish may start whatever time is left; one that
-    will pause must have `min_start_s` left to be worth its checkpoint, and that checkpoint must travel."""
-    need = max(seconds_per_run(j.run.model, j.run.recipe.iterations - _done(j.dir), j.run.recipe.batch_size, rate)
-               for j in group)
-    if need <= left - margin_s:
-        return None
-    if must_finish:
-        return f"cannot finish before the deadline: needs about {need:.0f} s"
-    if left < min_start_s:
-        return f"less than {min_start_s:.0f} s left: needs about {need:.0f} s"
-    carry = {**unfinished(runs), **{f"{j.dir.name}/checkpoint.pt": checkpoint_bytes(j.run.model) for j in group}}
-    return None if fits(carry) else "its checkpoints would not travel back"
-
-
-def _preflight(data, device: str, iterations: int, out: Path, batch: int, say: Callable[[str], None]):
-    """The preflight's engine, per-run img/s and fuse; where the preflight itself fails, the plain eager step
-    and a guessed rate, said in the log: a failed measurement never ends the loan."""
-    from .preflight import preflight
-    from .train.engine import Engine
-
-    try:
-        check = preflight(data, device, iterations, out / "preflight.json", batch)
-        say(f"preflight: {json.dumps(check['chosen'])}")
-        return check["engine"], check["chosen"]["run_img_per_s"], check["chosen"]["fuse"]
-    except Exception as err:  # noqa: BLE001  (whatever broke, training goes on with the plain step)
-        rate = GUESSED_IMG_PER_S["cuda" if device.startswith("cuda") else "cpu"]
-        say(f"preflight failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            f"training with the plain eager step, times estimated at {rate} img/s")
-        return Engine(device=device, compile=False).resolve(), rate, 1
-
-
-def _done(run_dir: Path) -> int:
-    from .store import last_iteration
-
-    return last_iteration(run_dir) if run_dir.exists() else 0

@@ -10,7 +10,7 @@ set -u
 OUT=${OUT:?the folder whose files come back}
 DEADLINE_S=${DEADLINE_S:-540}            # from now until the runs must have paused
 DEVICE=${DEVICE:-cuda} PRESET=${PRESET:-paper} STAGES=${STAGES:-1/32,1/16,1} SEEDS=${SEEDS:-3}
-MODELS=${MODELS:-} PREFLIGHT=${PREFLIGHT:-50} WORK=${WORK:-/tmp/resbench-loan}
+MODELS=${MODELS:-} PREFLIGHT=${PREFLIGHT:-50} WORK=${WORK:-/tmp/resbench-loan} PACK_SIZES=${PACK_SIZES:-}
 MIN_START=${MIN_START:-90} MARGIN=${MARGIN:-20}   # no run starts with less left; runs pause this early
 PYTHON=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
@@ -24,9 +24,9 @@ echo "loan of $(date -u +%FT%TZ): commit $RESBENCH_COMMIT, device $DEVICE, deadl
 timeout -s TERM -k 15 $((DEADLINE_S + 10)) $PYTHON -m resbench loan train --out "$OUT" --deadline "$deadline" \
   --work "$WORK" --device "$DEVICE" --preset "$PRESET" --stages "$STAGES" --seeds "$SEEDS" \
   --preflight-iterations "$PREFLIGHT" --min-start "$MIN_START" --margin "$MARGIN" \
-  ${MODELS:+--models "$MODELS"} >> "$LOG" 2>&1
+  ${MODELS:+--models "$MODELS"} ${PACK_SIZES:+--pack-sizes "$PACK_SIZES"} >> "$LOG" 2>&1
 echo "train ended with $? after $(( $(date +%s) - start ))s" >> "$LOG"
 $PYTHON -m resbench loan pack --out "$OUT" --work "$WORK" >> "$LOG" 2>&1
-$PYTHON -m resbench status --out "$WORK/runs" >> "$LOG" 2>&1
+COLUMNS=160 $PYTHON -m resbench status --out "$WORK/runs" >> "$LOG" 2>&1
 ls -la "$OUT" >> "$LOG"
 echo "loan ended after $(( $(date +%s) - start ))s" >> "$LOG"

@@ -201,3 +201,16 @@ def test_a_step_with_one_forward_matches_a_forward_per_half(tiny_data, tmp_path,
         assert_same_state(loop, one, rtol=0, atol=2e-4)
         assert one["model"]["stem.1.num_batches_tracked"] == 2  # one update per half, as the loop counts
         assert losses(tmp_path / f"one-{seed}") == pytest.approx(losses(tmp_path / f"loop-{seed}"), abs=1e-5)
+
+
+def test_fusing_in_fp32_on_cuda_is_refused_in_one_line_and_auto_does_not_fuse_there(monkeypatch):
+    """The H200 crashed in vmap's batch norm in fp32 (channels_last); fusing there is refused before any work."""
+    from resbench.runner import resolve_fuse
+    from resbench.train.fused import fusable
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cuda_fp32, cuda_bf16 = Engine(device="cuda", precision="fp32"), Engine(device="cuda", precision="bf16")
+    assert "pack them" in fusable(cuda_fp32) and fusable(cuda_bf16) is None and fusable(CPU) is None
+    assert resolve_fuse("auto", cuda_fp32) == 1
+    with pytest.raises(ValueError, match="cannot train in fp32 on CUDA"):
+        resolve_fuse(3, cuda_fp32)

@@ -31,7 +31,7 @@ def bare_copy(dest: Path) -> Path:
 
 def loan(tree: Path, out: Path, work: Path, home: Path, deadline_s: int) -> str:
     env = {**os.environ, "DEVICE": "cpu", "PRESET": "smoke", "STAGES": "1", "SEEDS": "2", "MODELS": MODELS,
-           "DEADLINE_S": str(deadline_s), "PREFLIGHT": "8", "MIN_START": "3", "MARGIN": "2", "OUT": str(out),
+           "DEADLINE_S": str(deadline_s), "PREFLIGHT": "8", "PACK_SIZES": "2", "MIN_START": "3", "MARGIN": "2", "OUT": str(out),
            "WORK": str(work), "HOME": str(home), "PYTHON": sys.executable, "PYTHONPATH": str(GPU_PYTHON),
            "OMP_NUM_THREADS": "1"}  # one thread: steady timings beside the test process on 2 cores
     out.mkdir(parents=True)
@@ -69,7 +69,8 @@ def rehearsal(tmp_path_factory, bench_root):
     collected = subprocess.run([sys.executable, "-m", "resbench", "loan", "collect", str(base / "out1")],
                                cwd=tree, env=env, capture_output=True, text=True)
     assert collected.returncode == 0, collected.stderr
-    after_first = {d.name: {f.name: f.read_bytes() for f in d.iterdir()} for d in (tree / "reports/runs").iterdir()}
+    after_first = {d.name: {f.name: f.read_bytes() for f in d.iterdir() if f.is_file()}
+                   for d in (tree / "reports/runs").iterdir()}
     second = loan(tree, base / "out2", base / "work2", base / "home2", 60)
     check_limits(base / "out2")
     return {"tree": tree, "base": base, "first": first, "second": second, "after_first": after_first}

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from resbench import loan
+from resbench import loan, loan_plan
 from resbench.loan import MIB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,17 +29,17 @@ def test_a_run_that_will_finish_starts_whatever_time_is_left_and_one_that_would_
     rate = 39_000.0  # the H200's captured ResNet-20 step
     short = [job("resnet20", 2000, "short", tmp_path)]  # 1/32 of the recipe: about 8 s
     full = [job("resnet20", 64000, "full", tmp_path)]  # about 240 s
-    assert loan._not_now(short, tmp_path, rate, 67, 90, 20, must_finish=True) is None  # the first loan idled here
-    assert "less than 90 s left" in loan._not_now(full, tmp_path, rate, 67, 90, 20, must_finish=False)
-    assert "cannot finish" in loan._not_now(full, tmp_path, rate, 200, 90, 20, must_finish=True)
-    assert loan._not_now(full, tmp_path, rate, 200, 90, 20, must_finish=False) is None  # it pauses and is carried
+    assert loan_plan._not_now(short, tmp_path, rate, 67, 90, 20, must_finish=True) is None  # the first loan idled here
+    assert "less than 90 s left" in loan_plan._not_now(full, tmp_path, rate, 67, 90, 20, must_finish=False)
+    assert "cannot finish" in loan_plan._not_now(full, tmp_path, rate, 200, 90, 20, must_finish=True)
+    assert loan_plan._not_now(full, tmp_path, rate, 200, 90, 20, must_finish=False) is None  # it pauses and is carried
 
 
 def test_a_fused_group_takes_as_long_as_its_longest_run_not_the_sum(tmp_path):
-    one = loan.seconds_per_run("resnet20", 2000, 128, 10_000)
+    one = loan_plan.seconds_per_run("resnet20", 2000, 128, 10_000)
     three = [job("resnet20", 2000, f"s{i}", tmp_path) for i in range(3)]
     left = 20 + 1.5 * one  # time for one run (the three side by side), not for three after another
-    assert loan._not_now(three, tmp_path, 10_000, left, 90, 20, must_finish=True) is None
+    assert loan_plan._not_now(three, tmp_path, 10_000, left, 90, 20, must_finish=True) is None
 
 
 def test_a_failing_preflight_check_is_recorded_and_the_loan_trains_on(bench_root, tmp_path, monkeypatch):
@@ -52,16 +52,29 @@ def test_a_failing_preflight_check_is_recorded_and_the_loan_trains_on(bench_root
         raise RuntimeError("NYI: querying is_contiguous inside of vmap for memory_format other than ...")
 
     monkeypatch.setattr(preflight_module, "fused_throughput", crash)
-    report = preflight_module.preflight(files, "cpu", 8, tmp_path / "preflight.json", batch=32)
+    report = preflight_module.preflight(files, "cpu", 8, tmp_path / "preflight.json", batch=32, pack_sizes=(1,))
     assert report["failed"] == {"fused": "RuntimeError: NYI: querying is_contiguous inside of vmap for memory_format "
                                          "other than ..."}
     assert report["chosen"]["fuse"] == 1 and json.loads((tmp_path / "preflight.json").read_text())["failed"]
 
     monkeypatch.setattr(preflight_module, "preflight", crash)  # the whole preflight: the plain step, a guessed rate
     said = []
-    engine, rate, fuse = loan._preflight(files, "cpu", 8, tmp_path, 32, said.append)
+    engine, rate, fuse, slots = loan_plan._preflight(files, "cpu", 8, tmp_path, 32, said.append)
     assert (engine.graph, engine.compile) == ("off", False)
-    assert (rate, fuse) == (loan.GUESSED_IMG_PER_S["cpu"], 1) and "preflight failed (RuntimeError" in said[0]
+    assert (rate, fuse, slots) == (loan_plan.GUESSED_IMG_PER_S["cpu"], 1, 1) and "preflight failed (RuntimeError" in said[0]
+
+
+def test_a_pack_that_does_not_compute_what_its_runs_alone_do_is_not_used(bench_root, tmp_path, monkeypatch):
+    from resbench import bench_pack, preflight as preflight_module
+    from resbench.data.cifar import cifar10_files
+
+    files = cifar10_files(bench_root)
+    report = preflight_module.preflight(files, "cpu", 8, tmp_path / "a.json", batch=32, pack_sizes=(2,))
+    assert report["pack"]["check"]["bitwise"] and report["chosen"]["pack"] == 2  # the only size asked for
+    assert report["chosen"]["run_img_per_s"] == report["pack"]["per_run_img_per_s"]
+    monkeypatch.setattr(bench_pack, "pack_agrees", lambda *a, **k: {"agree": False, "max_loss_diff": 0.3})
+    report = preflight_module.preflight(files, "cpu", 8, tmp_path / "b.json", batch=32, pack_sizes=(2,))
+    assert report["chosen"]["pack"] == 1 and "do not compute what they compute alone" in report["failed"]["pack"]
 
 
 def test_pack_replaces_each_archive_whole_and_drops_bins_of_runs_since_finished(tmp_path):
@@ -91,7 +104,7 @@ def test_a_loan_killed_at_a_random_moment_brings_back_every_run_it_finished_befo
     out.mkdir()
     cmd = [sys.executable, "-m", "resbench", "loan", "train", "--out", str(out), "--deadline", str(time.time() + 120),
            "--work", str(work), "--device", "cpu", "--preset", "smoke", "--stages", "1", "--seeds", "4",
-           "--models", "resnet20", "--preflight-iterations", "8", "--min-start", "1", "--margin", "1",
+           "--models", "resnet20", "--preflight-iterations", "8", "--min-start", "1", "--margin", "1", "--pack-sizes", "1",
            "--gpu-dir", str(gpu)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**env, "PYTHONPATH": f"{tree}:{GPU_PYTHON}", "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

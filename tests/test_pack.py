@@ -105,3 +105,28 @@ def test_resbench_run_pack_trains_a_row_side_by_side_and_a_rerun_skips_it(jpeg_r
     assert again.returncode == 0 and again.stdout.count("done already") == 2, again.stdout
     bad = subprocess.run(args + ["--fuse", "2"], capture_output=True, text=True)
     assert bad.returncode == 2 and "does not combine with --fuse" in bad.stderr
+
+
+def test_bench_pack_measures_each_size_against_the_first_and_the_peak_in_one_run(bench_root, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "resbench", "bench", "pack", "--device", "cpu", "--models",
+                           "resnet8,plain8", "--sizes", "1,2", "--no-grow", "--iterations", "8", "--batch-size", "32",
+                           "--data-root", str(bench_root), "--out", str(tmp_path / "pack.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "pack.json").read_text())["results"]
+    assert [r["slots"] for r in rows] == [1, 2] and rows[0]["ratio"] == 1.0
+    assert rows[1]["ratio"] == round(rows[1]["steady_img_per_s"] / rows[0]["steady_img_per_s"], 2)
+    assert all(0 < r["share_of_peak"] < 1 and r["tflop_per_s"] > 0 for r in rows)
+    assert "share of peak" in proc.stdout
+
+
+def test_the_preflights_check_finds_a_pack_computing_what_its_runs_alone_do(tiny_data, tmp_path):
+    from resbench.bench_pack import chosen_size, pack_agrees
+
+    check = pack_agrees(tiny_data, CPU, tmp_path, steps=6, batch_size=32, model="resnet8")
+    assert check["bitwise"] and check["agree"] and check["max_loss_diff"] == 0
+    rows = [{"slots": k, "steady_img_per_s": v} for k, v in ((1, 100), (2, 180), (4, 300), (8, 310))]
+    assert chosen_size(rows) == 4  # within 5% of the best: as fast, each run done sooner

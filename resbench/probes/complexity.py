@@ -40,10 +40,6 @@ def _quiet_jit() -> Iterator[None]:
         yield
 
 
-with _quiet_jit():
-    from fvcore.nn import FlopCountAnalysis
-
-
 _NOT_WEIGHTED = ("aten::batch_norm", "aten::adaptive_avg_pool2d")
 
 
@@ -68,6 +64,9 @@ def count_params(model: nn.Module) -> int:
 
 
 def macs_fvcore(model: nn.Module, input_size: int) -> int:
+    with _quiet_jit():  # imported here: the GPU machine has no fvcore, and needs only FlopCounterMode
+        from fvcore.nn import FlopCountAnalysis
+
     x = torch.zeros(1, 3, input_size, input_size)
     with _quiet_jit(), torch.no_grad():
         analysis = FlopCountAnalysis(model.eval(), x)

@@ -101,6 +101,17 @@ def make_fused_step(stack: Stack, bn_splits: int, engine: Engine):
     return step
 
 
+def fusable(engine: Engine) -> str | None:
+    """Why runs cannot be fused on this engine, or None. In fp32 on CUDA, batch norm under vmap asks
+    whether its input is channels_last-contiguous, which torch's vmap does not implement ("NYI:
+    querying is_contiguous inside of vmap ...", seen on an H200 with torch 2.11): packing
+    (`resbench.train.pack`) trains such runs side by side instead."""
+    engine = engine.resolve()
+    if engine.device.startswith("cuda") and engine.precision == "fp32":
+        return "fused runs cannot train in fp32 on CUDA (torch's vmap cannot run its batch norm); pack them (--pack)"
+    return None
+
+
 def train_fused(runs: list[CifarRun], data: CifarData, run_dirs: list[Path], engine: Engine = Engine(),
                 progress: bool = True, time_limit_s: float | None = None) -> list[dict]:
     """Train (or resume) runs that differ only in seed, together; returns their summaries in order.
@@ -108,6 +119,8 @@ def train_fused(runs: list[CifarRun], data: CifarData, run_dirs: list[Path], eng
     Runs that resume from different iterations cannot step together: each iteration's
     members train as their own group, one group after another.
     """
+    if why := fusable(engine):
+        raise ValueError(why)
     engine = engine.resolve()
     engine.apply_global_settings()
     device = engine.device

@@ -1,0 +1,138 @@
+"""What a GPU loan trains, and when: the plan, the preflight's engine, admission to the deadline.
+
+The plan, in order: the stages asked for (by default the budget ladder, the ten Table 6 / Fig. 6
+networks at 1/32 then 1/16, 3 seeds each, then the paper's full recipe, cheapest network first,
+carried between loans); where the stages leave out a rung of the ladder, its runs fill the time
+that no run of those stages can use (they must finish). ResNet-1202 only when named.
+
+The preflight (`resbench.preflight`) chooses the step (eager or captured), and how runs share the
+device: K runs packed side by side (`resbench.train.pack`), or a row's seeds fused; a check that
+fails there is logged, never fatal. A run that will finish starts whatever time is left; one
+that would pause needs `min_start_s` left and its checkpoint must travel back with the others'.
+Every run that ends is packed for the way back at once (`loan.pack`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+from .loan import fits, pack, seed_runs, unfinished, unpack_data
+
+MIN_START_S = 90  # no run that would pause starts with less time than this left
+GUESSED_IMG_PER_S = {"cuda": 5000.0, "cpu": 200.0}  # ResNet-20, eager, when the preflight could not measure
+LADDER = ("1/32", "1/16")  # budgets, before the full recipe ("1")
+MODELS = ("resnet20", "plain20", "resnet32", "plain32", "resnet44", "plain44", "resnet56", "plain56",
+          "resnet110", "plain110")  # cheapest first; ResNet-1202 only when named
+
+
+def checkpoint_bytes(model: str) -> int:
+    """A run's checkpoint: fp32 weights and SGD momentum, BN buffers, and a little more."""
+    from .models import build_model
+
+    net = build_model(model)
+    return int(1.1 * sum(p.numel() * 8 for p in net.parameters())) + 64 * 1024
+
+
+def seconds_per_run(model: str, iterations: int, batch: int, img_per_s: float) -> float:
+    """A CIFAR run's time from the preflight's ResNet-20 rate: cost grows with depth (3x3 layers)."""
+    from .models import parse_model_name
+
+    return iterations * batch / img_per_s * (parse_model_name(model).depth - 2) / 18 * 1.15  # + tests
+
+
+def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, device: str, preset: str,
+          stages: tuple[str, ...], models: tuple[str, ...], seeds: int, preflight_iterations: int,
+          min_start_s: float = MIN_START_S, margin_s: float = 20.0, say: Callable[[str], None] = print,
+          pack_sizes: tuple[int, ...] | None = None) -> dict:
+    """There: everything but the last packing (see the module docstring); returns what was trained."""
+    from .data.cifar import cifar10_files
+    from .runner import make_groups, prepare, train_group, train_pack
+    from .store import FINISHED, read_status
+    from .train.recipe import cifar_recipe
+
+    data = cifar10_files(unpack_data(gpu_dir, work))
+    say(f"data unpacked and checked: {data.folder}")
+    say(f"results seeded: {seed_runs(repo / 'reports' / 'runs', gpu_dir / 'carry', work / 'runs')}")
+    engine, rate, fuse, slots = _preflight(data, device, preflight_iterations, out, cifar_recipe(preset).batch_size,
+                                           say, pack_sizes)
+    trained, must_finish, plan = [], {}, []
+    fill = [b for b in LADDER if b not in stages]
+    for budget, finish_only in [(b, False) for b in stages] + [(b, True) for b in fill]:
+        jobs, data, engine = prepare("figure6", preset, list(models), seeds, work / "runs", data=data,
+                                     engine=engine, budget=budget, say=say)
+        jobs = sorted(jobs, key=lambda j: models.index(j.run.model))
+        must_finish.update({j.dir: finish_only or Fraction(budget) < 1 for j in jobs})
+        plan += [(group, finish_only) for group in make_groups(jobs, fuse)]
+
+    def ended(summary: dict) -> None:
+        trained.append({k: summary.get(k) for k in ("dir", "status", "iteration", "img_per_s", "step")})
+        say(f"{summary['status']}: {Path(summary['dir']).name} at {summary.get('iteration')} "
+            f"({summary.get('img_per_s')} img/s, {summary.get('step')})")
+        say(f"packed: {', '.join(pack(work / 'runs', out))}")
+
+    def admit(group: list, finish_only: bool) -> bool:
+        left = deadline - time.time()
+        why = _not_now(group, work / "runs", rate, left, min_start_s, margin_s, must_finish[group[0].dir])
+        if why and not finish_only:  # fillers that do not fit are not worth a line each
+            say(f"not started: {', '.join(j.dir.name for j in group)} ({why}, {left:.0f} s left)")
+        return why is None
+
+    if fuse == 1:  # runs packed side by side (a pack of one: one run at a time)
+        fillers = {group[0].dir for group, finish_only in plan if finish_only}
+        jobs = [group[0] for group, _ in plan]
+        for summary in train_pack(jobs, data, engine, slots, False, deadline - time.time() - margin_s,
+                                  lambda job, _: admit([job], job.dir in fillers)):
+            if not summary.get("already") and summary["status"] != "taken":
+                ended(summary)
+        return {"trained": trained, "engine": repr(engine), "pack": slots}
+    for group, finish_only in plan:  # a row's seeds fused
+        group = [job for job in group if read_status(job.dir) not in FINISHED]
+        if group and admit(group, finish_only):
+            for summary in train_group(group, data, engine, False, deadline - time.time() - margin_s):
+                ended(summary)
+    return {"trained": trained, "engine": repr(engine), "fuse": fuse}
+
+
+def _not_now(group: list, runs: Path, rate: float, left: float, min_start_s: float, margin_s: float,
+             must_finish: bool) -> str | None:
+    """Why a group of runs is not started now, or None. A fused group's runs train side by side, so it
+    takes as long as its longest run. A run that will finish may start whatever time is left; one that
+    will pause must have `min_start_s` left to be worth its checkpoint, and that checkpoint must travel."""
+    need = max(seconds_per_run(j.run.model, j.run.recipe.iterations - _done(j.dir), j.run.recipe.batch_size, rate)
+               for j in group)
+    if need <= left - margin_s:
+        return None
+    if must_finish:
+        return f"cannot finish before the deadline: needs about {need:.0f} s"
+    if left < min_start_s:
+        return f"less than {min_start_s:.0f} s left: needs about {need:.0f} s"
+    carry = {**unfinished(runs), **{f"{j.dir.name}/checkpoint.pt": checkpoint_bytes(j.run.model) for j in group}}
+    return None if fits(carry) else "its checkpoints would not travel back"
+
+
+def _preflight(data, device: str, iterations: int, out: Path, batch: int, say: Callable[[str], None],
+               pack_sizes: tuple[int, ...] | None = None):
+    """The preflight's engine, per-run img/s, fuse and pack size; where the preflight itself fails, the plain
+    eager step, one run at a time and a guessed rate, said in the log: a failed measurement never ends the loan."""
+    from .preflight import PACK_SIZES, preflight
+    from .train.engine import Engine
+
+    try:
+        check = preflight(data, device, iterations, out / "preflight.json", batch, pack_sizes or PACK_SIZES)
+        say(f"preflight: {json.dumps(check['chosen'])}" + (f"; failed: {check['failed']}" if check["failed"] else ""))
+        chosen = check["chosen"]
+        return check["engine"], chosen["run_img_per_s"], chosen["fuse"], chosen.get("pack", 1)
+    except Exception as err:  # noqa: BLE001  (whatever broke, training goes on with the plain step)
+        rate = GUESSED_IMG_PER_S["cuda" if device.startswith("cuda") else "cpu"]
+        say(f"preflight failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            f"training with the plain eager step, times estimated at {rate} img/s")
+        return Engine(device=device, compile=False).resolve(), rate, 1, 1
+
+
+def _done(run_dir: Path) -> int:
+    from .store import last_iteration
+
+    return last_iteration(run_dir) if run_dir.exists() else 0
