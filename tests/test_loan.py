@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,38 @@ def test_checkpoints_are_binned_first_fit_and_admitted_only_while_they_fit():
     bins = first_fit(sizes)
     assert bins == [["a", "c"], ["b", "d"]] and all(sum(sizes[n] for n in b) <= BIN_BYTES for b in bins)
     assert fits(sizes) and not fits({**sizes, "e": 15 * MIB}) and not fits({"huge": 17 * MIB})
+
+
+def test_a_loan_in_two_commands_trains_on_between_them_and_the_second_brings_back_the_rest(bench_root, tmp_path):
+    """PHASE=start returns after COMMAND_S with what has finished while the training goes on detached;
+    PHASE=finish, the next command on the still-warm machine, waits for it and brings back everything."""
+    tree = bare_copy(tmp_path / "tree")
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run([sys.executable, "-m", "resbench", "loan", "bundle", "--data-root", str(bench_root),
+                    "--gpu-dir", str(tree / ".gpu")], cwd=ROOT, env=env, check=True, capture_output=True)
+    env = {**os.environ, "DEVICE": "cpu", "PRESET": "smoke", "STAGES": "1", "SEEDS": "2", "MODELS": "resnet20",
+           "DEADLINE_S": "45", "COMMAND_S": "20", "PREFLIGHT": "8", "PACK_SIZES": "1", "MIN_START": "3",
+           "MARGIN": "2", "WORK": str(tmp_path / "work"), "HOME": str(tmp_path / "home"), "PYTHON": sys.executable,
+           "PYTHONPATH": str(GPU_PYTHON), "OMP_NUM_THREADS": "1"}
+    outs = []
+    for phase in ("start", "finish"):
+        out = tmp_path / phase
+        out.mkdir()
+        proc = subprocess.run(["sh", "scripts/gpu_loan.sh"], cwd=tree, env={**env, "PHASE": phase, "OUT": str(out)},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        check_limits(out)
+        outs.append(out)
+    first = (outs[0] / "loan.log").read_text()
+    assert "command 1 returns after" in first and "loan ended" not in first
+    last = (outs[1] / "loan.log").read_text()
+    assert "Traceback" not in last and "loan ended" in last, last
+    first_done, done = (finished_in(out / "runs.tgz") for out in outs)
+    assert len([name for name in done if "-smoke-" in name and "-1of" not in name]) == 2, last
+    assert first_done and first_done < done, last  # and what finished after the first command returned
+
+
+def finished_in(archive: Path) -> set[str]:
+    with tarfile.open(archive) as tar:
+        return {m.name.split("/")[0] for m in tar.getmembers() if m.name.endswith("summary.json")
+                and json.load(tar.extractfile(m))["status"] == "done" and "-smoke-" in m.name}
