@@ -2,7 +2,8 @@
 
 Every ordering a claim makes ("plain-20 below plain-56") gets, in every tier with runs on
 both sides, an effect: the higher side's mean minus the lower side's (positive where the
-paper's direction holds), its 95% Welch confidence interval, and the ordering's verdict over
+paper's direction holds), its 90% Welch confidence interval (the interval of the one-sided 5%
+test, so a pass is a bar wholly above 0), and the ordering's verdict over
 seeds (`stats.ordering`: pass, fail or inconclusive). Tiers that differ only in their
 schedule make one family (`proxy: JPEG q75 data (bf16)` at 1/32, 1/16, 1/8 ...), drawn as
 one line against the budget on a log axis. Where the paper's numbers give the same effect
@@ -71,7 +72,7 @@ MARKERS = {"pass": dict(marker="o"), "fail": dict(marker="X"), "inconclusive": d
 
 
 def budgets_figure(table: pd.DataFrame) -> plt.Figure | None:
-    """One panel per claim: effect (95% CI) against the budget, a line per ordering and family."""
+    """One panel per claim: effect (90% CI) against the budget, a line per ordering and family."""
     if table.empty:
         return None
     claims = list(dict.fromkeys(table["claim"]))
@@ -109,7 +110,8 @@ def budgets_figure(table: pd.DataFrame) -> plt.Figure | None:
         ax.set_title("\n".join(textwrap.wrap(statement, 48)), fontsize=9)
         ax.legend(fontsize=7, loc="best")
     fig.text(0.5, -0.02, "filled: the ordering passes (one-sided Welch, p < 0.05, >= 3 seeds a side); hollow: "
-             "inconclusive; X: fails. Bars: 95% CI. Red-edged star: the paper's full-schedule effect.",
+             "inconclusive; X: fails. Bars: 90% Welch CI, the one-sided 5% test's own interval (a filled marker's "
+             "bar never crosses 0). Red-edged star: the paper's full-schedule effect.",
              ha="center", fontsize=8)
     fig.tight_layout()
     return fig

@@ -41,8 +41,27 @@ class Claim:
 def _fmt(values: list) -> str:
     v = [x for x in values if x == x]
     if len(v) < stats.MIN_SEEDS:
-        return "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
-    return f"{np.mean(v):.2f}±{np.std(v, ddof=1):.2f} (n={len(v)})"
+        return "(" + ", ".join(f"{x:.2f}" for x in v) + ")"
+    return f"({np.mean(v):.2f}±{np.std(v, ddof=1):.2f}, n={len(v)})"
+
+
+def ordering_sentence(column: str, low: str, a: list, high: str, b: list, outcome: str, p: float) -> str:
+    """'test error: resnet56 (24.32±1.14, n=3) is above resnet20 (19.54±0.05, n=3), the claim says below: fail
+    (one-sided Welch p = 0.991)'."""
+    what = column.replace("_", " ")
+    if outcome == "pass":
+        text = f"{low} {_fmt(a)} is below {high} {_fmt(b)}"
+    elif outcome == "fail":
+        text = f"{low} {_fmt(a)} is above {high} {_fmt(b)}, the claim says below"
+    else:
+        text = f"{low} {_fmt(a)} is not shown below {high} {_fmt(b)}"
+    return f"{what}: {text}: {outcome} ({_tested(p, a, b)})"
+
+
+def _tested(p: float, *sides: list) -> str:
+    if p == p:
+        return f"one-sided Welch p = {p:.3g}"
+    return f"n = {', '.join(str(len(s)) for s in sides)}: untested below {stats.MIN_SEEDS} seeds a side"
 
 
 def judge(claim: Claim, exp: Experiment, values: Values) -> tuple[str, str]:
@@ -57,16 +76,15 @@ def judge(claim: Claim, exp: Experiment, values: Values) -> tuple[str, str]:
             missing += [m for m, v in ((low, a), (high, b)) if not v and m not in missing]
             continue
         outcome, p = stats.ordering(a, b)
-        tested = f"p = {p:.3g}" if p == p else f"n = {len(a)}, {len(b)}: not tested"
-        parts.append(f"{column.replace('_', ' ')} {low} {_fmt(a)} < {high} {_fmt(b)}: {outcome} ({tested})")
+        parts.append(ordering_sentence(column, low, a, high, b, outcome, p))
         outcomes.append(outcome)
     if claim.bound:
         model, column, bound = claim.bound
         v = values(model, column)
         if v:
             outcome, p = stats.above(v, bound)
-            tested = f"p = {p:.3g}" if p == p else f"n = {len(v)}: not tested"
-            parts.append(f"{column.replace('_', ' ')} {model} {_fmt(v)} > {bound}: {outcome} ({tested})")
+            verb = {"pass": "lies above", "fail": "lies below", "inconclusive": "is not shown above"}[outcome]
+            parts.append(f"{column.replace('_', ' ')}: {model} {_fmt(v)} {verb} {bound}: {outcome} ({_tested(p, v)})")
             outcomes.append(outcome)
         else:
             missing.append(model)

@@ -25,6 +25,10 @@ from .figures import curves_figure, responses_figure, table_figure
 
 
 PRESET_ORDER = ("paper", "demo", "smoke")  # which runs a report reads when not told
+TESTS_SENTENCE = ("*Tests: a row is reproduced when the 95% confidence interval of (ours - paper) lies inside "
+                  "±0.5 pp (two one-sided tests at 2.5% each; one seed is judged as two at an assumed 0.34 pp "
+                  "spread and is never reproduced); a claim's ordering passes by a one-sided Welch t-test at 5% "
+                  "with at least 3 seeds a side, and its bars are 90% Welch intervals, that test's own.*")
 
 
 @dataclass
@@ -183,7 +187,8 @@ class Report:
     def header(self) -> str:
         """What was run: runs and seeds per network, tier, data, code versions, devices; and warnings."""
         counts = counts_line(self.verdicts(computed=False), self.verdicts(computed=True))
-        lines = [f"Runs read: {len(self.run_names)} ({self.preset} preset). {counts[0].upper() + counts[1:]}.", ""]
+        lines = [f"Runs read: {len(self.run_names)} ({self.preset} preset). {counts[0].upper() + counts[1:]}.", "",
+                 TESTS_SENTENCE, ""]
         if self.run_names:
             done = self.runs[self.runs["status"] == "done"]
             per_tier = [f"{', '.join(f'{m} ×{n}' for m, n in group['model'].value_counts(sort=False).items())} "
