@@ -72,7 +72,7 @@ def rehearsal(tmp_path_factory, bench_root):
     assert collected.returncode == 0, collected.stderr
     after_first = {d.name: {f.name: f.read_bytes() for f in d.iterdir() if f.is_file()}
                    for d in (tree / "reports/runs").iterdir()}
-    second = loan(tree, base / "out2", base / "work2", base / "home2", 60)
+    second = loan(tree, base / "out2", base / "work2", base / "home2", 45)
     check_limits(base / "out2")
     return {"tree": tree, "base": base, "first": first, "second": second, "after_first": after_first}
 

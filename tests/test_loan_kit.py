@@ -73,8 +73,9 @@ def test_a_pack_that_does_not_compute_what_its_runs_alone_do_is_not_used(bench_r
     assert report["pack"]["check"]["bitwise"] and report["chosen"]["pack"] == 2  # the only size asked for
     assert report["chosen"]["run_img_per_s"] == report["pack"]["per_run_img_per_s"]
     monkeypatch.setattr(bench_pack, "pack_agrees", lambda *a, **k: {"agree": False, "max_loss_diff": 0.3})
-    report = preflight_module.preflight(files, "cpu", 8, tmp_path / "b.json", batch=32, pack_sizes=(2,))
-    assert report["chosen"]["pack"] == 1 and "do not compute what they compute alone" in report["failed"]["pack"]
+    failed = {}
+    pack = preflight_module._packs(files, report["engine"], 8, 32, (2,), failed)
+    assert pack["chosen"] == 1 and "do not compute what they compute alone" in failed["pack"]
 
 
 def test_pack_replaces_each_archive_whole_and_drops_bins_of_runs_since_finished(tmp_path):

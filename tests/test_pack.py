@@ -18,7 +18,7 @@ CPU = Engine(device="cpu", precision="fp32", compile=False)
 
 
 def recipe(**kw) -> CifarRecipe:
-    base = dict(batch_size=32, iterations=24, milestones=(8, 16), log_every=4, eval_every=8, checkpoint_every=8)
+    base = dict(batch_size=32, iterations=16, milestones=(6, 12), log_every=4, eval_every=8, checkpoint_every=8)
     return CifarRecipe(**{**base, **kw}).validate()
 
 
@@ -65,9 +65,9 @@ def test_a_deadline_pauses_every_run_in_flight_and_they_resume_to_the_same_end(t
 
     calls = {"n": 0}
 
-    def reason(self):  # the deadline comes after 30 steps of the pack
+    def reason(self):  # the deadline comes after 20 steps of the pack: 10 of each run's 16
         calls["n"] += 1
-        return "time limit" if calls["n"] > 30 else None
+        return "time limit" if calls["n"] > 20 else None
     runs = [(run, tmp_path / f"p{run.seed}") for run in RUNS[:2]]
     with monkeypatch.context() as m:
         m.setattr(stop.Deadline, "reason", reason)

@@ -52,9 +52,13 @@ def counted(name: str) -> Complexity:
     except (OSError, ValueError, TypeError):
         pass
     result = complexity(name)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(result.as_dict()))
-    except OSError:  # a read-only cache only costs time
-        pass
+    remember(result)
     return result
+
+
+def remember(count: Complexity) -> None:
+    """Keep a count in the cache (a read-only cache only costs time)."""
+    try:
+        atomic_write_text(cached(count.model), json.dumps(count.as_dict()))
+    except OSError:
+        pass
