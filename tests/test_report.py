@@ -562,3 +562,18 @@ def test_the_budgets_bars_are_the_intervals_of_the_tests_their_markers_show():
         high = list(rng.normal(rng.uniform(-1, 3), rng.uniform(0.1, 2), 3 + rng.integers(3)))
         verdict, bar = ordering(low, high)[0], effect(low, high)
         assert (verdict == "pass") == (bar["ci_low"] > 0) and (verdict == "fail") == (bar["ci_high"] < 0)
+
+
+def test_the_table_figures_bars_are_the_intervals_the_verdicts_read():
+    from resbench.report.figures import table_figure
+
+    exp = load_experiment("table6")
+    runs = fake_runs([("resnet20", e, 1, "done") for e in (8.65, 8.75, 8.95)] + [("resnet32", 9.0, 1, "done")])
+    diff = diff_table(exp, runs)
+    fig = table_figure(exp, diff, {}, runs, "paper")
+    bars = [c.lines[2][0].get_segments()[0] for c in fig.axes[0].containers]
+    lines = diff[diff["metric"] == "error"].dropna(subset=["ours_mean"])
+    assert len(bars) == len(lines) == 2
+    for (bottom, top), line in zip(bars, lines.itertuples()):
+        assert (bottom[1], top[1]) == (pytest.approx(line.reference + line.delta_low),
+                                       pytest.approx(line.reference + line.delta_high))

@@ -122,8 +122,8 @@ def short_tier(tier: str) -> str:
 
 def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd.DataFrame,
                  preset: str) -> plt.Figure | None:
-    """Tables: per row (and tier) each seed's error as a dot, their mean +- std, and the paper's number
-    as a red tick, on the range the numbers span; the complexity if no error was measured."""
+    """Tables: per row (and tier) each seed's error as a dot, their mean with the 95% CI its verdict reads
+    (`diff.error_verdict`), and the paper's number as a red tick; the complexity if no error was measured."""
     from .diff import metric_column, row_runs
 
     errors = diff[diff["metric"].isin(["error", "top1_err", "top5_err"]) & diff["ours_mean"].notna()]
@@ -137,10 +137,12 @@ def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd
         seeds = seeds.dropna().astype(float).tolist()
         jitter = [x - 0.18 + 0.06 * (i - (len(seeds) - 1) / 2) for i in range(len(seeds))]  # left of the mean
         ax.plot(jitter, seeds, "o", color="C0", alpha=0.55, ms=5, label="ours: each seed" if x == 0 else None)
-        ax.errorbar([x], [line.ours_mean], yerr=[0 if pd.isna(line.ours_std) else line.ours_std], fmt="D",
-                    color="C0", ms=8, mfc="white", capsize=5, label="ours: mean ± std" if x == 0 else None)
+        low, high = line.reference + line.delta_low, line.reference + line.delta_high  # the verdict's interval
+        bar = [[line.ours_mean - low], [high - line.ours_mean]] if low == low else None
+        ax.errorbar([x], [line.ours_mean], yerr=bar, fmt="D", color="C0", ms=8, mfc="white", capsize=5,
+                    label="ours: mean, 95% CI (the verdict's)" if x == 0 else None)
         ax.plot([x], [line.paper], "_", color="C3", ms=28, mew=3, label="paper" if x == 0 else None)
-        values += [*seeds, line.ours_mean, line.paper]
+        values += [*seeds, line.ours_mean, line.paper, *([low, high] if low == low else [])]
     low, high = min(values), max(values)
     pad = max(0.5, 0.12 * (high - low))
     ax.set_ylim(max(0.0, low - pad), high + pad)
