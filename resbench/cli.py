@@ -128,7 +128,8 @@ def run(
     """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
     from .data import DataError
     from .launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
-    from .runner import prepare, resolve_fuse, train_jobs
+    from .jobs import resolve_fuse, train_jobs
+    from .runner import prepare
     from .train.distributed import init_from_env
     from .train.engine import Engine
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .runner import Job, describe, make_groups, train_jobs
+from .jobs import Job, describe, make_groups, train_jobs
 from .store import ENDED, last_iteration, read_status, run_state
 from .train.engine import Engine
 
@@ -88,7 +88,7 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
                  time_limit_s: float | None = None, progress: bool = True,
                  say: Callable[[str], None] = print, fuse: int = 1, decode: str = "workers") -> list[dict]:
     """Train `jobs` with `workers` processes on this machine and wait for them; returns summaries.
-    With `fuse` > 1 each worker trains whole fused groups (`runner.make_groups`)."""
+    With `fuse` > 1 each worker trains whole fused groups (`jobs.make_groups`)."""
     import submitit
 
     if all(read_status(j.dir) in ENDED for j in jobs):  # nothing to train: start no process

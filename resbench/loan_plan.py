@@ -49,7 +49,8 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
           pack_sizes: tuple[int, ...] | None = None) -> dict:
     """There: everything but the last packing (see the module docstring); returns what was trained."""
     from .data.cifar import cifar10_files
-    from .runner import make_groups, prepare, train_group, train_pack
+    from .jobs import make_groups, train_group, train_pack
+    from .runner import prepare
     from .store import FINISHED, read_status
     from .train.recipe import cifar_recipe
 

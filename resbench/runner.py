@@ -1,15 +1,10 @@
-"""From a declared experiment to run directories: which runs, where, and who trains them.
+"""From a declared experiment to run directories: which runs, and where.
 
-plan (rows x seeds) -> resolve (config, hash, run directory) -> train each job, here
-(jobs=1) or in worker processes / Slurm tasks (`resbench.launch`). Whoever trains a run
-holds its lock in the store (`resbench.store`), so any number of workers can share one
-list of jobs: each takes the next run that is neither finished nor taken.
+plan (rows x seeds) -> resolve (config, hash, run directory) -> train the jobs (`resbench.jobs`),
+here or in worker processes / Slurm tasks (`resbench.launch`).
 """
 from __future__ import annotations
 
-import contextlib
-import json
-import traceback
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -18,15 +13,13 @@ from typing import TYPE_CHECKING, Callable
 from .data.cifar import CifarData, CifarFiles, cifar10_files
 from .models import canonical_name, parse_model_name
 from .protocol import tier
-from .results import atomic_write_text, config_key, read_json, write_json
+from .results import config_key
 from .spec import Experiment, load_experiment
-from .store import ENDED, is_locked, read_status, run_dir_for
+from .jobs import Job, resolve_fuse, train_jobs
+from .store import is_locked, read_status, run_dir_for
 from .train.checkpoint import remove_checkpoints
 from .train.engine import Engine
-from .train.distributed import claim_once, world
-from .train.loop import train_cifar
 from .train.runspec import CifarRun, ImageNetRun
-from .train.stop import Deadline, stop_on_signals
 from .train.recipe import cifar_recipe, imagenet_recipe, parse_budget
 
 if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
@@ -35,9 +28,6 @@ if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for I
     Run = CifarRun | ImageNetRun
     Data = CifarData | CifarFiles | ImageFolderData
 
-# --fuse auto on a GPU: runs fused per process. 1 until `resbench bench fuse` has been measured on
-# the GPU; off the GPU fusing saves little and it is always 1.
-FUSE_AUTO = 1
 # the short presets (smoke, demo) skip the deepest nets unless they are named with --models
 SMOKE_MAX_DEPTH = {"cifar": 110, "imagenet": 50}
 
@@ -47,15 +37,6 @@ class PlannedRun:
     row: str
     run: Run
     skip_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Job:
-    """A planned run resolved against the data and engine: its config and its directory."""
-
-    run: Run
-    config: dict
-    dir: Path
 
 
 def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: int | None = None,
@@ -122,16 +103,6 @@ def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | N
     return cifar10_files(data_root, val_split=any(r.recipe.val_split for r in runs))  # decoded when a run trains
 
 
-def train_run(run: Run, data: Data, run_dir: Path, engine: Engine, progress: bool,
-              time_limit_s: float | None) -> dict:
-    if isinstance(run, CifarRun):
-        data = data.load() if isinstance(data, CifarFiles) else data
-        return train_cifar(run, data, run_dir, engine, progress, time_limit_s)
-    from .train.imagenet import train_imagenet
-
-    return train_imagenet(run, data, run_dir, engine, progress, time_limit_s)
-
-
 def resolve(run: Run, data: Data, engine: Engine, out: Path) -> Job:
     config = run.config(data, engine)
     config["tier"] = tier(config)  # for whoever reads config.json; reports recompute it
@@ -146,143 +117,6 @@ def reset(job: Job) -> None:
     remove_checkpoints(job.dir)
     for name in ("summary.json", "metrics.jsonl", "error.txt"):
         (job.dir / name).unlink(missing_ok=True)
-
-
-def make_groups(jobs: list[Job], fuse: int) -> list[list[Job]]:
-    """Jobs in groups of at most `fuse` CIFAR runs that differ only in seed (seeds in order), each
-    group where its first job was in `jobs`; ImageNet runs alone. The same set of jobs always
-    gives the same groups, whatever its order, so every worker of a sweep forms the same ones."""
-    by_config: dict[str, list[Job]] = {}
-    for job in jobs:
-        same = {k: v for k, v in job.config.items() if k not in ("seed", "key")}
-        key = json.dumps(same, sort_keys=True) if isinstance(job.run, CifarRun) and fuse > 1 else str(job.dir)
-        by_config.setdefault(key, []).append(job)
-    groups = []
-    for members in by_config.values():
-        members = sorted(members, key=lambda j: j.run.seed)
-        groups += [members[i:i + fuse] for i in range(0, len(members), fuse)]
-    return groups
-
-
-def resolve_fuse(fuse: int | str, engine: Engine) -> int:
-    """--fuse: a number, or auto: what the GPU measurement chose (FUSE_AUTO), 1 off the GPU and where
-    runs cannot be fused (`fused.fusable`)."""
-    from .train.fused import fusable
-
-    if fuse == "auto":
-        return FUSE_AUTO if engine.resolve().device.startswith("cuda") and not fusable(engine) else 1
-    if not str(fuse).isdigit() or int(fuse) < 1:
-        raise ValueError(f"--fuse takes a number of runs >= 1 or auto, got {fuse!r}")
-    if int(fuse) > 1 and (why := fusable(engine)):
-        raise ValueError(why)
-    return int(fuse)
-
-
-def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
-                time_limit_s: float | None = None) -> list[dict]:
-    """Train (or resume) jobs that differ only in seed, fused into one training when several are
-    left; returns a summary per job. Each job is trained only while its lock is held (see
-    `train_job`); the group trains the jobs it holds and that are not finished."""
-    results: dict[Path, dict] = {}
-    with contextlib.ExitStack() as held:
-        todo = []
-        for job in jobs:
-            if (skipped := _take(job, data, engine, held)) is not None:
-                results[job.dir] = skipped
-            else:
-                todo.append(job)
-        if todo:
-            try:
-                summaries = _train(todo, data, engine, progress, time_limit_s)
-            except OSError:
-                raise
-            except Exception as err:
-                error = f"{type(err).__name__}: {err}".splitlines()[0]
-                summaries = [_failed(job.dir, error, traceback.format_exc()) for job in todo]
-            results.update({job.dir: {"dir": str(job.dir), **s} for job, s in zip(todo, summaries)})
-    return [results[job.dir] for job in jobs]
-
-
-def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, progress: bool = True,
-               time_limit_s: float | None = None, admit: Callable[[Job, Deadline], bool] | None = None):
-    """Train CIFAR jobs `slots` at a time in one process (`resbench.train.pack`), each while its lock is
-    held; yields each job's summary as it ends (finished and taken ones at once, as they come up).
-    `admit(job, deadline)`: whether a job may start now (a loan's rule); a refused one is left as it is."""
-    from .train.pack import train_packed
-
-    data = data.load() if isinstance(data, CifarFiles) else data
-    by_dir, held, skipped = {job.dir: job for job in jobs}, {}, []
-
-    def take(run, run_dir: Path, deadline: Deadline) -> bool:
-        job, claim = by_dir[run_dir], contextlib.ExitStack()
-        if admit is not None and read_status(run_dir) not in ENDED and not admit(job, deadline):
-            return False
-        if (summary := _take(job, data, engine, claim)) is not None:
-            claim.close()
-            skipped.append(summary)
-            return False
-        held[run_dir] = claim
-        return True
-
-    for run_dir, summary in train_packed(((j.run, j.dir) for j in jobs), data, engine, slots, progress,
-                                         time_limit_s, take):
-        yield from _drain(skipped)
-        if summary["status"] == "failed":
-            summary = _failed(run_dir, summary["error"], summary["traceback"])
-        held.pop(run_dir).close()
-        yield {"dir": str(run_dir), **summary}
-    yield from _drain(skipped)
-
-
-def _drain(items: list) -> list:
-    out, items[:] = list(items), []
-    return out
-
-
-def _take(job: Job, data: Data, engine: Engine, held: contextlib.ExitStack) -> dict | None:
-    """Claim a job for this process: None when it is ours to train (its config written), else why not
-    (another process holds it, or it has ended: its summary)."""
-    if not held.enter_context(claim_once(job.dir)):
-        return {"dir": str(job.dir), "status": "taken"}
-    if read_status(job.dir) in ENDED:
-        return {"dir": str(job.dir), "already": True, **read_json(job.dir / "summary.json")}
-    if job.config["data"] != job.run.config(data, engine)["data"]:
-        raise ValueError(f"{job.dir}: this process's data ({data.variant}, {data.source}) is not the "
-                         "data the run was planned on; give every worker the same --data-root")
-    if world()[0] == 0:
-        write_json(job.dir / "config.json", job.config)
-    return None
-
-
-def _failed(run_dir: Path, error: str, trace: str) -> dict:
-    """A run that raised: its traceback in error.txt, status failed (the next sweep retries it)."""
-    failed = {"status": "failed", "error": error, "iteration": None}
-    if world()[0] == 0:
-        atomic_write_text(run_dir / "error.txt", trace)
-        write_json(run_dir / "summary.json", failed)
-    return failed
-
-
-def _train(jobs: list[Job], data: Data, engine: Engine, progress: bool, time_limit_s: float | None) -> list[dict]:
-    if len(jobs) == 1:
-        return [train_run(jobs[0].run, data, jobs[0].dir, engine, progress, time_limit_s)]
-    from .train.fused import train_fused
-
-    data = data.load() if isinstance(data, CifarFiles) else data
-    return train_fused([j.run for j in jobs], data, [j.dir for j in jobs], engine, progress, time_limit_s)
-
-
-def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
-              time_limit_s: float | None = None) -> dict:
-    """Train (or resume) one job unless it is finished or taken; returns its summary.
-
-    The summary has "status": a run status (see `resbench.store`), or "taken" when another
-    process holds the run. An exception inside training marks the run "failed" (traceback
-    in error.txt) and the sweep goes on without it; the next sweep retries it. OSError
-    (disk full, no write permission) is not a property of the run, so it is raised.
-    Under torchrun, process 0 holds the lock and writes; the others follow its decision.
-    """
-    return train_group([job], data, engine, progress, time_limit_s)[0]
 
 
 def prepare(name: str, preset: str = "paper", models: list[str] | None = None, seeds: int | None = None,
@@ -327,44 +161,3 @@ def run_experiment(name: str, preset: str = "paper", models: list[str] | None = 
     return train_jobs(jobs, data, engine, progress, time_limit_s, say, resolve_fuse(fuse, engine), pack)
 
 
-def train_jobs(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
-               time_limit_s: float | None = None, say: Callable[[str], None] = print, fuse: int = 1,
-               pack: int = 1) -> list[dict]:
-    """Train the jobs, `fuse` seeds at a time or `pack` runs side by side (skipping finished and taken
-    ones), within the time limit; SIGTERM or Ctrl-C pauses the runs in training and starts no other
-    (`resbench.train.stop`)."""
-    if pack > 1:
-        if fuse > 1 or not all(isinstance(j.run, CifarRun) for j in jobs):
-            raise ValueError("--pack trains CIFAR runs side by side, each alone; it does not combine with --fuse")
-        results = list(train_pack(jobs, data, engine, pack, progress, time_limit_s))
-        for summary in results:
-            say(describe(summary))
-        return results
-    results = []
-    with stop_on_signals():
-        deadline = Deadline(time_limit_s)
-        for group in make_groups(jobs, fuse):
-            if reason := deadline.reason():
-                say(f"{reason}; not started: {', '.join(str(j.dir) for j in group)}")
-                continue
-            for summary in train_group(group, data, engine, progress, deadline.left()):
-                say(describe(summary))
-                results.append(summary)
-    return results
-
-
-def describe(summary: dict) -> str:
-    """One line about a run's outcome, for the console."""
-    status, where = summary["status"], summary["dir"]
-    if summary.get("already"):
-        return f"{status} already: {where}"
-    if status == "taken":
-        return f"taken by another process: {where}"
-    if status == "failed":
-        return f"failed: {where}  {summary['error']} (traceback in error.txt)"
-    if status == "diverged":
-        return f"diverged: {where}  {summary.get('reason', '')}"
-    if status == "paused":
-        return f"paused at iteration {summary['iteration']:,} ({summary.get('reason', 'time limit')}): {where}; " \
-               "a rerun resumes it"
-    return f"{status}: {where}  test error {summary.get('test_error')}"

@@ -13,7 +13,7 @@ LAYERS = [
                       "train.checkpoint", "spec", "probes.complexity"]),
     ("run files and recipes", ["results", "train.recipe"]),
     ("training", ["train", "protocol", "store", "evaluation"]),
-    ("orchestration", ["runner", "launch", "preflight", "loan", "loan_plan", "bench", "bench_pack", "ensemble"]),
+    ("orchestration", ["runner", "jobs", "launch", "preflight", "loan", "loan_plan", "bench", "bench_pack", "ensemble"]),
     ("reports", ["report"]),
     ("commands", ["cli", "cli_common", "cli_bench", "cli_loan", "__main__"]),
 ]

@@ -205,7 +205,7 @@ def test_a_step_with_one_forward_matches_a_forward_per_half(tiny_data, tmp_path,
 
 def test_fusing_in_fp32_on_cuda_is_refused_in_one_line_and_auto_does_not_fuse_there(monkeypatch):
     """The H200 crashed in vmap's batch norm in fp32 (channels_last); fusing there is refused before any work."""
-    from resbench.runner import resolve_fuse
+    from resbench.jobs import resolve_fuse
     from resbench.train.fused import fusable
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -11,7 +11,6 @@ import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 
 from resbench import loan, loan_plan
 from resbench.loan import MIB

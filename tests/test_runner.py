@@ -184,7 +184,8 @@ def test_fuse_trains_the_seeds_of_a_row_together_and_status_shows_the_groups(tin
 
 
 def test_groups_are_the_same_whatever_order_the_jobs_come_in(tiny_data, tmp_path):
-    from resbench.runner import make_groups, prepare
+    from resbench.jobs import make_groups
+    from resbench.runner import prepare
 
     jobs, _, _ = prepare("table6", "smoke", ["resnet20", "resnet32"], seeds=3, out=tmp_path, data=tiny_data,
                          engine=CPU, say=lambda _: None)
@@ -199,7 +200,7 @@ def test_groups_are_the_same_whatever_order_the_jobs_come_in(tiny_data, tmp_path
 
 @pytest.mark.parametrize("fuse, expected", [("auto", 1), ("3", 3), (2, 2)])
 def test_fuse_auto_is_one_off_the_gpu(fuse, expected):
-    from resbench.runner import resolve_fuse
+    from resbench.jobs import resolve_fuse
 
     assert resolve_fuse(fuse, CPU) == expected
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from resbench.cli import app
 from resbench.launch import SlurmOptions, Worker, submit_slurm
-from resbench.runner import prepare, run_experiment, train_job
+from resbench.jobs import train_job
+from resbench.runner import prepare, run_experiment
 from resbench.report.runs import load_runs
 from resbench.store import claim, is_locked, last_iteration, run_state
 from resbench.train.engine import Engine
@@ -123,16 +124,16 @@ def test_four_workers_and_a_second_command_share_one_store(jpeg_root, tmp_path):
 
 
 def test_a_failing_run_is_recorded_the_sweep_goes_on_and_a_rerun_retries(tiny_data, tmp_path, monkeypatch):
-    import resbench.runner as runner
+    import resbench.jobs as jobs
 
-    train = runner.train_cifar
+    train = jobs.train_cifar
 
     def broken_for_seed0(run, *args, **kwargs):
         if run.seed == 0:
             raise RuntimeError("CUDA out of memory (simulated)")
         return train(run, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_cifar", broken_for_seed0)
+    monkeypatch.setattr(jobs, "train_cifar", broken_for_seed0)
     kwargs = dict(preset="smoke", models=["resnet20"], seeds=2, out=tmp_path, data=tiny_data, engine=CPU,
                   progress=False, say=lambda _: None)
     assert [r["status"] for r in run_experiment("table6", **kwargs)] == ["failed", "done"]
@@ -140,7 +141,7 @@ def test_a_failing_run_is_recorded_the_sweep_goes_on_and_a_rerun_retries(tiny_da
     assert runs.loc[0, "status"] == "failed" and "out of memory" in runs.loc[0, "note"]
     assert "RuntimeError" in (tmp_path / runs.loc[0, "run"] / "error.txt").read_text()
 
-    monkeypatch.setattr(runner, "train_cifar", train)
+    monkeypatch.setattr(jobs, "train_cifar", train)
     assert [r["status"] for r in run_experiment("table6", **kwargs)] == ["done", "done"]
 
 
