@@ -5,6 +5,7 @@ Everything is over runs that differ only in seed. Test errors are in percent.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -59,6 +60,12 @@ def effect(low, high, level: float = 1 - 2 * ALPHA) -> dict:
             "ci_low": ci[0], "ci_high": ci[1]}
 
 
+@lru_cache(maxsize=4096)
+def t_quantile(level: float, dof: float) -> float:
+    """The two-sided `level` quantile of Student's t (t(0.975, 1) = 12.71 at 95%)."""
+    return float(stats.t.ppf(0.5 + level / 2, dof))
+
+
 def half_width(std: float, n: int, level: float = LEVEL) -> float:
     """Half the `level` CI of a mean over n >= 2 seeds (t, n - 1 degrees of freedom); one seed is judged
     as two seeds at the noise model's spread (SEED_STD), which makes the half-width fall with n from one
@@ -67,7 +74,7 @@ def half_width(std: float, n: int, level: float = LEVEL) -> float:
         return math.nan
     if n == 1:
         std, n = SEED_STD, 2
-    return float(stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)) if std == std else math.nan
+    return t_quantile(level, n - 1) * std / math.sqrt(n) if std == std else math.nan
 
 
 def difference_ci(delta: float, std: float, n: int, reference_std: float | None = None,
@@ -84,7 +91,7 @@ def floor(reference_std: float | None, reference_n: int | None, level: float = L
     """The paper's own share of the interval: the half-width of its mean (0 for a single reported number)."""
     if not reference_std or not reference_n or reference_n < 2:
         return 0.0
-    return float(stats.t.ppf(0.5 + level / 2, reference_n - 1) * reference_std / math.sqrt(reference_n))
+    return t_quantile(level, reference_n - 1) * reference_std / math.sqrt(reference_n)
 
 
 def equivalence(ci: tuple[float, float], tolerance: float, n: int = 2) -> str:
