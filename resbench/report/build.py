@@ -152,8 +152,12 @@ class Kernel:
 
         client = self.manager.client()
         client.start_channels()
-        try:
-            reply = run_sync(client.execute_interactive)(f"import os; os.chdir({str(cwd.resolve())!r})", timeout=60)
+        try:  # the shell channel's reply, not iopub's output: a reply cannot be missed by a late subscriber
+            run_sync(client.wait_for_ready)(timeout=60)
+            sent = client.execute(f"import os; os.chdir({str(cwd.resolve())!r})", silent=True, store_history=False)
+            reply = run_sync(client.get_shell_msg)(timeout=60)
+            while reply["parent_header"].get("msg_id") != sent:
+                reply = run_sync(client.get_shell_msg)(timeout=60)
         finally:
             client.stop_channels()
         if reply["content"]["status"] != "ok":
