@@ -179,7 +179,7 @@ class Report:
         found = []
         for budget, group in sorted(done.groupby(done["budget"].fillna("1")), key=lambda bg: -Fraction(bg[0])):
             devices = group["gpu"].where(group["gpu"].notna(), group["cpu"]).fillna("CPU")
-            found.append({"budget": budget, "runs": len(group),
+            found.append({"budget": budget, "preset": self.preset, "runs": len(group),
                           "networks": {m: int(n) for m, n in group["model"].value_counts(sort=False).items()},
                           "devices": sorted(set(devices))})
         return found
@@ -194,8 +194,7 @@ class Report:
             per_tier = [f"{', '.join(f'{m} ×{n}' for m, n in group['model'].value_counts(sort=False).items())} "
                         f"(`{tier}`)" for tier, group in done.groupby("tier", sort=False)]
             commits = diffs.code_versions(done)
-            where = [f"{'the full recipe' if w['budget'] == '1' else 'budget ' + w['budget']} on "
-                     f"{', '.join(w['devices'])}" for w in self.where()]
+            where = [f"{schedule_name(w)} on {', '.join(w['devices'])}" for w in self.where()]
             lines += [f"* Finished runs (seeds) per network: {'; '.join(per_tier) or 'none'}",
                       f"* Data: {', '.join(sorted(set(done['data_variant'])) or ['—'])}",
                       f"* Code: {', '.join(commits) or '—'}; trained: {'; '.join(where) or '—'}", ""]
@@ -253,6 +252,13 @@ class Report:
             if not self.gap.empty:
                 lines += [_markdown_table(self.gap), ""]
         return "\n".join(lines + [self.rules()])
+
+
+def schedule_name(where: dict) -> str:
+    """'the full recipe', 'budget 1/32', or 'the demo preset' for one entry of `Report.where`."""
+    if where.get("preset", "paper") != "paper":
+        return f"the {where['preset']} preset"
+    return "the full recipe" if where["budget"] == "1" else f"budget {where['budget']}"
 
 
 def counts_line(trained: dict[str, int], computed: dict[str, int]) -> str:

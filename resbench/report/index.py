@@ -89,16 +89,17 @@ def _real(reports: list[dict]) -> str:
 
 def where(reports: list[dict]) -> list[str]:
     """What was run where, over every report's runs: one line per budget ('full recipe' first)."""
+    from .core import schedule_name
+
     seen: dict[str, dict] = {}
     for s in reports:
         for w in s.get("where", []):
-            entry = seen.setdefault(w["budget"], {"networks": {}, "devices": set()})
+            entry = seen.setdefault(schedule_name(w), {"networks": {}, "devices": set()})
             for model, n in w["networks"].items():
                 entry["networks"][model] = max(n, entry["networks"].get(model, 0))
             entry["devices"].update(w["devices"])
     lines = []
-    for budget, entry in seen.items():
-        name = "the full recipe" if budget == "1" else f"budget {budget}"
+    for name, entry in seen.items():
         networks = ", ".join(f"{m} ×{n}" for m, n in entry["networks"].items())
         lines.append(f"{name}: {networks} runs, on {', '.join(sorted(entry['devices']))}")
     return lines
