@@ -1,0 +1,38 @@
+"""`resbench calibrate`: what this data costs a trainer with published numbers (resbench/calibrate.py)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .cli_common import console, fail, message
+
+
+def calibrate_cmd(
+    plan: Optional[List[str]] = typer.Argument(None, help="PEER:SEEDS, e.g. airbench94:10 airbench96:3 (the "
+                                               "default); peers: airbench94, airbench95, airbench96"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10 (default: as `resbench run`)"),
+    out: Path = typer.Option(Path("runs/calibration"), help="calibration runs; `resbench report --runs R` reads "
+                             "R/calibration"),
+    time_limit: Optional[float] = typer.Option(None, help="seconds: no seed starts that would end later"),
+) -> None:
+    """Train airbench's own recipe, unchanged, on this CIFAR-10 (GPU only): its error minus its published error
+    is what the data costs; reports show it beside their verdicts."""
+    from .calibrate import DEFAULT_PLAN, CalibrationUnavailable, calibrate, parse_plan
+    from .data import DataError
+    from .data.cifar import cifar10_files
+
+    deadline = time.time() + time_limit if time_limit else None
+    try:
+        peers = parse_plan(plan or list(DEFAULT_PLAN))
+        files = cifar10_files(str(data_root) if data_root else None)
+        written = calibrate(files, peers, out, deadline,
+                            say=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    except (CalibrationUnavailable, DataError, ValueError) as err:
+        fail(message(err))
+    done = [w for w in written if w["status"] == "done"]
+    console.print(f"{len(done)} calibration run(s) trained into {out}; failed: {len(written) - len(done)}")
+    if len(done) < len(written):
+        raise typer.Exit(1)

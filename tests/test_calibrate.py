@@ -1,0 +1,72 @@
+"""The data calibration (resbench/calibrate.py): airbench's files, its run directories, its one-line refusals.
+Training airbench itself needs CUDA; everything around it runs here."""
+import json
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from resbench.calibrate import PEERS, calibrate, parse_plan, write_tensors
+from resbench.cli import app
+from resbench.data.cifar import CLASSES, cifar10_files
+
+
+def test_airbench_reads_the_written_files_as_resbench_decoded_them(tiny_data, tmp_path):
+    airbench = pytest.importorskip("airbench")
+    sums = write_tensors(tiny_data, tmp_path / "cifar10")
+    assert set(sums) == {"train.pt", "test.pt"} and all(len(s) == 64 for s in sums.values())
+    for train, x, y in ((True, tiny_data.train_x, tiny_data.train_y), (False, tiny_data.test_x, tiny_data.test_y)):
+        loader = airbench.CifarLoader(str(tmp_path / "cifar10"), train=train, batch_size=50, gpu="cpu")
+        # airbench keeps images as fp16 in [0, 1], NCHW: exactly our uint8 pixels / 255
+        assert torch.equal((loader.images.float() * 255).round().to(torch.uint8), x)
+        assert torch.equal(loader.labels, y.long()) and loader.classes == list(CLASSES)
+    assert write_tensors(tiny_data, tmp_path / "cifar10") == sums  # kept, not written again
+
+
+def fake_trainer(calls, fail_seed=None):
+    def train_one(peer, seed, folder):
+        assert (folder / "train.pt").exists() and folder.name == "cifar10"  # where airbench's train() looks
+        calls.append((peer.name, seed))
+        if seed == fail_seed:
+            raise RuntimeError("CUDA error: out of memory")
+        return {"test_error": 6.0 + seed / 10, "train_s": 1.0, "gpu": "test"}
+    return train_one
+
+
+def test_calibration_runs_are_run_directories_and_resume_by_seed(jpeg_root, tmp_path):
+    files, out, calls = cifar10_files(jpeg_root), tmp_path / "calibration", []
+    written = calibrate(files, parse_plan(["airbench94:3"]), out, say=lambda _: None,
+                        train_one=fake_trainer(calls, fail_seed=1))
+    assert [w["status"] for w in written] == ["done", "failed", "done"]
+    run = out / f"{written[0]['dir'].split('/')[-1]}"
+    config = json.loads((run / "config.json").read_text())
+    assert config["kind"] == "calibration" and config["peer"] == "airbench94" and config["seed"] == 0
+    assert config["data"]["sha256"] == files.sha256 and config["published"]["error"] == 5.99
+    assert set(config["data"]["airbench_files_sha256"]) == {"train.pt", "test.pt"}
+    assert json.loads((run / "env.json").read_text())["data"]["sha256"] == files.sha256
+    assert "CUDA error" in json.loads((out / written[1]["dir"].split("/")[-1] / "summary.json").read_text())["error"]
+    # again: only the failed seed trains, and two more seeds asked for are added
+    written = calibrate(files, parse_plan(["airbench94:5"]), out, say=lambda _: None, train_one=fake_trainer(calls))
+    assert calls[3:] == [("airbench94", 1), ("airbench94", 3), ("airbench94", 4)]
+    assert all(w["status"] == "done" for w in written)
+
+
+def test_no_seed_starts_that_would_end_after_the_deadline(jpeg_root, tmp_path):
+    calls, said = [], []
+    deadline = time.time() + PEERS["airbench94"].guessed_s  # the guess (x1.2) does not fit
+    calibrate(cifar10_files(jpeg_root), parse_plan(["airbench94:2"]), tmp_path, deadline, said.append,
+              fake_trainer(calls))
+    assert calls == [] and "not started" in said[-1]
+
+
+def test_plan_and_refusals_are_one_line(jpeg_root, tmp_path):
+    assert [(p.name, n) for p, n in parse_plan(["airbench94:10", "airbench96"])] == [("airbench94", 10),
+                                                                                      ("airbench96", 3)]
+    for bad, said in (["airbench97:2"], "unknown peer"), (["airbench94:0"], "positive whole number"):
+        with pytest.raises(ValueError, match=said):
+            parse_plan(bad)
+    result = CliRunner().invoke(app, ["calibrate", "--data-root", str(jpeg_root), "--out", str(tmp_path)])
+    if not torch.cuda.is_available():
+        assert result.exit_code == 2 and "CUDA GPU" in result.output and len(result.output.strip().splitlines()) == 1
+        assert not any(tmp_path.iterdir())
