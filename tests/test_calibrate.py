@@ -3,6 +3,7 @@ Training airbench itself needs CUDA; everything around it runs here."""
 import json
 import time
 
+import pandas.testing as pd_testing
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -10,6 +11,8 @@ from typer.testing import CliRunner
 from resbench.calibrate import PEERS, calibrate, parse_plan, write_tensors
 from resbench.cli import app
 from resbench.data.cifar import CLASSES, cifar10_files
+
+from conftest import ROOT
 
 
 def test_airbench_reads_the_written_files_as_resbench_decoded_them(tiny_data, tmp_path):
@@ -70,3 +73,33 @@ def test_plan_and_refusals_are_one_line(jpeg_root, tmp_path):
     if not torch.cuda.is_available():
         assert result.exit_code == 2 and "CUDA GPU" in result.output and len(result.output.strip().splitlines()) == 1
         assert not any(tmp_path.iterdir())
+
+
+def test_reports_show_the_penalty_beside_the_gap_and_never_apply_it(jpeg_root, tmp_path):
+    import shutil
+
+    from resbench.report.core import Report
+
+    runs = tmp_path / "runs"
+    shutil.copytree(ROOT / "reports" / "runs", runs, ignore=shutil.ignore_patterns("calibration"))
+    before = Report.build("table6", runs)
+    assert "Data calibration (cifar10-jpeg-q75): not measured yet" in before.markdown()
+    assert "How much of the gap is the data?" not in before.markdown()
+
+    files = cifar10_files(jpeg_root)
+    errors = iter([6.4, 6.6, 6.5])
+    calibrate(files, parse_plan(["airbench94:3"]), runs / "calibration", say=lambda _: None,
+              train_one=lambda peer, seed, folder: {"test_error": next(errors), "train_s": 3.0, "gpu": "H200"})
+    after = Report.build("table6", runs)
+    line = after.calibration.iloc[0]
+    assert (line["peer"], line["n"]) == ("airbench94", 3) and line["penalty"] == pytest.approx(6.5 - 5.99)
+    assert line["ci_low"] < line["penalty"] < line["ci_high"]  # t interval over 3 seeds, published taken as exact
+    text = after.markdown()
+    assert ("on this data airbench94 ends at 6.50% test error (published 5.99% on the original CIFAR-10, over "
+            "1,000 runs): +0.51 ± 0.25 pp (95% CI, 3 seeds)") in text
+    section = text.split("## How much of the gap is the data?")[1].split("\n## ")[0]
+    assert "| resnet20 | error |" not in section and "resnet20 | proxy: JPEG q75 data (bf16+TF32) | 2 | +3.34" in section
+    assert "schedule 1/32" not in section  # a budget run's gap is not the full recipe's: no penalty beside it
+    pd_testing.assert_frame_equal(after.diff, before.diff)  # verdicts stay against the paper's own number
+    out = after.save(tmp_path / "report")
+    assert (out / "calibration.csv").exists()

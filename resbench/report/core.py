@@ -16,6 +16,7 @@ from ..spec import Experiment, load_experiment
 from . import diff as diffs
 from . import gap as gaps
 from . import arithmetic as arithmetic_module
+from . import calibration as calibrations
 from . import budgets as budgets_module
 from .arithmetic import ARITHMETIC_COLUMNS, arithmetic_control
 from . import claims as claim_checks
@@ -46,6 +47,7 @@ class Report:
     budgets: pd.DataFrame  # each claim's effect per tier and budget, see report/budgets.py
     arithmetic: pd.DataFrame  # the same runs in fp32 and bf16 compared, see report/arithmetic.py
     duplicates: list[str]  # run directories not read: another one has the same network, seed and tier
+    calibration: pd.DataFrame  # what the data costs airbench (report/calibration.py), per peer and data variant
 
     @classmethod
     def build(cls, name: str, runs_dir: str | Path = "runs", preset: str | None = None,
@@ -71,8 +73,9 @@ class Report:
             else pd.DataFrame(columns=BUDGET_COLUMNS)
         arithmetic = arithmetic_control(mine, exp.tolerance["reproduced"]) if exp.dataset == "cifar" \
             else pd.DataFrame(columns=ARITHMETIC_COLUMNS)
+        calibration = calibrations.calibration_table(calibrations.load_calibration(runs_dir))
         return cls(exp, preset, mine, curves, responses, cx, diff, claims, gap, gap_verdict, budgets, arithmetic,
-                   duplicates)
+                   duplicates, calibration)
 
     @property
     def run_names(self) -> list[str]:
@@ -155,6 +158,8 @@ class Report:
             self.arithmetic.to_csv(out / "arithmetic.csv", index=False)
         if self.gap_verdict:
             self.gap.to_csv(out / "gap.csv", index=False)
+        if not self.calibration.empty:
+            self.calibration.to_csv(out / "calibration.csv", index=False)
         self.runs.drop(columns=["dir"]).to_csv(out / "runs.csv", index=False)
         fig = self.figure()
         if fig is not None:
@@ -197,7 +202,8 @@ class Report:
             where = [f"{schedule_name(w)} on {', '.join(w['devices'])}" for w in self.where()]
             lines += [f"* Finished runs (seeds) per network: {'; '.join(per_tier) or 'none'}",
                       f"* Data: {', '.join(sorted(set(done['data_variant'])) or ['—'])}",
-                      f"* Code: {', '.join(commits) or '—'}; trained: {'; '.join(where) or '—'}", ""]
+                      f"* Code: {', '.join(commits) or '—'}; trained: {'; '.join(where) or '—'}",
+                      *calibrations.header_lines(self.calibration, set(done["data_variant"])), ""]
         if self.tiers():
             lines += ["Tier: " + "; ".join(f"`{t}`" for t in self.tiers()) + ". Only `exact` runs (the paper's "
                       "data, BN statistics and recipe) are compared with the paper's numbers; a `proxy` line shows "
@@ -247,6 +253,10 @@ class Report:
         if not self.arithmetic.empty:
             lines += ["## Does the arithmetic move the result?", "", arithmetic_doc(), "",
                       _markdown_table(self.arithmetic), ""]
+        beside = calibrations.gap_beside_penalty(self.diff, self.runs, self.calibration)
+        if not beside.empty:
+            lines += ["## How much of the gap is the data?", "", calibrations.__doc__.split("\n\n", 1)[1].strip(), "",
+                      _markdown_table(beside), ""]
         if self.gap_verdict:
             lines += ["## Is the gap the same at every depth?", "", f"**{self.gap_verdict}.**", ""]
             if not self.gap.empty:
