@@ -28,7 +28,9 @@ def bundle_cmd(data_root: Optional[Path] = typer.Option(None, help="folder holdi
         sizes = bundle(str(data_root) if data_root else None, gpu_dir, commit)
     except DataError as err:
         fail(str(err))
-    console.print(f"{gpu_dir}/: data {sizes['data'] / MIB:.1f} MiB, carry {sizes['carry'] / MIB:.1f} MiB, "
+    peer = f"airbench {sizes['airbench']}" if sizes["airbench"] else \
+        "no airbench (the loan skips the calibration: pip install -e '.[calibrate]', then bundle again)"
+    console.print(f"{gpu_dir}/: data {sizes['data'] / MIB:.1f} MiB, carry {sizes['carry'] / MIB:.1f} MiB, {peer}, "
                   f"commit {commit}; now: run(command='sh scripts/gpu_loan.sh', carry=['{gpu_dir}'])")
 
 
@@ -47,8 +49,13 @@ def train_cmd(out: Path = typer.Option(..., help="what comes back ($OUT)"),
               margin: float = typer.Option(20, help="seconds before the deadline by which runs pause"),
               pack_sizes: Optional[str] = typer.Option(None, help="pack sizes the preflight measures (default "
                                                        "1,2,4,8,16,32, doubled beyond while it pays; 1: no pack)"),
+              calibrate: str = typer.Option("airbench94:10,airbench96:3", help="the data calibration first "
+                                            "(`resbench calibrate`); '' for none"),
+              calibrate_s: float = typer.Option(180, help="seconds the calibration may take at most"),
+              control_seeds: int = typer.Option(3, min=0, help="ResNet-20 in true fp32 at the full recipe, before "
+                                                "the ladder: the precision control (0: none)"),
               gpu_dir: Path = GPU_DIR) -> None:
-    """On the machine: unpack, preflight, train until the deadline (see resbench/loan_plan.py)."""
+    """On the machine: unpack, calibrate, preflight, control, train until the deadline (resbench/loan_plan.py)."""
     from .loan_plan import MODELS, train
 
     def say(line: str) -> None:
@@ -57,7 +64,8 @@ def train_cmd(out: Path = typer.Option(..., help="what comes back ($OUT)"),
     out.mkdir(parents=True, exist_ok=True)
     sizes = tuple(int(k) for k in _split(pack_sizes) or ()) or None
     result = train(gpu_dir, Path.cwd(), work, out, deadline, device, preset, tuple(_split(stages) or ()),
-                   tuple(_split(models) or MODELS), seeds, preflight_iterations, min_start, margin, say, sizes)
+                   tuple(_split(models) or MODELS), seeds, preflight_iterations, min_start, margin, say, sizes,
+                   tuple(_split(calibrate) or ()), calibrate_s, control_seeds)
     how = f"packs of {result['pack']}" if "pack" in result else f"{result['fuse']} seeds fused"
     say(f"trained {len(result['trained'])} runs with {result['engine']}, {how}")
 

@@ -5,7 +5,8 @@ minutes, the machine goes back 30 s after one ends (nothing is kept), 64 MiB tra
 at most 8 files (16 MiB each, 64 MiB in all, 2 folders deep) come back. So a loan is one
 command, `scripts/gpu_loan.sh`, and what must survive it travels both ways:
 
-  here   `bundle`   .gpu/: the CIFAR-10 files gzip'd (3x smaller) with their sha256, the commit
+  here   `bundle`   .gpu/: the CIFAR-10 files gzip'd (3x smaller) with their sha256, the commit,
+                    airbench's source (the calibration's trainer: `resbench.calibrate`)
   there  `train`    unpack and check the data; seed the results from the committed runs
                     (finished ones are skipped) and the carried checkpoints; then `loan_plan.train`
                     trains to the deadline, packing after every finished run
@@ -25,6 +26,8 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
+
+from .calibrate import CALIBRATION_FOLDER
 
 MIB = 1 << 20
 BIN_BYTES = int(15.5 * MIB)  # one returned file: under the 16 MiB a file may have
@@ -50,7 +53,22 @@ def bundle(data_root: str | None, gpu_dir: Path, commit: str) -> dict:
     (data / SUMS_FILE).write_text("".join(f"{sha}  {name}\n" for name, sha in sorted(files.sha256.items())))
     (gpu_dir / COMMIT_FILE).write_text(commit + "\n")
     (gpu_dir / "carry").mkdir(exist_ok=True)
-    return {"data": _size(gpu_dir / "data"), "carry": _size(gpu_dir / "carry")}
+    return {"data": _size(gpu_dir / "data"), "carry": _size(gpu_dir / "carry"), "airbench": bundle_airbench(gpu_dir)}
+
+
+def bundle_airbench(gpu_dir: Path) -> str | None:
+    """airbench's source into `gpu_dir`/site, where the loan's calibration finds it (the GPU machine reaches no
+    registry): its version, or None where this machine has no airbench of the version the calibration pins."""
+    from importlib import metadata, util
+
+    from .calibrate import AIRBENCH_VERSION
+
+    spec = util.find_spec("airbench")
+    if spec is None or spec.origin is None or metadata.version("airbench") != AIRBENCH_VERSION:
+        return None
+    shutil.copytree(Path(spec.origin).parent, gpu_dir / "site" / "airbench",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return AIRBENCH_VERSION
 
 
 def unpack_data(gpu_dir: Path, work: Path) -> Path:
@@ -78,6 +96,9 @@ def seed_runs(committed: Path, carry: Path, runs: Path) -> dict:
         if not (runs / run.parent.name).exists():
             shutil.copytree(run.parent, runs / run.parent.name)
             copied += 1
+    for run in sorted(committed.glob(f"{CALIBRATION_FOLDER}/*/config.json")) if committed.is_dir() else []:
+        if not (runs / CALIBRATION_FOLDER / run.parent.name).exists():  # done seeds are not trained again
+            shutil.copytree(run.parent, runs / CALIBRATION_FOLDER / run.parent.name)
     unpacked = []
     for archive in sorted(carry.glob("carry-*.tar")) if carry.is_dir() else []:
         with tarfile.open(archive) as tar:
@@ -129,6 +150,8 @@ def pack(runs: Path, out: Path) -> list[str]:
     with _replacing(out / "runs.tgz") as part, tarfile.open(part, "w:gz") as tar:
         for run in sorted(p.parent for p in runs.glob("*/config.json")):
             tar.add(run, arcname=run.name, filter=small)
+        for run in sorted(p.parent for p in runs.glob(f"{CALIBRATION_FOLDER}/*/config.json")):
+            tar.add(run, arcname=f"{CALIBRATION_FOLDER}/{run.name}", filter=small)
     bins = first_fit(unfinished(runs))
     for i, names in enumerate(bins, 1):
         with _replacing(out / f"carry-{i}.tar") as part, tarfile.open(part, "w") as tar:
@@ -179,7 +202,10 @@ def collect(files_at: Path, repo: Path) -> dict:
     for name in ("preflight.json", "loan.log"):
         if (files_at / name).exists():
             shutil.copy2(files_at / name, gpu / f"{stamp}-{name}")
-    return {"runs": len({m.name.split("/")[0] for m in members}), "carry MiB": round(carry / MIB, 1),
+    parts = [m.name.split("/") for m in members]
+    calibration = {p[1] for p in parts if p[0] == CALIBRATION_FOLDER and len(p) > 1}
+    return {"runs": len({p[0] for p in parts} - {CALIBRATION_FOLDER}), "calibration runs": len(calibration),
+            "carry MiB": round(carry / MIB, 1),
             "next loan sends MiB": round((data + carry + sent_size(repo)) / MIB, 1)}
 
 

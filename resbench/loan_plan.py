@@ -1,6 +1,9 @@
 """What a GPU loan trains, and when: the plan, the preflight's engine, admission to the deadline.
 
-The plan, in order: the stages asked for (by default the budget ladder, the ten Table 6 / Fig. 6
+The plan, in order: first the data calibration (`resbench calibrate`: airbench's own recipe on
+this data, in a process of its own, within `calibrate_s`); then the precision control (ResNet-20
+at the full recipe in true fp32, `control_seeds` seeds packed side by side, against the ladder's
+bf16+TF32 seeds: `report/arithmetic.py` compares them); then the stages asked for (by default the budget ladder, the ten Table 6 / Fig. 6
 networks at 1/32 then 1/16, 3 seeds each, then the paper's full recipe, cheapest network first,
 carried between loans); where the stages leave out a rung of the ladder, its runs fill the time
 that no run of those stages can use (they must finish). ResNet-1202 only when named.
@@ -14,14 +17,21 @@ Every run that ends is packed for the way back at once (`loan.pack`).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
+from .calibrate import CALIBRATION_FOLDER, DEFAULT_PLAN
 from .loan import fits, pack, seed_runs, unfinished, unpack_data
 
 MIN_START_S = 90  # no run that would pause starts with less time than this left
+CALIBRATE_S = 180  # airbench94 x 10 and airbench96 x 3 on an H200, guessed from A100's 3.8 and 46 s a run
+CONTROL = "resnet20"  # the precision control's network: its bf16+TF32 seeds are the ladder's
 GUESSED_IMG_PER_S = {"cuda": 5000.0, "cpu": 200.0}  # ResNet-20, eager, when the preflight could not measure
 LADDER = ("1/32", "1/16")  # budgets, before the full recipe ("1")
 MODELS = ("resnet20", "plain20", "resnet32", "plain32", "resnet44", "plain44", "resnet56", "plain56",
@@ -46,7 +56,8 @@ def seconds_per_run(model: str, iterations: int, batch: int, img_per_s: float) -
 def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, device: str, preset: str,
           stages: tuple[str, ...], models: tuple[str, ...], seeds: int, preflight_iterations: int,
           min_start_s: float = MIN_START_S, margin_s: float = 20.0, say: Callable[[str], None] = print,
-          pack_sizes: tuple[int, ...] | None = None) -> dict:
+          pack_sizes: tuple[int, ...] | None = None, calibration: tuple[str, ...] = DEFAULT_PLAN,
+          calibrate_s: float = CALIBRATE_S, control_seeds: int = 3) -> dict:
     """There: everything but the last packing (see the module docstring); returns what was trained."""
     from .data.cifar import cifar10_files
     from .jobs import make_groups, train_group, train_pack
@@ -57,6 +68,7 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
     data = cifar10_files(unpack_data(gpu_dir, work))
     say(f"data unpacked and checked: {data.folder}")
     say(f"results seeded: {seed_runs(repo / 'reports' / 'runs', gpu_dir / 'carry', work / 'runs')}")
+    calibrate(gpu_dir, work, calibration, min(calibrate_s, deadline - time.time() - margin_s), say)
     engine, rate, fuse, slots = _preflight(data, device, preflight_iterations, out, cifar_recipe(preset).batch_size,
                                            say, pack_sizes)
     trained, must_finish, plan = [], {}, []
@@ -81,6 +93,17 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
             say(f"not started: {', '.join(j.dir.name for j in group)} ({why}, {left:.0f} s left)")
         return why is None
 
+    if control_seeds and engine.precision != "fp32":
+        control, _, fp32 = prepare("figure6", preset, [CONTROL], control_seeds, work / "runs", data=data,
+                                   engine=replace(engine, precision="fp32"), budget="1", say=say)
+        must_finish.update({job.dir: False for job in control})  # the full recipe: it may pause and travel
+        say(f"precision control: {CONTROL} x {control_seeds} in true fp32 (TF32 off), packed")
+        for summary in train_pack(control, data, fp32, max(slots, control_seeds), False,
+                                  deadline - time.time() - margin_s, lambda job, _: admit([job], False)):
+            if not summary.get("already") and summary["status"] != "taken":
+                ended(summary)
+    elif control_seeds:
+        say("precision control: skipped (the loan's engine computes in fp32 already: nothing to compare)")
     if fuse == 1:  # runs packed side by side (a pack of one: one run at a time)
         fillers = {group[0].dir for group, finish_only in plan if finish_only}
         jobs = [group[0] for group, _ in plan]
@@ -95,6 +118,25 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
             for summary in train_group(group, data, engine, False, deadline - time.time() - margin_s):
                 ended(summary)
     return {"trained": trained, "engine": repr(engine), "fuse": fuse}
+
+
+def calibrate(gpu_dir: Path, work: Path, plan: tuple[str, ...], seconds: float, say: Callable[[str], None]) -> None:
+    """`resbench calibrate` on the loan's data, in a process of its own: airbench sets cuDNN flags of its own
+    when imported, and whatever it does to the CUDA context ends with that process. Never fatal."""
+    if not plan or seconds < 30:
+        say(f"calibration: skipped ({'none asked for' if not plan else f'{seconds:.0f} s left for it'})")
+        return
+    site = str(gpu_dir.resolve() / "site")  # airbench's source, bundled (`loan.bundle_airbench`)
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "resbench", "calibrate", *plan, "--data-root", str(work / "data"),
+               "--out", str(work / "runs" / CALIBRATION_FOLDER), "--time-limit", f"{seconds:.0f}"]
+    try:
+        ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 30)
+        lines = (ran.stdout + ran.stderr).strip().splitlines() + [f"exit {ran.returncode}"]
+    except subprocess.TimeoutExpired:
+        lines = [f"cut after {seconds + 30:.0f} s; the seeds it finished are kept"]
+    for line in lines:
+        say(f"calibration: {line}")
 
 
 def _not_now(group: list, runs: Path, rate: float, left: float, min_start_s: float, margin_s: float,

@@ -184,3 +184,43 @@ def test_the_python_pyproject_asks_for_is_one_the_code_runs_on():
     floor = tuple(int(v) for v in asked.removeprefix(">=").split("."))
     source = "".join(p.read_text() for p in (ROOT / "resbench").rglob("*.py"))
     assert all(floor >= version for text, version in needs.items() if text in source), asked
+
+
+def test_a_loan_calibrates_first_then_trains_the_precision_control_then_the_ladder(bench_root, tmp_path, monkeypatch):
+    from resbench.train.engine import Engine
+
+    gpu_dir, work, out = tmp_path / ".gpu", tmp_path / "work", tmp_path / "out"
+    loan.bundle(str(bench_root), gpu_dir, "abc1234")
+    bf16 = Engine(device="cpu", precision="bf16", compile=False).resolve()  # as a GPU's: bf16, so fp32 is a control
+    monkeypatch.setattr(loan_plan, "_preflight", lambda *args, **kwargs: (bf16, 200.0, 1, 2))
+    said = []
+    loan_plan.train(gpu_dir, tmp_path, work, out, time.time() + 300, "cpu", "smoke", ("1",), ("resnet20",), 1, 8,
+                    min_start_s=1, margin_s=1, say=said.append, calibration=("airbench94:2",), calibrate_s=60,
+                    control_seeds=2)
+    calibration = [i for i, line in enumerate(said) if line.startswith("calibration:")]
+    assert calibration and "CUDA GPU" in said[calibration[0]]  # a CPU: airbench says in one line why not
+    config = {p.parent.name: json.loads(p.read_text()) for p in (work / "runs").glob("*/config.json")}
+    done = [(i, name) for i, line in enumerate(said) for name in config if line.startswith(f"done: {name} ")]
+    precisions = [config[name]["precision"] for _, name in done]  # in the order the runs ended
+    assert precisions[:2] == ["fp32", "fp32"] and set(precisions[2:]) == {"bf16"} and len(precisions) > 2
+    assert not any(config[name]["tf32"] for _, name in done[:2])  # true fp32: TF32 off
+    control = next(i for i, line in enumerate(said) if line.startswith("precision control"))
+    assert calibration[0] < control < done[0][0]
+
+
+def test_calibration_runs_travel_both_ways_beside_the_training_runs(tmp_path):
+    runs, committed, out = tmp_path / "runs", tmp_path / "committed", tmp_path / "out"
+    for root, name in ((runs, "airbench94-abc-s0"), (committed, "airbench94-abc-s1")):
+        (root / "calibration" / name).mkdir(parents=True)
+        for f in ("config.json", "summary.json"):
+            (root / "calibration" / name / f).write_text("{}")
+    loan.seed_runs(committed, tmp_path / "carry", runs)  # a seed done in an earlier loan is not trained again
+    assert (runs / "calibration" / "airbench94-abc-s1" / "summary.json").exists()
+    loan.pack(runs, out)
+    with tarfile.open(out / "runs.tgz") as tar:
+        assert {"calibration/airbench94-abc-s0/summary.json", "calibration/airbench94-abc-s1/config.json"} <= set(
+            tar.getnames())
+    repo = tmp_path / "repo"
+    (repo / ".gpu").mkdir(parents=True)
+    assert loan.collect(out, repo)["calibration runs"] == 2
+    assert (repo / "reports" / "runs" / "calibration" / "airbench94-abc-s0" / "summary.json").exists()

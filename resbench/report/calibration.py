@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..calibrate import CALIBRATION_FOLDER
 from ..results import read_json
 from . import stats
 
-CALIBRATION_FOLDER = "calibration"  # under a runs folder: `resbench calibrate --out <runs>/calibration`
 CALIBRATION_COLUMNS = ["peer", "data_variant", "n", "mean_error", "std", "published_error", "published_runs",
                        "penalty", "ci_low", "ci_high", "gpus", "commits"]
 
