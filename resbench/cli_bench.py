@@ -229,6 +229,38 @@ def bench_pack(
     _write(out, rows, engine, data)
 
 
+@bench_app.command("step")
+def bench_step(
+    models: str = typer.Option("resnet56,resnet110", help="comma-separated models"),
+    iterations: int = typer.Option(100, min=2, help="timed iterations per way, after the set-up"),
+    device: str = DEVICE,
+    compile_backend: str = typer.Option("inductor", help="dynamo backend of the compiled way (eager: tests)"),
+    data_root: Optional[Path] = DATA_ROOT,
+    out: Optional[Path] = OUT,
+) -> None:
+    """A deep net's captured step, eager kernels vs torch.compile'd ones (on a CPU: the graph's dry mode):
+    img/s, set-up seconds, the iterations before compiling pays, the largest loss difference."""
+    from .bench_step import step_table
+
+    engine, data = _setup(device, False, "default", data_root, compile_backend=compile_backend)
+    rows = step_table(_split(models) or [], data, engine, iterations)
+    table = Table(title=f"a captured step on {engine.device} ({engine.precision}), batch 128, "
+                        f"{iterations} timed iterations")
+    for col in ("model", "way", "img/s", "speed-up", "set-up s", "pays after (iterations)", "max loss diff"):
+        table.add_column(col, justify="left" if col in ("model", "way") else "right")
+    for r in rows:
+        pays = "" if r["way"] == "captured" else "never" if r["pays_after_iterations"] is None \
+            else f"{r['pays_after_iterations']:,.0f}"
+        table.add_row(r["model"], r["way"], f"{r['img_per_s']:,.0f}", f"{r['speedup']:.2f}x", f"{r['setup_s']:.1f}",
+                      pays, "" if r["max_loss_diff"] is None else f"{r['max_loss_diff']:.2e}")
+    console.print(table)
+    console.print(f"steps: {rows[0]['path']}; graphs compiled by dynamo: "
+                  f"{', '.join(str(r['dynamo_graphs']) for r in rows if r['way'] != 'captured')}")
+    console.print("The paper's recipe is 64,000 iterations; a compiled step rounds differently, so it becomes a "
+                  "default only after a control over seeds (module docstring of resbench/bench_step.py).")
+    _write(out, rows, engine, data)
+
+
 @bench_app.command("imagenet")
 def bench_imagenet(
     models: str = typer.Option("resnet50,plain34,resnet34,resnet101,resnet152",

@@ -54,6 +54,8 @@ def train_cmd(out: Path = typer.Option(..., help="what comes back ($OUT)"),
               calibrate_s: float = typer.Option(180, help="seconds the calibration may take at most"),
               control_seeds: int = typer.Option(3, min=0, help="ResNet-20 in true fp32 at the full recipe, before "
                                                 "the ladder: the precision control (0: none)"),
+              steps_s: float = typer.Option(150, help="seconds for `resbench bench step` on the deep nets after "
+                                            "the preflight (a GPU only; 0: none)"),
               gpu_dir: Path = GPU_DIR) -> None:
     """On the machine: unpack, calibrate, preflight, control, train until the deadline (resbench/loan_plan.py)."""
     from .loan_plan import MODELS, train
@@ -65,7 +67,7 @@ def train_cmd(out: Path = typer.Option(..., help="what comes back ($OUT)"),
     sizes = tuple(int(k) for k in _split(pack_sizes) or ()) or None
     result = train(gpu_dir, Path.cwd(), work, out, deadline, device, preset, tuple(_split(stages) or ()),
                    tuple(_split(models) or MODELS), seeds, preflight_iterations, min_start, margin, say, sizes,
-                   tuple(_split(calibrate) or ()), calibrate_s, control_seeds)
+                   tuple(_split(calibrate) or ()), calibrate_s, control_seeds, steps_s)
     how = f"packs of {result['pack']}" if "pack" in result else f"{result['fuse']} seeds fused"
     say(f"trained {len(result['trained'])} runs with {result['engine']}, {how}")
 

@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -28,10 +29,13 @@ from typing import Callable
 
 from .calibrate import CALIBRATION_FOLDER, DEFAULT_PLAN
 from .loan import fits, pack, seed_runs, unfinished, unpack_data
+from .results import write_json
 
 MIN_START_S = 90  # no run that would pause starts with less time than this left
 CALIBRATE_S = 180  # airbench94 x 10 and airbench96 x 3 on an H200, guessed from A100's 3.8 and 46 s a run
 CONTROL = "resnet20"  # the precision control's network: its bf16+TF32 seeds are the ladder's
+DEEP = ("resnet56", "resnet110")  # whose captured step `resbench bench step` measures compiled (a GPU only)
+STEPS_S = 150  # the most that measurement may take of a loan
 GUESSED_IMG_PER_S = {"cuda": 5000.0, "cpu": 200.0}  # ResNet-20, eager, when the preflight could not measure
 LADDER = ("1/32", "1/16")  # budgets, before the full recipe ("1")
 MODELS = ("resnet20", "plain20", "resnet32", "plain32", "resnet44", "plain44", "resnet56", "plain56",
@@ -57,7 +61,7 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
           stages: tuple[str, ...], models: tuple[str, ...], seeds: int, preflight_iterations: int,
           min_start_s: float = MIN_START_S, margin_s: float = 20.0, say: Callable[[str], None] = print,
           pack_sizes: tuple[int, ...] | None = None, calibration: tuple[str, ...] = DEFAULT_PLAN,
-          calibrate_s: float = CALIBRATE_S, control_seeds: int = 3) -> dict:
+          calibrate_s: float = CALIBRATE_S, control_seeds: int = 3, steps_s: float = STEPS_S) -> dict:
     """There: everything but the last packing (see the module docstring); returns what was trained."""
     from .data.cifar import cifar10_files
     from .jobs import make_groups, train_group, train_pack
@@ -71,6 +75,8 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
     calibrate(gpu_dir, work, calibration, min(calibrate_s, deadline - time.time() - margin_s), say)
     engine, rate, fuse, slots = _preflight(data, device, preflight_iterations, out, cifar_recipe(preset).batch_size,
                                            say, pack_sizes)
+    if device.startswith("cuda") and steps_s > 0:  # a CPU's captured step is its dry mode: nothing to measure
+        measure_steps(work / "data", device, out / "preflight.json", min(steps_s, deadline - time.time() - margin_s), say)
     trained, must_finish, plan = [], {}, []
     fill = [b for b in LADDER if b not in stages]
     for budget, finish_only in [(b, False) for b in stages] + [(b, True) for b in fill]:
@@ -137,6 +143,34 @@ def calibrate(gpu_dir: Path, work: Path, plan: tuple[str, ...], seconds: float, 
         lines = [f"cut after {seconds + 30:.0f} s; the seeds it finished are kept"]
     for line in lines:
         say(f"calibration: {line}")
+
+
+def measure_steps(data_root: Path, device: str, preflight: Path, seconds: float, say: Callable[[str], None],
+                  models: tuple[str, ...] = DEEP, backend: str = "inductor") -> None:
+    """`resbench bench step` for each deep net, in a process of its own (a compilation may take minutes, and
+    whatever it does ends with it), within `seconds` in all; its rows go into preflight.json as "deep_steps".
+    Measured only: no loan trains with a compiled step before a control over seeds."""
+    rows, ends = [], time.time() + seconds
+    for model in models:
+        left = ends - time.time()
+        if left < 20:
+            say(f"step measurement: {model} not measured ({left:.0f} s left for it)")
+            continue
+        with tempfile.TemporaryDirectory(prefix="resbench-steps-") as tmp:
+            command = [sys.executable, "-m", "resbench", "bench", "step", "--models", model, "--device", device,
+                       "--data-root", str(data_root), "--compile-backend", backend, "--out", f"{tmp}/steps.json"]
+            try:
+                ran = subprocess.run(command, capture_output=True, text=True, timeout=left,
+                                     env={**os.environ, "COLUMNS": "160"})
+                found = json.loads(Path(tmp, "steps.json").read_text())["results"] if ran.returncode == 0 else []
+                say(f"step measurement: {model}: " + ("; ".join(
+                    f"{r['way']} {r['img_per_s']:,.0f} img/s (set-up {r['setup_s']:.0f} s)" for r in found)
+                    or f"exit {ran.returncode}: {(ran.stderr.strip().splitlines() or [''])[-1]}"))
+                rows += found
+            except subprocess.TimeoutExpired:
+                say(f"step measurement: {model} cut after {left:.0f} s")
+    report = json.loads(preflight.read_text()) if preflight.exists() else {}
+    write_json(preflight, {**report, "deep_steps": rows})
 
 
 def _not_now(group: list, runs: Path, rate: float, left: float, min_start_s: float, margin_s: float,

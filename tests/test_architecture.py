@@ -13,7 +13,7 @@ LAYERS = [
                       "train.checkpoint", "spec", "probes.complexity"]),
     ("run files and recipes", ["results", "train.recipe"]),
     ("training", ["train", "protocol", "store", "evaluation"]),
-    ("orchestration", ["runner", "jobs", "launch", "preflight", "loan", "loan_plan", "bench", "bench_pack", "ensemble",
+    ("orchestration", ["runner", "jobs", "launch", "preflight", "loan", "loan_plan", "bench", "bench_pack", "bench_step", "ensemble",
                        "calibrate"]),
     ("reports", ["report"]),
     ("commands", ["cli", "cli_common", "cli_bench", "cli_loan", "cli_calibrate", "__main__"]),

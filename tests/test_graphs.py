@@ -107,3 +107,23 @@ def test_the_fused_forward_compiles_as_one_graph(tiny_data, tmp_path):
     x, y = (torch.stack(t) for t in zip(*(m.loader.batch(0) for m in members)))
     loss, wrong = step(x, y, torch.tensor([0.1, 0.1]))
     assert loss.shape == (2,) and torch.isfinite(loss).all()
+
+
+def test_a_captured_step_is_compiled_only_when_asked_by_name():
+    assert Engine("cuda").resolve(cuda_available=True).compile  # the plain step: compiled by default on a GPU
+    assert not Engine("cuda", graph="cuda").resolve(cuda_available=True).compile  # captured: eager kernels
+    assert Engine("cuda", compile=True, graph="cuda").resolve(cuda_available=True).compile
+
+
+def test_the_compiled_captured_step_computes_what_the_captured_one_does(tiny_data):
+    """`resbench bench step`'s two ways from one initialisation on the same batches (aot_eager: the traced
+    graph's own kernels, as inductor would fuse them, without a compiler on the test machine)."""
+    from resbench.bench_step import step_table
+
+    engine = Engine("cpu", "fp32", False, deterministic=True, compile_backend="aot_eager", compile_fullgraph=True)
+    rows = step_table(["resnet8"], tiny_data, engine, 3, CifarRecipe(batch_size=32))
+    captured, compiled = rows
+    assert (captured["way"], compiled["way"]) == ("captured", "compiled")
+    assert captured["dynamo_graphs"] == 0 and compiled["dynamo_graphs"] >= 1  # it did compile: no silent fallback
+    assert compiled["max_loss_diff"] < 1e-4 and compiled["img_per_s"] > 0 and captured["speedup"] == 1.0
+    assert compiled["pays_after_iterations"] is None or compiled["pays_after_iterations"] > 0

@@ -224,3 +224,16 @@ def test_calibration_runs_travel_both_ways_beside_the_training_runs(tmp_path):
     (repo / ".gpu").mkdir(parents=True)
     assert loan.collect(out, repo)["calibration runs"] == 2
     assert (repo / "reports" / "runs" / "calibration" / "airbench94-abc-s0" / "summary.json").exists()
+
+
+def test_the_loan_measures_a_deep_nets_compiled_step_apart_and_keeps_it_in_the_preflight(bench_root, tmp_path):
+    preflight = tmp_path / "preflight.json"
+    preflight.write_text(json.dumps({"chosen": {"pack": 4}}))
+    said = []
+    loan_plan.measure_steps(bench_root, "cpu", preflight, 120, said.append, models=("resnet8",), backend="eager")
+    report = json.loads(preflight.read_text())
+    assert report["chosen"] == {"pack": 4}  # what the preflight wrote stays
+    assert [r["way"] for r in report["deep_steps"]] == ["captured", "compiled"], said
+    assert said[0].startswith("step measurement: resnet8: captured ")
+    loan_plan.measure_steps(bench_root, "cpu", preflight, 5, said.append, models=("resnet8",))
+    assert "not measured (5 s left" in said[-1] and json.loads(preflight.read_text())["deep_steps"] == []

@@ -37,7 +37,7 @@ CPU_PRECISION = "fp32"
 class Engine:
     device: str = "auto"  # auto: cuda if available, else cpu
     precision: str = "auto"  # auto: bf16 autocast on cuda, CPU_PRECISION on a CPU
-    compile: bool | None = None  # None: on for cuda
+    compile: bool | None = None  # None: on for cuda, unless the step is captured (graph below)
     # reduce-overhead = inductor kernels + CUDA graphs: at batch 128 the small CIFAR
     # nets are launch-bound, which CUDA graphs remove. `resbench bench cifar --compile-mode`
     # compares the modes on the GPU.
@@ -74,7 +74,8 @@ class Engine:
         if precision == "bf16" and not cuda and not native_bf16():
             warnings.warn("bf16 on a CPU without native bf16 (AVX-512 BF16 or AMX) is emulated and slower "
                           "than fp32; --precision fp32 is faster here", stacklevel=2)
-        compile_ = cuda if self.compile is None else self.compile
+        # torch.compile by default on a GPU, except under a captured step (graph), where it is asked for by name
+        compile_ = (cuda and self.graph == "off") if self.compile is None else self.compile
         if self.graph not in ("off", "cuda", "dry") or (self.graph == "cuda" and not cuda):
             raise ValueError(f"graph must be off, dry, or cuda on a CUDA device; got {self.graph!r} on {device}")
         return replace(self, device=device, precision=precision, compile=compile_)
@@ -104,13 +105,16 @@ class Engine:
         torch.backends.cudnn.allow_tf32 = self.tf32
 
 
-def compile_for_run(fn, engine: Engine):
+def compile_for_run(fn, engine: Engine, inside_graph: bool = False):
     """torch.compile(fn), with dynamo's caches cleared first. Every run of a process compiles the same
     code object (a step function made per run), so without the reset a sweep's later runs exceed
-    dynamo's recompile limit and silently run eager; `step_path` tells which way a step ran."""
+    dynamo's recompile limit and silently run eager; `step_path` tells which way a step ran.
+    `inside_graph`: the caller captures the compiled kernels in a CUDA graph of its own
+    (`graphs.CapturedStep`), so inductor's own graphs ("reduce-overhead") are not used."""
     torch._dynamo.reset()
     if engine.compile_backend == "inductor":
-        return torch.compile(fn, mode=engine.compile_mode, fullgraph=engine.compile_fullgraph)
+        mode = "default" if inside_graph else engine.compile_mode
+        return torch.compile(fn, mode=mode, fullgraph=engine.compile_fullgraph)
     return torch.compile(fn, backend=engine.compile_backend, fullgraph=engine.compile_fullgraph)
 
 

@@ -17,13 +17,18 @@ What a replay needs to compute the same step as the eager loop:
 The eager steps use the same code, and a step that cannot be captured runs eager from then
 on; `path` says which ("cuda graph", "eager: capture failed: ..."). With `graph="dry"` (tests,
 CPU) the code never captures: the same arithmetic, run eagerly each step.
+
+With `engine.compile` the forward is torch.compile'd first (inductor's default mode: its kernels,
+not its CUDA graphs) and its kernels are what the graph records: fewer, fused kernels for deep
+nets, whose captured step is bound by the kernels themselves. It rounds differently, and costs a
+compilation: `resbench bench step` measures both; it is not a default.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .engine import Engine, sgd_update, train_forward
+from .engine import Engine, compile_for_run, sgd_update, train_forward
 
 WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, cuBLAS handles, lazy inits)
 
@@ -33,6 +38,8 @@ class CapturedStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.SGD, bn_splits: int, engine: Engine):
         self.forward = train_forward(model, bn_splits, engine, cache_enabled=False)
+        if engine.compile:  # inductor's fused kernels (BN, ReLU, the shortcut's add), captured with the rest
+            self.forward = compile_for_run(self.forward, engine, inside_graph=True)
         self.params = [p for p in model.parameters() if p.requires_grad]
         state, group = optimizer.state, optimizer.param_groups[0]
         # the optimizer's buffers, created as zeros where it has taken no step yet (zero momentum
