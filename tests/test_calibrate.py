@@ -103,3 +103,8 @@ def test_reports_show_the_penalty_beside_the_gap_and_never_apply_it(jpeg_root, t
     pd_testing.assert_frame_equal(after.diff, before.diff)  # verdicts stay against the paper's own number
     out = after.save(tmp_path / "report")
     assert (out / "calibration.csv").exists()
+    from resbench.report.index import calibrated
+
+    assert calibrated(runs) == ["cifar10-jpeg-q75: on this data airbench94 ends at 6.50% test error (published 5.99% "
+                                "on the original CIFAR-10, over 1,000 runs): +0.51 ± 0.25 pp (95% CI, 3 seeds)"]
+    assert calibrated(tmp_path / "no runs")[0].startswith("not measured yet")

@@ -119,7 +119,23 @@ def _counts(counts: dict, order: tuple[str, ...]) -> str:
     return " / ".join(str(counts.get(v, 0)) for v in order)
 
 
-def markdown(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]], repeats: list[str]) -> str:
+def calibrated(runs: str | Path | None) -> list[str]:
+    """What the data costs airbench, per variant (`report.calibration`), or that it is not measured yet."""
+    from .calibration import calibration_table, load_calibration, sentence
+
+    if runs is None:
+        return []
+    table = calibration_table(load_calibration(runs))
+    return [f"{line['data_variant']}: {sentence(line)}" for _, line in table.iterrows()] or [
+        "not measured yet: `resbench calibrate` (a GPU; a loan runs it first)"]
+
+
+def notes(runs: str | Path | None) -> dict[str, list[str]]:
+    """The index's notes on the runs folder: runs trained twice, and the data calibration."""
+    return {"The same run on two machines:": repeated(runs), "The data calibration:": calibrated(runs)}
+
+
+def markdown(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]], notes: dict[str, list[str]]) -> str:
     lines = ["# resbench reports", "", INTRO, "", "The same as a page, with thumbnails: [index.html](index.html).", ""]
     if reports:
         lines += ["| report | runs | preset | tiers | trained lines: " + " / ".join(TRAINED_ORDER)
@@ -141,8 +157,8 @@ def markdown(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str
               "report's README.", "", "## Real-run reports", "", _real(reports), ""]
     if where(reports):
         lines += ["Runs read, by budget:", ""] + [f"* {line}" for line in where(reports)] + [""]
-    if repeats:
-        lines += ["The same run on two machines:", ""] + [f"* {line}" for line in repeats] + [""]
+    for heading, items in notes.items():
+        lines += [heading, ""] + [f"* {line}" for line in items] + [""] if items else []
     if runs_rel is not None:
         lines += ["## Runs still owed", "", f"Rows with no finished run of the paper's recipe in `{runs_rel}/`:", ""]
         lines += [f"* {name}: {', '.join(rows)} ({_where(name)})" for name, rows in owed.items()] or ["* none"]
@@ -179,7 +195,7 @@ def _code(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def page(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]], repeats: list[str]) -> str:
+def page(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]], notes: dict[str, list[str]]) -> str:
     e = html.escape
     owed_html = ""
     if runs_rel is not None:
@@ -188,8 +204,8 @@ def page(reports: list[dict], runs_rel: str | None, owed: dict[str, list[str]], 
                      f"<code>{e(runs_rel)}/</code>:</p><ul>{items or '<li>none</li>'}</ul>")
     where_html = "".join(f"<li>{e(line)}</li>" for line in where(reports))
     where_html = f"<p>Runs read, by budget:</p><ul>{where_html}</ul>" if where_html else ""
-    if repeats:
-        where_html += f"<p>The same run on two machines:</p><ul>{''.join(f'<li>{_code(r)}</li>' for r in repeats)}</ul>"
+    for heading, items in notes.items():
+        where_html += f"<p>{e(heading)}</p><ul>{''.join(f'<li>{_code(r)}</li>' for r in items)}</ul>" if items else ""
     cards = "".join(_card(s) for s in reports) or '<p class="none">No report is built here yet.</p>'
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>resbench reports</title>"
             f"<style>{CSS}</style></head><body><h1>resbench reports</h1><p>{_code(INTRO)}</p>"
@@ -204,8 +220,8 @@ def build_index(out: str | Path = "reports", runs: str | Path | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     reports = summaries(out)
     runs_rel, owed = _owed(out, runs)
-    repeats = repeated(runs)
-    (out / "index.html").write_text(page(reports, runs_rel, owed, repeats))
+    found = notes(runs)
+    (out / "index.html").write_text(page(reports, runs_rel, owed, found))
     path = out / "README.md"
-    path.write_text(markdown(reports, runs_rel, owed, repeats))
+    path.write_text(markdown(reports, runs_rel, owed, found))
     return path
