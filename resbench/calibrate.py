@@ -85,7 +85,11 @@ def write_tensors(data: CifarData, folder: Path) -> dict[str, str]:
 
 
 def run_key(peer: Peer, data_sha256: dict[str, str]) -> str:
-    identity = {"peer": peer.name, "airbench": AIRBENCH_VERSION, "data": data_sha256}
+    """What determines a calibration run's result besides its seed: the peer, airbench's code, the data."""
+    return _hash({"peer": peer.name, "airbench": AIRBENCH_VERSION, "data": data_sha256})
+
+
+def _hash(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -97,7 +101,7 @@ def calibrate(files: CifarFiles, plan: list[tuple[Peer, int]], out: Path, deadli
     if train_one is None:
         train_one = _airbench_trainer()
     data = files.load()
-    folder = cache_dir("airbench") / run_key(PEERS["airbench94"], files.sha256) / "cifar10"  # one per data
+    folder = cache_dir("airbench") / _hash(files.sha256) / "cifar10"  # once per data set
     tensors = write_tensors(data, folder)
     say(f"airbench's files: {folder} ({', '.join(f'{n} {s[:12]}' for n, s in tensors.items())})")
     written = []

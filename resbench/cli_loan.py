@@ -54,7 +54,7 @@ def train_cmd(out: Path = typer.Option(..., help="what comes back ($OUT)"),
               calibrate_s: float = typer.Option(180, help="seconds the calibration may take at most"),
               control_seeds: int = typer.Option(3, min=0, help="ResNet-20 in true fp32 at the full recipe, before "
                                                 "the ladder: the precision control (0: none)"),
-              steps_s: float = typer.Option(150, help="seconds for `resbench bench step` on the deep nets after "
+              steps_s: float = typer.Option(90, help="seconds for `resbench bench step` on the deep nets after "
                                             "the preflight (a GPU only; 0: none)"),
               gpu_dir: Path = GPU_DIR) -> None:
     """On the machine: unpack, calibrate, preflight, control, train until the deadline (resbench/loan_plan.py)."""

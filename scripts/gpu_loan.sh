@@ -20,7 +20,7 @@ DEVICE=${DEVICE:-cuda} PRESET=${PRESET:-paper} STAGES=${STAGES:-1/32,1/16,1} SEE
 MODELS=${MODELS:-} PREFLIGHT=${PREFLIGHT:-50} WORK=${WORK:-/tmp/resbench-loan} PACK_SIZES=${PACK_SIZES:-}
 MIN_START=${MIN_START:-90} MARGIN=${MARGIN:-20}   # no run starts with less left; runs pause this early
 CALIBRATE=${CALIBRATE-airbench94:10,airbench96:3} CALIBRATE_S=${CALIBRATE_S:-180}  # first; '' for none
-STEPS_S=${STEPS_S:-150}                  # after the preflight: deep nets' compiled captured step, measured (0: none)
+STEPS_S=${STEPS_S:-90}                   # after the preflight: deep nets' compiled captured step, measured (0: none)
 CONTROL_SEEDS=${CONTROL_SEEDS:-3}        # then ResNet-20 in true fp32 at the full recipe (0: none); then the ladder
 PYTHON=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
