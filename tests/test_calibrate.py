@@ -2,6 +2,7 @@
 Training airbench itself needs CUDA; everything around it runs here."""
 import json
 import time
+from pathlib import Path
 
 import pandas.testing as pd_testing
 import pytest
@@ -108,3 +109,37 @@ def test_reports_show_the_penalty_beside_the_gap_and_never_apply_it(jpeg_root, t
     assert calibrated(runs) == ["cifar10-jpeg-q75: on this data airbench94 ends at 6.50% test error (published 5.99% "
                                 "on the original CIFAR-10, over 1,000 runs): +0.51 ± 0.25 pp (95% CI, 3 seeds)"]
     assert calibrated(tmp_path / "no runs")[0].startswith("not measured yet")
+
+
+def test_airbenchs_own_training_is_called_unchanged_from_the_folder_it_reads(tiny_data, tmp_path, monkeypatch):
+    """The glue around airbench (which needs CUDA): its train94() called with nothing but verbose=False, from the
+    folder holding cifar10/, seeded; its TTA level read from its own hyperparameters; errors in percent."""
+    import sys
+    import types
+
+    from resbench import calibrate as calibration
+
+    calls = {}
+    net = torch.nn.Linear(1, 1)
+
+    def train94(**kwargs):
+        calls.update(kwargs=kwargs, cwd=Path.cwd(), draw=torch.rand(1).item())
+        return net
+
+    def evaluate(model, loader, tta_level=0):
+        assert model is net and loader == "test loader of cifar10"
+        return {2: 0.9375, 0: 0.93}[tta_level]
+
+    fake = types.SimpleNamespace(train94=train94, evaluate=evaluate, lib_airbench94=types.SimpleNamespace(
+        hyp={"net": {"tta_level": 2}}), CifarLoader=lambda path, train, batch_size: f"test loader of {path}")
+    monkeypatch.setitem(sys.modules, "airbench", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    folder = tmp_path / "cache" / "cifar10"
+    write_tensors(tiny_data, folder)
+    figures = calibration._airbench_trainer()(PEERS["airbench94"], 7, folder)
+    assert calls["kwargs"] == {"verbose": False} and calls["cwd"] == folder.parent
+    assert calls["draw"] == torch.rand(1, generator=torch.Generator().manual_seed(7)).item()  # seeded with the run's
+    assert figures["test_error"] == 6.25 and figures["test_error_no_tta"] == 7.0 and figures["tta_level"] == 2
+    assert figures["gpu"] == "NVIDIA H200" and Path.cwd() != folder.parent  # back where it was
