@@ -38,7 +38,8 @@ class CapturedStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.SGD, bn_splits: int, engine: Engine):
         self.forward = train_forward(model, bn_splits, engine, cache_enabled=False)
-        if engine.compile:  # inductor's fused kernels (BN, ReLU, the shortcut's add), captured with the rest
+        self.compiled = engine.compile
+        if self.compiled:  # inductor's fused kernels (BN, ReLU, the shortcut's add), captured with the rest
             self.forward = compile_for_run(self.forward, engine, inside_graph=True)
         self.params = [p for p in model.parameters() if p.requires_grad]
         state, group = optimizer.state, optimizer.param_groups[0]
@@ -93,4 +94,4 @@ class CapturedStep:
             self.path = f"eager: capture failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
             return
         self.graph, self.static = graph, (static_x, static_y, loss, wrong)
-        self.path = "cuda graph"
+        self.path = "cuda graph of compiled kernels" if self.compiled else "cuda graph"
