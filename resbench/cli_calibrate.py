@@ -32,7 +32,11 @@ def calibrate_cmd(
                             say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     except (CalibrationUnavailable, DataError, ValueError) as err:
         fail(message(err))
+    from .report.calibration import calibration_table, load_calibration_runs, sentence
+
     done = [w for w in written if w["status"] == "done"]
     console.print(f"{len(done)} calibration run(s) trained into {out}; failed: {len(written) - len(done)}")
+    for _, line in calibration_table(load_calibration_runs(out)).iterrows():  # every finished seed in `out`
+        console.print(f"{line['data_variant']}: {sentence(line)}", highlight=False, soft_wrap=True)
     if len(done) < len(written):
         raise typer.Exit(1)

@@ -143,3 +143,16 @@ def test_airbenchs_own_training_is_called_unchanged_from_the_folder_it_reads(tin
     assert calls["draw"] == torch.rand(1, generator=torch.Generator().manual_seed(7)).item()  # seeded with the run's
     assert figures["test_error"] == 6.25 and figures["test_error_no_tta"] == 7.0 and figures["tta_level"] == 2
     assert figures["gpu"] == "NVIDIA H200" and Path.cwd() != folder.parent  # back where it was
+
+
+def test_calibrate_ends_by_saying_what_the_data_costs(jpeg_root, tmp_path, monkeypatch):
+    from resbench import calibrate as calibration
+
+    errors = iter([6.3, 6.5])
+    monkeypatch.setattr(calibration, "_airbench_trainer", lambda: lambda peer, seed, folder: {
+        "test_error": next(errors), "train_s": 3.0, "gpu": "NVIDIA H200"})
+    result = CliRunner().invoke(app, ["calibrate", "airbench94:2", "--data-root", str(jpeg_root), "--out",
+                                      str(tmp_path / "calibration")], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "2 calibration run(s) trained" in result.output
+    assert "cifar10-jpeg-q75: on this data airbench94 ends at 6.40% test error (published 5.99%" in result.output

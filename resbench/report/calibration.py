@@ -24,8 +24,13 @@ CALIBRATION_COLUMNS = ["peer", "data_variant", "n", "mean_error", "std", "publis
 
 def load_calibration(runs_root: str | os.PathLike) -> pd.DataFrame:
     """One row per finished calibration run under `runs_root`/calibration."""
+    return load_calibration_runs(Path(runs_root) / CALIBRATION_FOLDER)
+
+
+def load_calibration_runs(folder: str | os.PathLike) -> pd.DataFrame:
+    """One row per finished calibration run in `folder` (what `resbench calibrate --out` wrote)."""
     rows = []
-    for config_path in sorted((Path(runs_root) / CALIBRATION_FOLDER).glob("*/config.json")):
+    for config_path in sorted(Path(folder).glob("*/config.json")):
         run = config_path.parent
         summary = read_json(run / "summary.json") if (run / "summary.json").exists() else {}
         if summary.get("status") != "done":
