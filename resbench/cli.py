@@ -17,7 +17,6 @@ app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run,
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(bench_app, name="bench")
 app.add_typer(loan_app, name="loan")
-app.command("calibrate")(calibrate_cmd)
 
 
 @app.command("list")
@@ -312,3 +311,6 @@ def report(
         console.print(f"{out_dir.name}: {out_dir}/README.md  ({summary['runs']} runs, {summary['preset']}; {verdicts}"
                       + (f"; claims: {claims})" if claims else ")"))
     console.print(f"index: {out}/README.md")
+
+
+app.command("calibrate")(calibrate_cmd)  # after the others: `resbench --help` lists commands in this order

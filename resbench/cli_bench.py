@@ -246,7 +246,7 @@ def bench_step(
     rows = step_table(_split(models) or [], data, engine, iterations)
     table = Table(title=f"a captured step on {engine.device} ({engine.precision}), batch 128, "
                         f"{iterations} timed iterations")
-    for col in ("model", "way", "img/s", "speed-up", "set-up s", "pays after (iterations)", "max loss diff"):
+    for col in ("model", "way", "img/s", "speed-up", "set-up s", "pays after", "loss diff"):
         table.add_column(col, justify="left" if col in ("model", "way") else "right")
     for r in rows:
         pays = "" if r["way"] == "captured" else "never" if r["pays_after_iterations"] is None \
@@ -254,6 +254,8 @@ def bench_step(
         table.add_row(r["model"], r["way"], f"{r['img_per_s']:,.0f}", f"{r['speedup']:.2f}x", f"{r['setup_s']:.1f}",
                       pays, "" if r["max_loss_diff"] is None else f"{r['max_loss_diff']:.2e}")
     console.print(table)
+    console.print("pays after: iterations before the set-up is paid back; loss diff: the largest difference between "
+                  "the two ways' losses, step by step.")
     console.print(f"steps: {rows[0]['path']}; graphs compiled by dynamo: "
                   f"{', '.join(str(r['dynamo_graphs']) for r in rows if r['way'] != 'captured')}")
     console.print("The paper's recipe is 64,000 iterations; a compiled step rounds differently, so it becomes a "

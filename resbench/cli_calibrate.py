@@ -18,8 +18,9 @@ def calibrate_cmd(
                              "R/calibration"),
     time_limit: Optional[float] = typer.Option(None, help="seconds: no seed starts that would end later"),
 ) -> None:
-    """Train airbench's own recipe, unchanged, on this CIFAR-10 (GPU only): its error minus its published error
-    is what the data costs; reports show it beside their verdicts."""
+    """What this CIFAR-10 costs a trainer with published numbers: airbench's own recipe on it (a GPU only).
+
+    Its error here minus its published error on the original images; reports show it beside their verdicts."""
     from .calibrate import DEFAULT_PLAN, CalibrationUnavailable, calibrate, parse_plan
     from .data import DataError
     from .data.cifar import cifar10_files
