@@ -118,7 +118,7 @@ def calibrate(files: CifarFiles, plan: list[tuple[Peer, int]], out: Path, deadli
             try:
                 figures = train_one(peer, seed, folder)
                 summary = {"status": "done", **figures}
-                took = figures["train_s"]  # the first includes cuDNN's tuning: later estimates only shrink
+                took = figures["train_s"]  # the next seed's estimate (the first seed's time includes cuDNN's tuning)
             except Exception as err:  # noqa: BLE001  (one failed seed is logged; the others still train)
                 summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
             write_json(run / "summary.json", summary)

@@ -3,10 +3,12 @@
 The plan, in order: first the data calibration (`resbench calibrate`: airbench's own recipe on
 this data, in a process of its own, within `calibrate_s`); then the precision control (ResNet-20
 at the full recipe in true fp32, `control_seeds` seeds packed side by side, against the ladder's
-bf16+TF32 seeds: `report/arithmetic.py` compares them); then the stages asked for (by default the budget ladder, the ten Table 6 / Fig. 6
-networks at 1/32 then 1/16, 3 seeds each, then the paper's full recipe, cheapest network first,
-carried between loans); where the stages leave out a rung of the ladder, its runs fill the time
-that no run of those stages can use (they must finish). ResNet-1202 only when named.
+bf16+TF32 seeds: `report/arithmetic.py` compares them); then the stages asked for (by default
+the budget ladder, the ten Table 6 / Fig. 6 networks at 1/32 then 1/16, 3 seeds each, then the
+paper's full recipe, cheapest network first, carried between loans); where the stages leave out
+a rung of the ladder, its runs fill the time that no run of those stages can use (they must
+finish). ResNet-1202 only when named. After the preflight, a GPU's loan measures the deep nets'
+compiled captured step (`resbench bench step`, `measure_steps`) and trains with it nowhere.
 
 The preflight (`resbench.preflight`) chooses the step (eager or captured), and how runs share the
 device: K runs packed side by side (`resbench.train.pack`), or a row's seeds fused; a check that
@@ -76,7 +78,8 @@ def train(gpu_dir: Path, repo: Path, work: Path, out: Path, deadline: float, dev
     engine, rate, fuse, slots = _preflight(data, device, preflight_iterations, out, cifar_recipe(preset).batch_size,
                                            say, pack_sizes)
     if device.startswith("cuda") and steps_s > 0:  # a CPU's captured step is its dry mode: nothing to measure
-        measure_steps(work / "data", device, out / "preflight.json", min(steps_s, deadline - time.time() - margin_s), say)
+        measure_steps(work / "data", device, out / "preflight.json", min(steps_s, deadline - time.time() - margin_s),
+                      say)
     trained, must_finish, plan = [], {}, []
     fill = [b for b in LADDER if b not in stages]
     for budget, finish_only in [(b, False) for b in stages] + [(b, True) for b in fill]:
@@ -133,7 +136,8 @@ def calibrate(gpu_dir: Path, work: Path, plan: tuple[str, ...], seconds: float, 
         say(f"calibration: skipped ({'none asked for' if not plan else f'{seconds:.0f} s left for it'})")
         return
     site = str(gpu_dir.resolve() / "site")  # airbench's source, bundled (`loan.bundle_airbench`)
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": path}
     command = [sys.executable, "-m", "resbench", "calibrate", *plan, "--data-root", str(work / "data"),
                "--out", str(work / "runs" / CALIBRATION_FOLDER), "--time-limit", f"{seconds:.0f}"]
     try:
