@@ -150,7 +150,7 @@ def calibrate(gpu_dir: Path, work: Path, plan: tuple[str, ...], seconds: float, 
 
 
 def measure_steps(data_root: Path, device: str, preflight: Path, seconds: float, say: Callable[[str], None],
-                  models: tuple[str, ...] = DEEP, backend: str = "inductor") -> None:
+                  models: tuple[str, ...] = DEEP, backend: str = "inductor", iterations: int = 100) -> None:
     """`resbench bench step` for each deep net, in a process of its own (a compilation may take minutes, and
     whatever it does ends with it), within `seconds` in all; its rows go into preflight.json as "deep_steps".
     Measured only: no loan trains with a compiled step before a control over seeds."""
@@ -162,7 +162,8 @@ def measure_steps(data_root: Path, device: str, preflight: Path, seconds: float,
             continue
         with tempfile.TemporaryDirectory(prefix="resbench-steps-") as tmp:
             command = [sys.executable, "-m", "resbench", "bench", "step", "--models", model, "--device", device,
-                       "--data-root", str(data_root), "--compile-backend", backend, "--out", f"{tmp}/steps.json"]
+                       "--data-root", str(data_root), "--compile-backend", backend, "--iterations", str(iterations),
+                       "--out", f"{tmp}/steps.json"]
             try:
                 ran = subprocess.run(command, capture_output=True, text=True, timeout=left,
                                      env={**os.environ, "COLUMNS": "160"})

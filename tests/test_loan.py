@@ -34,13 +34,15 @@ def loan(tree: Path, out: Path, work: Path, home: Path, deadline_s: int) -> str:
     env = {**os.environ, "DEVICE": "cpu", "PRESET": "smoke", "STAGES": "1", "SEEDS": "2", "MODELS": MODELS,
            "DEADLINE_S": str(deadline_s), "PREFLIGHT": "8", "PACK_SIZES": "1", "MIN_START": "3", "MARGIN": "2", "OUT": str(out),
            "WORK": str(work), "HOME": str(home), "PYTHON": sys.executable, "PYTHONPATH": str(GPU_PYTHON),
-           "OMP_NUM_THREADS": "1"}  # one thread: steady timings beside the test process on 2 cores
+           "OMP_NUM_THREADS": "1",  # one thread: steady timings beside the test process on 2 cores
+           "CALIBRATE": ""}  # the calibration's refusal on a CPU is tested apart (test_loan_kit): time for the runs
     out.mkdir(parents=True)
     proc = subprocess.run(["sh", "scripts/gpu_loan.sh"], cwd=tree, env=env, capture_output=True, text=True,
                           timeout=deadline_s + 120)
     log = (out / "loan.log").read_text()
     assert proc.returncode == 0, proc.stderr + log
     assert "Traceback" not in log and "runs in" in log, log  # `resbench status` ran on the GPU's package set
+    assert "calibration: skipped (none asked for)" in log and "precision control: skipped" in log
     return log
 
 
@@ -153,7 +155,7 @@ def test_a_loan_in_two_commands_trains_on_between_them_and_the_second_brings_bac
     env = {**os.environ, "DEVICE": "cpu", "PRESET": "smoke", "STAGES": "1/32,1", "SEEDS": "1", "MODELS": "resnet20",
            "DEADLINE_S": "50", "COMMAND_S": "2", "PREFLIGHT": "8", "PACK_SIZES": "2", "MIN_START": "3",  # a pack of 2
            "MARGIN": "2", "WORK": str(tmp_path / "work"), "HOME": str(tmp_path / "home"), "PYTHON": sys.executable,
-           "PYTHONPATH": str(GPU_PYTHON), "OMP_NUM_THREADS": "1"}
+           "PYTHONPATH": str(GPU_PYTHON), "OMP_NUM_THREADS": "1", "CALIBRATE": ""}
     outs = []
     for phase in ("start", "finish"):
         out = tmp_path / phase

@@ -194,7 +194,7 @@ def test_a_loan_calibrates_first_then_trains_the_precision_control_then_the_ladd
     bf16 = Engine(device="cpu", precision="bf16", compile=False).resolve()  # as a GPU's: bf16, so fp32 is a control
     monkeypatch.setattr(loan_plan, "_preflight", lambda *args, **kwargs: (bf16, 200.0, 1, 2))
     said = []
-    loan_plan.train(gpu_dir, tmp_path, work, out, time.time() + 300, "cpu", "smoke", ("1",), ("resnet20",), 1, 8,
+    loan_plan.train(gpu_dir, tmp_path, work, out, time.time() + 300, "cpu", "smoke", ("1/32",), ("resnet20",), 1, 8,
                     min_start_s=1, margin_s=1, say=said.append, calibration=("airbench94:2",), calibrate_s=60,
                     control_seeds=2)
     calibration = [i for i, line in enumerate(said) if line.startswith("calibration:")]
@@ -230,7 +230,8 @@ def test_the_loan_measures_a_deep_nets_compiled_step_apart_and_keeps_it_in_the_p
     preflight = tmp_path / "preflight.json"
     preflight.write_text(json.dumps({"chosen": {"pack": 4}}))
     said = []
-    loan_plan.measure_steps(bench_root, "cpu", preflight, 120, said.append, models=("resnet8",), backend="eager")
+    loan_plan.measure_steps(bench_root, "cpu", preflight, 120, said.append, models=("resnet8",), backend="eager",
+                            iterations=2)
     report = json.loads(preflight.read_text())
     assert report["chosen"] == {"pack": 4}  # what the preflight wrote stays
     assert [r["way"] for r in report["deep_steps"]] == ["captured", "compiled"], said
