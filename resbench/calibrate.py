@@ -46,7 +46,7 @@ class Peer:
 # The means and run counts of airbench 0.1.8's README and its lib_airbench9x.py headers.
 PEERS = {
     "airbench94": Peer("airbench94", "train94", 94.01, 1000, 12.0),
-    "airbench95": Peer("airbench95", "train95", 95.01, 1000, 25.0),
+    "airbench95": Peer("airbench95", "train95", 95.01, 200, 25.0),
     "airbench96": Peer("airbench96", "train96", 96.05, 200, 80.0),
 }
 DEFAULT_PLAN = ("airbench94:10", "airbench96:3")  # >= 10 of the fast one; 3 of the best where time allows

@@ -156,3 +156,17 @@ def test_calibrate_ends_by_saying_what_the_data_costs(jpeg_root, tmp_path, monke
     assert result.exit_code == 0, result.output
     assert "2 calibration run(s) trained" in result.output
     assert "cifar10-jpeg-q75: on this data airbench94 ends at 6.40% test error (published 5.99%" in result.output
+
+
+def test_the_published_means_are_the_ones_airbenchs_code_states():
+    """Each peer's published mean and run count, as the header of its lib_airbench9x.py says ('# 94.01 in n=1000')."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("airbench")
+    if spec is None:
+        pytest.skip("airbench is not installed (pip install -e '.[calibrate]')")
+    for peer in PEERS.values():
+        header = (Path(spec.origin).parent / f"lib_{peer.name}.py").read_text().splitlines()[0]
+        mean, runs = re.match(r"# ([\d.]+) in n=(\d+)", header).groups()
+        assert (float(mean), int(runs)) == (peer.published_accuracy, peer.published_runs), header
