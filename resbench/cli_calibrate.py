@@ -24,6 +24,7 @@ def calibrate_cmd(
     from .calibrate import DEFAULT_PLAN, CalibrationUnavailable, calibrate, parse_plan
     from .data import DataError
     from .data.cifar import cifar10_files
+    from .report.calibration import calibration_table, load_calibration_runs, sentence
 
     deadline = time.time() + time_limit if time_limit else None
     try:
@@ -33,8 +34,6 @@ def calibrate_cmd(
                             say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     except (CalibrationUnavailable, DataError, ValueError) as err:
         fail(message(err))
-    from .report.calibration import calibration_table, load_calibration_runs, sentence
-
     done = [w for w in written if w["status"] == "done"]
     console.print(f"{len(done)} calibration run(s) trained into {out}; failed: {len(written) - len(done)}")
     for _, line in calibration_table(load_calibration_runs(out)).iterrows():  # every finished seed in `out`
