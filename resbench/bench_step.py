@@ -52,7 +52,7 @@ def one_way(model_name: str, data: CifarData, engine: Engine, iterations: int,
         losses.append(step(*loader.batch(it), recipe.lr)[0])
     sync(engine.device)
     return {"model": model_name, "img_per_s": iterations * recipe.batch_size / (time.perf_counter() - started),
-            "setup_s": setup_s, "path": step.path, "dynamo_graphs": graphs_compiled() - graphs,  # 0: nothing compiled
+            "setup_s": setup_s, "path": getattr(step, "path", "eager"), "dynamo_graphs": graphs_compiled() - graphs,  # 0: nothing compiled
             "losses": [float(v) for v in losses]}
 
 

@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .bench import fused_throughput
+from .bench_step import one_way
 from .data.cifar import CifarFiles
-from .data.pipeline import DeviceLoader
-from .models import build_model
 from .results import write_json
-from .train.engine import Engine, make_optimizer, sync
+from .train.engine import Engine
 from .train.fused import fusable
-from .train.steps import make_train_step
 from .train.graphs import WARMUP_STEPS
+from .train.recipe import CifarRecipe
 
 FASTER = 1.05  # the captured step must beat the eager one by this much to be chosen
 FUSE, FUSE_FASTER = 3, 1.2  # a row's seeds, fused where that beats one run after another by this much
@@ -40,24 +38,8 @@ PACK_SIZES = (1, 2, 4, 8, 16, 32)  # runs side by side, measured (and doubled be
 
 def _train(engine: Engine, files: CifarFiles, iterations: int, batch: int) -> dict:
     """Losses and the steady img/s (after the warm-up and capture) of ResNet-20 under `engine`."""
-    engine.apply_global_settings()
-    data = files.load()
-    torch.manual_seed(0)
-    model = build_model("resnet20").to(engine.device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, 0.1, 0.9, 1e-4, engine.device)
-    step = make_train_step(model, optimizer, 2, engine)
-    loader = DeviceLoader(data.train_x, data.train_y, batch, seed=0, device=engine.device)
-    losses, started = [], None
-    for it in range(iterations):
-        if it == WARMUP_STEPS + 2:  # the capture (if any) is behind us
-            sync(engine.device)
-            started = time.perf_counter()
-        x, y = loader.batch(it)
-        losses.append(step(x, y, 0.1)[0])
-    sync(engine.device)
-    timed = iterations - WARMUP_STEPS - 2
-    return {"losses": [float(v) for v in losses], "img_per_s": timed * batch / (time.perf_counter() - started),
-            "step": getattr(step, "path", "eager")}
+    row = one_way("resnet20", files.load(), engine, iterations - WARMUP_STEPS - 1, CifarRecipe(batch_size=batch))
+    return {"losses": row["losses"], "img_per_s": row["img_per_s"], "step": row["path"]}
 
 
 def preflight(files: CifarFiles, device: str, iterations: int, out: Path, batch: int = 128,
