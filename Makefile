@@ -2,12 +2,12 @@
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
-# torch: the build already on this machine's disk when pip's find-links hold one (the project's
-# machines carry a CPU build: no GBs of CUDA packages), whatever its version; else the registry's.
+# torch: the build already on this machine's disk when pip's find-links hold one (a CPU-only
+# machine can hold a CPU build there: no GBs of CUDA packages), whatever its version; else the registry's.
 # torchvision: the release made for that torch. pyproject.toml asks only for ranges.
 TORCH_VERSION = $(BIN)/python -c 'from importlib.metadata import version; print(version("torch").split("+")[0])'
 
-.PHONY: install demo test golden bench clean gpu-rehearsal gpu-bundle
+.PHONY: install demo test golden bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,14 +39,6 @@ demo: install
 
 test: install
 	$(BIN)/pytest
-
-# A GPU loan rehearsed on this CPU (scripts/gpu_loan.sh, twice, with every limit checked); part of `make test`.
-gpu-rehearsal: install
-	$(BIN)/pytest tests/test_loan.py
-
-# Before a GPU loan: the data gzip'd with its sha256, and the commit, in .gpu/ (see README, "A GPU loan").
-gpu-bundle: install
-	$(BIN)/resbench loan bundle
 
 # Regenerate the complexity golden file deliberately, after an intended model change.
 golden: install

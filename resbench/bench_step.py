@@ -7,7 +7,7 @@ torch.compile fuses the elementwise ones into fewer Triton kernels; captured wit
 the step, the graph replays fewer, larger kernels. For each network, from one initialisation on
 the same batches:
 
-* `captured`: the eager step recorded in a graph (what the loans train with);
+* `captured`: the eager step recorded in a graph (resbench.train.graphs);
 * `compiled`: the forward compiled (inductor, its default mode) and then recorded.
 
 Each way's steady img/s after its set-up (compilation, warm-up, capture: timed as `setup_s`),

@@ -147,7 +147,7 @@ def _airbench_trainer() -> Callable[[Peer, int, Path], dict]:
     """airbench's training and test, as its README runs them; a one-line error where it cannot run."""
     if not torch.cuda.is_available():
         raise CalibrationUnavailable("airbench trains in fp16 on a CUDA GPU and this machine has none: run "
-                                     "`resbench calibrate` on a GPU (a loan runs it first: scripts/gpu_loan.sh)")
+                                     "`resbench calibrate` on a machine with a CUDA GPU")
     from . import _vision  # noqa: F401  (before torchvision, which airbench imports)
     try:
         import airbench

@@ -11,12 +11,10 @@ from rich.table import Table
 from .cli_bench import bench_app
 from .cli_calibrate import calibrate_cmd
 from .cli_common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
-from .cli_loan import loan_app
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(bench_app, name="bench")
-app.add_typer(loan_app, name="loan")
 
 
 @app.command("list")

@@ -110,7 +110,7 @@ def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, progress
                time_limit_s: float | None = None, admit: Callable[[Job, Deadline], bool] | None = None):
     """Train CIFAR jobs `slots` at a time in one process (`resbench.train.pack`), each while its lock is
     held; yields each job's summary as it ends (finished and taken ones at once, as they come up).
-    `admit(job, deadline)`: whether a job may start now (a loan's rule); a refused one is left as it is."""
+    `admit(job, deadline)`: whether a job may start now (e.g. whether it fits before a deadline); a refused one is left as it is."""
     from .train.pack import train_packed
 
     data = data.load() if isinstance(data, CifarFiles) else data

@@ -79,7 +79,7 @@ def config_key(config: dict) -> str:
 
 
 def git_info() -> dict:
-    """The commit of this code: RESBENCH_COMMIT where set (a tree sent without .git, as on a GPU loan,
+    """The commit of this code: RESBENCH_COMMIT where set (a source tree copied without .git, as onto an offline node,
     says its commit), else the git checkout that holds this package, and only if it is this project's
     (a tree copied inside another checkout would otherwise take that checkout's commit)."""
     if os.environ.get("RESBENCH_COMMIT"):

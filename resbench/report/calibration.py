@@ -83,8 +83,8 @@ def header_lines(table: pd.DataFrame, variants: set[str]) -> list[str]:
     for variant in sorted(v for v in variants if v and "jpeg" in v):
         mine = table[table["data_variant"] == variant]
         if mine.empty:
-            lines.append(f"* Data calibration ({variant}): not measured yet. `resbench calibrate` on a GPU (a loan "
-                         "runs it first) trains airbench's own recipe on this data: its error beside its published "
+            lines.append(f"* Data calibration ({variant}): not measured yet. `resbench calibrate` on a CUDA GPU "
+                         "trains airbench's own recipe on this data: its error beside its published "
                          "one says how much of a gap the data explains.")
         else:
             lines.append(f"* Data calibration ({variant}): " + "; ".join(sentence(line) for _, line in mine.iterrows())

@@ -127,7 +127,7 @@ def calibrated(runs: str | Path | None) -> list[str]:
         return []
     table = calibration_table(load_calibration(runs))
     return [f"{line['data_variant']}: {sentence(line)}" for _, line in table.iterrows()] or [
-        "not measured yet: `resbench calibrate` (a GPU; a loan runs it first)"]
+        "not measured yet: `resbench calibrate` on a CUDA GPU"]
 
 
 def notes(runs: str | Path | None) -> dict[str, list[str]]:

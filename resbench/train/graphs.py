@@ -2,7 +2,7 @@
 
 At batch 128 the small CIFAR nets are launch-bound: a GPU waits on the host's kernel
 launches. torch.compile's CUDA graphs remove that, but compiling costs minutes per model
-and a short GPU loan cannot afford it (nothing is cached between loans). This captures the
+(paid again in every fresh process or container: a short job cannot afford it). This captures the
 eager step instead, in seconds: after `WARMUP_STEPS` eager steps (on a side stream, as
 capture requires) the next step is recorded once and every later one replays it.
 
