@@ -1,3 +1,3 @@
-from .cli import app
+from resbench.cli.main import app
 
 app(prog_name="resbench")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-import resbench._vision  # noqa: F401  (before anything imports torchvision: see resbench/_vision.py)
+import resbench.host.vision  # noqa: F401  (before anything imports torchvision: see resbench/host/vision.py)
 
 # decoded-data cache of this test session only (subprocesses inherit it), not the user's ~/.cache
 os.environ["RESBENCH_CACHE"] = tempfile.mkdtemp(prefix="resbench-test-cache-")

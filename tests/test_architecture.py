@@ -1,85 +1,108 @@
-"""The layers of resbench, drawn from its imports: data flows one way, and no import runs back up.
+"""The layers of resbench, drawn from its imports: one layer per package, data flows one way, no import
+runs back up and no module reaches itself through others.
 
-declaration (experiments/, spec) -> run directory (train/, runner) -> DataFrame (report/runs) -> notebook
--> report. ARCHITECTURE.md draws the same layers.
+declaration (paper/) -> run directory (train/, runs/) -> DataFrame (report/runs) -> notebook -> report.
+ARCHITECTURE.md draws the same layers.
 """
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "resbench"
-# lowest first; a module may import from its own layer and those below it
-LAYERS = [
-    ("pure modules", ["_vision", "machine", "models", "data", "probes.responses", "train.splits", "train.stop",
-                      "train.checkpoint", "spec", "probes.complexity"]),
-    ("run files and recipes", ["results", "train.recipe"]),
-    ("training", ["train", "protocol", "store", "evaluation"]),
-    ("orchestration", ["runner", "jobs", "launch", "preflight", "loan", "loan_plan", "bench", "bench_pack", "bench_step", "ensemble",
-                       "calibrate"]),
-    ("reports", ["report"]),
-    ("commands", ["cli", "cli_common", "cli_bench", "cli_loan", "cli_calibrate", "__main__"]),
-]
-
-
-def layer(module: str) -> int:
-    """The layer of a module: its longest matching prefix in LAYERS."""
-    best = None
-    for rank, (_, prefixes) in enumerate(LAYERS):
-        for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
-                best = (rank, len(prefix))
-    assert best is not None, f"{module} is in no layer of tests/test_architecture.py"
-    return best[0]
-
-
-def imports(path: Path) -> set[str]:
-    """The resbench modules a file imports (relative imports resolved), top-level and inside functions."""
-    module = ".".join(path.with_suffix("").relative_to(PACKAGE).parts)
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):  # import resbench.x.y
-            found |= {a.name.removeprefix("resbench.") for a in node.names if a.name.startswith("resbench.")}
-        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "resbench"):
-            base = package.split(".") if package and node.level else []
-            base = base[:len(base) - node.level + 1] if node.level else []
-            module_parts = (node.module.split(".") if node.module else [])[0 if node.level else 1:]
-            target = ".".join(p for p in base + module_parts if p)
-            for alias in node.names:  # `from . import x`: x is a module where such a file or package exists
-                where = PACKAGE.joinpath(*filter(None, target.split(".")), alias.name)
-                is_module = where.with_suffix(".py").exists() or where.is_dir()
-                found.add(".".join(filter(None, [target, alias.name])) if is_module else target)
-    found.discard("")
-    return found
-
-
-def test_no_import_runs_back_up_the_layers():
-    upward = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        module = ".".join(path.with_suffix("").relative_to(PACKAGE).parts).removesuffix(".__init__")
-        if module == "__init__":
-            continue
-        for target in imports(path):
-            if target and layer(target) > layer(module):
-                upward.append(f"{module} ({LAYERS[layer(module)][0]}) imports {target} "
-                              f"({LAYERS[layer(target)][0]})")
-    assert not upward, "\n".join(upward)
+# lowest first; a module may import from its own package and the packages below it
+LAYERS = ["host", "models", "data", "paper", "probes", "runs", "evaluation", "train", "calibrate", "sweep",
+          "bench", "report", "cli"]
+TOP = {"__init__", "__main__"}  # the package's own face: the version, `python -m resbench`
 
 
 def module_name(path: Path) -> str:
     return ".".join(path.with_suffix("").relative_to(PACKAGE).parts).removesuffix(".__init__")
 
 
-def test_absolute_imports_are_read_too(tmp_path, monkeypatch):
-    """`import resbench.x` and `from resbench.x import y` count as `from .x import y` does."""
+def layer(module: str) -> int:
+    package = module.split(".")[0]
+    if package in TOP:
+        return len(LAYERS) if package == "__main__" else -1
+    assert package in LAYERS, f"resbench.{module} is in no layer of tests/test_architecture.py"
+    return LAYERS.index(package)
+
+
+def imports(path: Path) -> set[str]:
+    """The resbench modules a file imports, top-level and inside functions (`x.y` for resbench.x.y)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.removeprefix("resbench.") for a in node.names if a.name.startswith("resbench.")}
+        if isinstance(node, ast.ImportFrom):
+            assert not node.level, f"{path}: relative import (resbench imports by absolute names)"
+            if (node.module or "").split(".")[0] != "resbench":
+                continue
+            target = node.module.removeprefix("resbench").lstrip(".")
+            for alias in node.names:  # `from resbench.x import y`: y is a module where such a file exists
+                where = PACKAGE.joinpath(*filter(None, target.split(".")), alias.name)
+                is_module = where.with_suffix(".py").exists() or where.is_dir()
+                found.add(".".join(filter(None, [target, alias.name])) if is_module else target or "__init__")
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_package_has_a_layer():
+    packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert packages == set(LAYERS), packages ^ set(LAYERS)
+
+
+def test_no_import_runs_back_up_the_layers():
+    upward = [f"{module} imports {target}" for module, targets in graph().items() for target in targets
+              if layer(target) > layer(module)]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_module_reaches_itself_through_others():
+    edges = graph()
+    done, stack, cycles = set(), [], []
+
+    def visit(module):
+        if module in stack:
+            cycles.append(stack[stack.index(module):] + [module])
+            return
+        if module in done:
+            return
+        stack.append(module)
+        for target in sorted(edges.get(module, ())):
+            visit(target)
+        stack.pop()
+        done.add(module)
+
+    for module in sorted(edges):
+        visit(module)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import resbench.report.core\nfrom resbench.cli.main import app\n", {"report.core", "cli.main"}),
+    ("from resbench.report import core as c\nfrom resbench import __version__\n", {"report.core", "__init__"}),
+])
+def test_imports_are_read_in_every_form(tmp_path, monkeypatch, source, expected):
     fake = tmp_path / "resbench"
-    (fake / "models").mkdir(parents=True)
-    (fake / "models" / "net.py").write_text("import resbench.report.core\nfrom resbench.cli import app\n")
+    for module in ("report/core.py", "cli/main.py"):
+        (fake / module).parent.mkdir(parents=True, exist_ok=True)
+        (fake / module).touch()
+    (fake / "models").mkdir()
+    (fake / "models" / "net.py").write_text(source)
     monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
-    assert imports(fake / "models" / "net.py") == {"report.core", "cli"}
+    assert imports(fake / "models" / "net.py") == expected
 
 
-def test_no_two_modules_import_each_other():
-    graph = {module_name(p): imports(p) for p in PACKAGE.rglob("*.py") if module_name(p) != "__init__"}
-    pairs = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets
-                    if b != a and a in graph.get(b, ())})
-    assert not pairs, pairs
+def test_a_cycle_is_found(tmp_path, monkeypatch):
+    fake = tmp_path / "resbench"
+    (fake / "runs").mkdir(parents=True)
+    (fake / "runs" / "a.py").write_text("from resbench.runs import b\n")
+    (fake / "runs" / "b.py").write_text("from resbench.runs.c import x\n")
+    (fake / "runs" / "c.py").write_text("import resbench.runs.a\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    with pytest.raises(AssertionError, match="runs.a -> runs.b -> runs.c -> runs.a"):
+        test_no_module_reaches_itself_through_others()

@@ -4,11 +4,11 @@ from fractions import Fraction
 
 import pytest
 
-from resbench.protocol import tier
-from resbench.results import config_key, identity
-from resbench.runner import plan
-from resbench.spec import load_experiment
-from resbench.train.recipe import CifarRecipe, budget_label, cifar_recipe, parse_budget
+from resbench.paper.tiers import tier
+from resbench.runs.rundir import config_key, identity
+from resbench.sweep.plan import plan
+from resbench.paper.declarations import load_experiment
+from resbench.paper.recipes import CifarRecipe, budget_label, cifar_recipe, parse_budget
 
 
 def test_a_budget_scales_iterations_and_milestones_and_keeps_the_warmup_rule():
@@ -87,7 +87,7 @@ def test_the_key_ignores_labels_cadence_and_paths_but_not_what_is_trained():
 
 
 def test_run_directories_are_named_by_budget_and_key(tiny_data, tmp_path):
-    from resbench.runner import prepare
+    from resbench.sweep.plan import prepare
     from resbench.train.engine import Engine
 
     jobs, _, _ = prepare("figure6", models=["resnet20"], seeds=1, out=tmp_path, data=tiny_data,
@@ -101,8 +101,8 @@ def test_run_directories_are_named_by_budget_and_key(tiny_data, tmp_path):
 def test_status_shows_an_eta_from_the_measured_rate(tiny_data, tmp_path):
     from typer.testing import CliRunner
 
-    from resbench.cli import app
-    from resbench.store import eta_s
+    from resbench.cli.main import app
+    from resbench.runs.store import eta_s
     from resbench.train.engine import Engine
     from resbench.train.loop import CifarRun, train_cifar
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from resbench.calibrate import PEERS, calibrate, parse_plan, write_tensors
-from resbench.cli import app
+from resbench.calibrate.peers import PEERS, calibrate, parse_plan, write_tensors
+from resbench.cli.main import app
 from resbench.data.cifar import CLASSES, cifar10_files
 
 from conftest import ROOT
@@ -118,7 +118,7 @@ def test_airbenchs_own_training_is_called_unchanged_from_the_folder_it_reads(tin
     import sys
     import types
 
-    from resbench import calibrate as calibration
+    from resbench.calibrate.peers import peers as calibration
 
     calls = {}
     net = torch.nn.Linear(1, 1)
@@ -147,7 +147,7 @@ def test_airbenchs_own_training_is_called_unchanged_from_the_folder_it_reads(tin
 
 
 def test_calibrate_ends_by_saying_what_the_data_costs(jpeg_root, tmp_path, monkeypatch):
-    from resbench import calibrate as calibration
+    from resbench.calibrate.peers import peers as calibration
 
     errors = iter([6.3, 6.5])
     monkeypatch.setattr(calibration, "_airbench_trainer", lambda: lambda peer, seed, folder: {

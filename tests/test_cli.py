@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from resbench.cli import app
+from resbench.cli.main import app
 
 runner = CliRunner()
 

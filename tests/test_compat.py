@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "75308fc"  # the last commit before the three training loops shared one skeleton
 TRAIN = """
 import sys
-from resbench.runner import run_experiment
+from resbench.sweep.plan import run_experiment
 from resbench.train.engine import Engine
 summary, = run_experiment("table6", preset="smoke", models=["resnet20"], seeds=1, out=sys.argv[1],
                           data_root=sys.argv[2], engine=Engine("cpu", "fp32", False, deterministic=True),

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from resbench.probes.complexity import complexity, paper_models
-from resbench.spec import load_experiment
+from resbench.paper.declarations import load_experiment
 
 GOLDEN = Path(__file__).parent / "golden" / "complexity.csv"
 

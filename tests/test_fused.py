@@ -13,7 +13,7 @@ import torch
 from resbench.train.engine import Engine
 from resbench.train.fused import train_fused
 from resbench.train.loop import CifarRun, train_cifar
-from resbench.train.recipe import CifarRecipe
+from resbench.paper.recipes import CifarRecipe
 
 CPU = Engine(device="cpu", precision="fp32", compile=False, deterministic=True)
 ROUNDING = dict(rtol=0, atol=1e-6)  # fp32 rounding of weights, momentum and BN statistics after a step
@@ -205,7 +205,7 @@ def test_a_step_with_one_forward_matches_a_forward_per_half(tiny_data, tmp_path,
 
 def test_fusing_in_fp32_on_cuda_is_refused_in_one_line_and_auto_does_not_fuse_there(monkeypatch):
     """The H200 crashed in vmap's batch norm in fp32 (channels_last); fusing there is refused before any work."""
-    from resbench.jobs import resolve_fuse
+    from resbench.sweep.jobs import resolve_fuse
     from resbench.train.fused import fusable
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

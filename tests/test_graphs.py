@@ -6,7 +6,7 @@ import torch
 
 from resbench.train.engine import Engine, train_forward
 from resbench.train.loop import CifarRun, train_cifar
-from resbench.train.recipe import CifarRecipe
+from resbench.paper.recipes import CifarRecipe
 
 PLAIN = Engine("cpu", "fp32", False, deterministic=True)
 DRY = Engine("cpu", "fp32", False, deterministic=True, graph="dry")
@@ -118,7 +118,7 @@ def test_a_captured_step_is_compiled_only_when_asked_by_name():
 def test_the_compiled_captured_step_computes_what_the_captured_one_does(tiny_data):
     """`resbench bench step`'s two ways from one initialisation on the same batches (aot_eager: the traced
     graph's own kernels, as inductor would fuse them, without a compiler on the test machine)."""
-    from resbench.bench_step import step_table
+    from resbench.bench.step import step_table
 
     engine = Engine("cpu", "fp32", False, deterministic=True, compile_backend="aot_eager", compile_fullgraph=True)
     rows = step_table(["resnet8"], tiny_data, engine, 3, CifarRecipe(batch_size=32))

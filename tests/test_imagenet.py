@@ -8,16 +8,16 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from resbench._vision import has_image_ops
+from resbench.host.vision import has_image_ops
 from resbench.data import DataError
 from resbench.data.imagenet import (MEAN_RGB, FolderLoader, Views, center_view, find_imagenet, make_synthetic,
                                     normalize,
                                     read_jpeg_bytes, sample_generator, ten_views, train_view)
-from resbench.evaluation import crop_scores, dense_scores, ensemble_scores, multiscale_scores, topk_wrong
+from resbench.evaluation.imagenet import crop_scores, dense_scores, ensemble_scores, multiscale_scores, topk_wrong
 from resbench.models import build_model
 from resbench.train.engine import Engine
 from resbench.train.imagenet import ImageNetRun, train_imagenet
-from resbench.train.recipe import imagenet_recipe
+from resbench.paper.recipes import imagenet_recipe
 
 CPU = Engine(device="cpu", precision="fp32", compile=False, deterministic=True)
 SMALL = Views(scale_min=64, scale_max=96, crop=56, test_size=64)
@@ -54,7 +54,7 @@ def test_train_view_flip_is_a_mirror():
 
 
 needs_image_ops = pytest.mark.skipif(not has_image_ops(), reason="torchvision.io cannot decode with this torch "
-                                     "(a CPU-only build: see resbench/_vision.py); the GPU machine runs it")
+                                     "(a CPU-only build: see resbench/host/vision.py); the GPU machine runs it")
 
 
 @needs_image_ops
@@ -280,7 +280,7 @@ def test_bench_imagenet_measures_pipeline_models_and_end_to_end(tmp_path):
 
 
 def test_ensemble_tests_members_as_their_runs_did_and_averages_softmax(folder, tmp_path):
-    from resbench.ensemble import ensemble_of_runs
+    from resbench.evaluation.ensemble import ensemble_of_runs
 
     summaries = [train_imagenet(ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke"),
                                 folder, tmp_path / f"s{seed}", CPU, progress=False, workers=0) for seed in (0, 1)]

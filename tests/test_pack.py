@@ -12,7 +12,7 @@ import torch
 from resbench.train.engine import Engine
 from resbench.train.loop import CifarRun, train_cifar
 from resbench.train.pack import train_packed
-from resbench.train.recipe import CifarRecipe
+from resbench.paper.recipes import CifarRecipe
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
 
@@ -124,7 +124,7 @@ def test_bench_pack_measures_each_size_against_the_first_and_the_peak_in_one_run
 
 
 def test_the_preflights_check_finds_a_pack_computing_what_its_runs_alone_do(tiny_data, tmp_path):
-    from resbench.bench_pack import chosen_size, pack_agrees
+    from resbench.bench.packs import chosen_size, pack_agrees
 
     check = pack_agrees(tiny_data, CPU, tmp_path, steps=6, batch_size=32, model="resnet8")
     assert check["bitwise"] and check["agree"] and check["max_loss_diff"] == 0

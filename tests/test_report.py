@@ -9,10 +9,10 @@ from resbench.report import Report
 from resbench.report.build import build_reports
 from resbench.report.claims import check_claims
 from resbench.report.diff import diff_table
-from resbench.results import read_json
-from resbench.store import run_dirs
-from resbench.runner import run_experiment
-from resbench.spec import experiment_names, load_experiment
+from resbench.runs.rundir import read_json
+from resbench.runs.store import run_dirs
+from resbench.sweep.plan import run_experiment
+from resbench.paper.declarations import experiment_names, load_experiment
 from resbench.train.engine import Engine
 
 
@@ -104,8 +104,8 @@ def fake_runs(rows: list[tuple[str, float, float, str]], options: dict | None = 
               precision="fp32", **config) -> pd.DataFrame:
     """(model, test_error, train_error, status) per run, as load_runs would give them; seeds count up
     per model. `config` changes the recipe (bn_splits=1) or sets overrides={...}, as a run would record."""
-    from resbench.protocol import tier
-    from resbench.train.recipe import CifarRecipe
+    from resbench.paper.tiers import tier
+    from resbench.paper.recipes import CifarRecipe
 
     recipe = {**CifarRecipe().__dict__, **{k: v for k, v in config.items() if k != "overrides"}}
     seeds: dict[str, int] = {}
@@ -173,7 +173,7 @@ def test_more_seeds_never_move_a_verdict_to_the_other_side(delta, std):
     stays decided and never crosses; seeds_needed's answer decides, and None means no n decides."""
     from resbench.report.diff import error_verdict
     from resbench.report.stats import SEED_STD, spread
-    from resbench.spec import all_experiments
+    from resbench.paper.declarations import all_experiments
 
     rows = [(exp, row, metric) for exp in all_experiments() if exp.kind == "train" for row in exp.runnable_rows
             for metric in row.paper if metric in ("error", "top1_err", "top5_err")]
@@ -353,7 +353,7 @@ def test_notebooks_are_committed_without_outputs():
 def test_reports_hold_no_absolute_path_no_code_and_the_index_links_resolve(built, smoke_runs):
     from html.parser import HTMLParser
 
-    from resbench.results import PACKAGE_DIR
+    from resbench.runs.rundir import PACKAGE_DIR
 
     machine = {str(built.resolve()), str(smoke_runs.resolve()), str(PACKAGE_DIR.parent), str(Path.home())}
     for path in (p for p in built.rglob("*") if p.is_file() and p.suffix != ".png"):

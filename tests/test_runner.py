@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from resbench.runner import plan, run_experiment
-from resbench.spec import load_experiment
+from resbench.sweep.plan import plan, run_experiment
+from resbench.paper.declarations import load_experiment
 from resbench.report.runs import load_curves, load_responses, load_runs
 from resbench.train.engine import Engine
 
@@ -142,7 +142,7 @@ def test_bench_jobs_measures_packed_trainings(bench_root, tmp_path):
 def test_an_imagenet_network_is_one_run_whatever_table_tests_it(tmp_path):
     """The test protocol is no part of a run: Tables 3 and 4 share ResNet-50, Table 3's ResNet-34 A is
     Table 2's ResNet-34, and Fig. 4 reuses Table 2's runs."""
-    from resbench.runner import prepare
+    from resbench.sweep.plan import prepare
 
     def job_dir(name, model):
         (job,), _, _ = prepare(name, "smoke", [model], out=tmp_path, engine=CPU, synthetic=True, say=lambda _: None)
@@ -169,7 +169,7 @@ def test_fp32_is_true_fp32_and_bf16_runs_record_tf32():
 def test_fuse_trains_the_seeds_of_a_row_together_and_status_shows_the_groups(tiny_data, tmp_path):
     from typer.testing import CliRunner
 
-    from resbench.cli import app
+    from resbench.cli.main import app
 
     results = run_experiment("table6", "smoke", ["resnet20"], seeds=3, out=tmp_path, data=tiny_data, engine=CPU,
                              progress=False, say=lambda _: None, fuse=2)
@@ -184,8 +184,8 @@ def test_fuse_trains_the_seeds_of_a_row_together_and_status_shows_the_groups(tin
 
 
 def test_groups_are_the_same_whatever_order_the_jobs_come_in(tiny_data, tmp_path):
-    from resbench.jobs import make_groups
-    from resbench.runner import prepare
+    from resbench.sweep.jobs import make_groups
+    from resbench.sweep.plan import prepare
 
     jobs, _, _ = prepare("table6", "smoke", ["resnet20", "resnet32"], seeds=3, out=tmp_path, data=tiny_data,
                          engine=CPU, say=lambda _: None)
@@ -200,7 +200,7 @@ def test_groups_are_the_same_whatever_order_the_jobs_come_in(tiny_data, tmp_path
 
 @pytest.mark.parametrize("fuse, expected", [("auto", 1), ("3", 3), (2, 2)])
 def test_fuse_auto_is_one_off_the_gpu(fuse, expected):
-    from resbench.jobs import resolve_fuse
+    from resbench.sweep.jobs import resolve_fuse
 
     assert resolve_fuse(fuse, CPU) == expected
 

@@ -3,7 +3,7 @@ import csv
 import pytest
 
 from resbench.models import build_model
-from resbench.spec import all_experiments, experiment_names, load_experiment
+from resbench.paper.declarations import all_experiments, experiment_names, load_experiment
 
 EXPECTED = {"table1", "table2", "table3", "table4", "table5", "table6",
             "figure1", "figure4", "figure6", "figure7"}

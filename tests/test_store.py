@@ -12,12 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from resbench.cli import app
-from resbench.launch import SlurmOptions, Worker, submit_slurm
-from resbench.jobs import train_job
-from resbench.runner import prepare, run_experiment
+from resbench.cli.main import app
+from resbench.sweep.launch import SlurmOptions, Worker, submit_slurm
+from resbench.sweep.jobs import train_job
+from resbench.sweep.plan import prepare, run_experiment
 from resbench.report.runs import load_runs
-from resbench.store import claim, is_locked, last_iteration, run_state
+from resbench.runs.store import claim, is_locked, last_iteration, run_state
 from resbench.train.engine import Engine
 
 from conftest import make_images
@@ -38,7 +38,7 @@ def hold_lock(run_dir):
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from resbench.store import claim
+        from resbench.runs.store import claim
         with claim(Path({str(run_dir)!r})) as mine:
             print(mine, flush=True)
             time.sleep(60)
@@ -124,7 +124,7 @@ def test_four_workers_and_a_second_command_share_one_store(jpeg_root, tmp_path):
 
 
 def test_a_failing_run_is_recorded_the_sweep_goes_on_and_a_rerun_retries(tiny_data, tmp_path, monkeypatch):
-    import resbench.jobs as jobs
+    import resbench.sweep.jobs as jobs
 
     train = jobs.train_cifar
 
@@ -225,7 +225,7 @@ def test_an_unwritable_results_folder_is_a_one_line_error(jpeg_root, tmp_path):
 
 
 def test_a_full_disk_mid_run_is_a_one_line_error_and_nothing_looks_finished(jpeg_root, tmp_path, monkeypatch):
-    from resbench.results import MetricsLog
+    from resbench.runs.rundir import MetricsLog
 
     append, calls = MetricsLog.append, []
 
@@ -279,7 +279,7 @@ def test_unreadable_files_and_doubled_folders_are_one_line_errors(tmp_path):
     """A run directory whose config.json is not JSON, and two folders where one is expected."""
     from typer.testing import CliRunner
 
-    from resbench.cli import app
+    from resbench.cli.main import app
 
     bad = tmp_path / "runs" / "resnet20-paper-k-s0"
     bad.mkdir(parents=True)

@@ -6,7 +6,7 @@ import torch
 from resbench.probes.responses import response_layers, response_stds
 from resbench.models import build_model
 from resbench.train.loop import CifarRun, train_cifar
-from resbench.train.recipe import CifarRecipe, cifar_recipe
+from resbench.paper.recipes import CifarRecipe, cifar_recipe
 
 CPU = dict(device="cpu", precision="fp32", compile=False, deterministic=True)
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import DataError
-from ..machine import cache_dir
+from resbench.data import DataError
+from resbench.host.machine import cache_dir
 
 JPEG_DIR = "cifar10-jpeg"
 ORIGINAL_DIR = "cifar-10-batches-py"

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from .. import _vision  # noqa: F401  (before torchvision: see resbench/_vision.py)
+from resbench.host import vision as _vision  # noqa: F401  (before torchvision: see resbench/host/vision.py)
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from . import DataError
+from resbench.data import DataError
 
 MEAN_RGB = (0.485, 0.456, 0.406)  # ImageNet training-set channel means, pixels in [0, 1]
 # AlexNet's PCA colour augmentation: eigenvalues/vectors of the RGB covariance of ImageNet

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .blocks import ConvBN, he_init
-from .cifar import CifarNet, blocks_per_stage, cifar_plain, cifar_resnet
-from .imagenet import STAGES as IMAGENET_DEPTHS, ImageNetNet, imagenet_plain, imagenet_resnet, vgg
+from resbench.models.blocks import ConvBN, he_init
+from resbench.models.cifar import CifarNet, blocks_per_stage, cifar_plain, cifar_resnet
+from resbench.models.imagenet import STAGES as IMAGENET_DEPTHS, ImageNetNet, imagenet_plain, imagenet_resnet, vgg
 
 __all__ = ["ModelSpec", "build_model", "canonical_name", "parse_model_name", "resnet", "plain", "vgg", "ConvBN",
            "CifarNet", "ImageNetNet", "he_init"]

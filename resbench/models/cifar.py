@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import SHORTCUTS, BasicBlock, ConvBN, Shortcut, he_init
+from resbench.models.blocks import SHORTCUTS, BasicBlock, ConvBN, Shortcut, he_init
 
 WIDTHS = (16, 32, 64)  # filters on the 32x32, 16x16 and 8x8 maps
 

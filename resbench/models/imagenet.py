@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import SHORTCUTS, BasicBlock, Bottleneck, ConvBN, Shortcut, he_init
+from resbench.models.blocks import SHORTCUTS, BasicBlock, Bottleneck, ConvBN, Shortcut, he_init
 
 STAGES = {  # depth -> (block, blocks per stage conv2_x..conv5_x), Table 1
     18: (BasicBlock, (2, 2, 2, 2)),
@@ -67,7 +67,7 @@ def imagenet_plain(depth: int) -> ImageNetNet:
 
 def vgg(depth: Literal[16, 19]) -> nn.Module:
     """torchvision's VGG-16/19 (no BN), used only for the complexity comparison of Table 1."""
-    from .. import _vision  # noqa: F401  (before torchvision)
+    from resbench.host import vision as _vision  # noqa: F401  (before torchvision)
     from torchvision import models  # imported here: it costs a second at every CLI start
 
     return {16: models.vgg16, 19: models.vgg19}[depth](weights=None)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..models import build_model, parse_model_name
+from resbench.models import build_model, parse_model_name
 
 # fvcore imports torch.jit.script and runs torch.jit.trace, both deprecated in current
 # PyTorch; these are the only warnings we silence.
@@ -98,7 +98,7 @@ def complexity(name: str) -> Complexity:
 
 def paper_models() -> list[str]:
     """Every model the declared experiments name (Tables 1-6, Figures), in order."""
-    from ..spec import all_experiments
+    from resbench.paper.declarations import all_experiments
 
     names: dict[str, None] = {}
     for exp in all_experiments():
@@ -109,7 +109,7 @@ def paper_models() -> list[str]:
 
 def paper_reference(name: str) -> tuple[str, float, float] | None:
     """(what, paper value, our value in the paper's unit) for Table 1 FLOPs or Table 6 params."""
-    from ..spec import load_experiment
+    from resbench.paper.declarations import load_experiment
 
     for table, metric, scale in (("table1", "flops", 1e9), ("table6", "params", 1e6)):
         for row in load_experiment(table).runnable_rows:

@@ -22,7 +22,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..models import ConvBN
+from resbench.models import ConvBN
 
 READINGS = ("std", "channel_std", "rms", "std_train", "channel_std_train", "rms_train")
 

@@ -8,7 +8,7 @@ __all__ = ["Report"]
 
 def __getattr__(name: str):
     if name == "Report":
-        from .core import Report
+        from resbench.report.core import Report
 
         return Report
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

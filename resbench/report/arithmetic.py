@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import stats
+from resbench.report import stats
 
 ARITHMETIC_COLUMNS = ["model", "setting", "reference", "other", "n_reference", "n_other", "mean_reference",
                       "std_reference", "mean_other", "std_other", "difference", "ci_low", "ci_high", "p", "verdict"]

@@ -21,9 +21,9 @@ from fractions import Fraction
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..spec import Experiment, load_experiment
-from . import stats
-from .claims import CLAIMS, FIG7_CLAIMS, response_values, run_values, tiers_of
+from resbench.paper.declarations import Experiment, load_experiment
+from resbench.report import stats
+from resbench.report.claims import CLAIMS, FIG7_CLAIMS, response_values, run_values, tiers_of
 
 BUDGET_COLUMNS = ["claim", "ordering", "column", "family", "budget", "iterations", "n_low", "n_high", "effect",
                   "ci_low", "ci_high", "verdict", "p", "paper_effect"]

@@ -17,10 +17,10 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from ..results import PACKAGE_DIR, write_json
-from ..spec import load_experiment
-from .counts import cached, counted, counted_models
-from .index import build_index
+from resbench.runs.rundir import PACKAGE_DIR, write_json
+from resbench.paper.declarations import load_experiment
+from resbench.report.counts import cached, counted, counted_models
+from resbench.report.index import build_index
 
 ANALYSIS_DIR = PACKAGE_DIR.parent / "analysis"
 
@@ -46,8 +46,8 @@ def runs_folder(runs: str | Path, out: str | Path) -> str:
 def check(names: list[str], runs: str | Path, out: str | Path, replace: bool = False) -> None:
     """Everything that can refuse a build, before anything is written: unknown names, unreadable runs,
     no runs where a report reads them, a report folder built from another runs folder."""
-    from ..store import run_dirs
-    from .runs import load_runs
+    from resbench.runs.store import run_dirs
+    from resbench.report.runs import load_runs
 
     experiments = [load_experiment(name) for name in names]  # clear errors for an unknown name first
     if any(exp.kind != "complexity" for exp in experiments):

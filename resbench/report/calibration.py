@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..calibrate import CALIBRATION_FOLDER
-from ..results import read_json
-from . import stats
+from resbench.calibrate.peers import CALIBRATION_FOLDER
+from resbench.runs.rundir import read_json
+from resbench.report import stats
 
 CALIBRATION_COLUMNS = ["peer", "data_variant", "n", "mean_error", "std", "published_error", "published_runs",
                        "penalty", "ci_low", "ci_high", "gpus", "commits"]

@@ -5,7 +5,7 @@ Each ordering is judged over seeds with a one-sided Welch t-test (`stats.orderin
 when it holds at p < 0.05, fail when the opposite holds at p < 0.05, inconclusive otherwise
 or with fewer than 3 finished runs on a side: a strict ordering on one seed is not
 evidence. A claim passes when every ordering passes, fails when one fails, and is
-inconclusive otherwise. Runs of different tiers (`resbench.protocol`: data, budget,
+inconclusive otherwise. Runs of different tiers (`resbench.paper.tiers`: data, budget,
 arithmetic) are never pooled: a claim is judged in every tier that has runs on both sides
 of one of its orderings, one line per tier. Fig. 7's claims are judged under every reading
 of "std" (`resbench.probes.responses`); the figure shows the default.
@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..models import canonical_name
-from ..probes.responses import READINGS
-from ..spec import Experiment
-from . import stats
-from .diff import row_runs
+from resbench.models import canonical_name
+from resbench.probes.responses import READINGS
+from resbench.paper.declarations import Experiment
+from resbench.report import stats
+from resbench.report.diff import row_runs
 
 CLAIM_COLUMNS = ["tier", "claim", "statement", "definition", "status", "evidence"]
 Values = Callable[[str, str], list]  # (model, column) -> one value per finished run
@@ -151,8 +151,8 @@ FIG7_CLAIMS = {c.name: c for c in (
 
 
 def tiers_of(runs: pd.DataFrame) -> list[str]:
-    """The tiers of the finished runs, exact ones first (`resbench.protocol`)."""
-    from ..protocol import is_exact
+    """The tiers of the finished runs, exact ones first (`resbench.paper.tiers`)."""
+    from resbench.paper.tiers import is_exact
 
     finished = runs[runs["status"] == "done"]
     return sorted(set(finished["tier"].dropna()), key=lambda t: (not is_exact(t), t))

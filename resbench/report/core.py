@@ -7,22 +7,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..probes.complexity import Complexity
-from ..protocol import is_exact
-from ..results import write_json
-from .counts import counted, counted_models
-from .runs import load_curves, load_responses, load_runs
-from ..spec import Experiment, load_experiment
-from . import diff as diffs
-from . import gap as gaps
-from . import arithmetic as arithmetic_module
-from . import calibration as calibrations
-from . import budgets as budgets_module
-from .arithmetic import ARITHMETIC_COLUMNS, arithmetic_control
-from . import claims as claim_checks
-from .budgets import BUDGET_COLUMNS, across_budgets, budgets_figure
-from .claims import check_claims
-from .figures import curves_figure, responses_figure, table_figure
+from resbench.probes.complexity import Complexity
+from resbench.paper.tiers import is_exact
+from resbench.runs.rundir import write_json
+from resbench.report.counts import counted, counted_models
+from resbench.report.runs import load_curves, load_responses, load_runs
+from resbench.paper.declarations import Experiment, load_experiment
+from resbench.report import diff as diffs
+from resbench.report import gap as gaps
+from resbench.report import arithmetic as arithmetic_module
+from resbench.report import calibration as calibrations
+from resbench.report import budgets as budgets_module
+from resbench.report.arithmetic import ARITHMETIC_COLUMNS, arithmetic_control
+from resbench.report import claims as claim_checks
+from resbench.report.budgets import BUDGET_COLUMNS, across_budgets, budgets_figure
+from resbench.report.claims import check_claims
+from resbench.report.figures import curves_figure, responses_figure, table_figure
 
 
 PRESET_ORDER = ("paper", "demo", "smoke")  # which runs a report reads when not told
@@ -95,7 +95,7 @@ class Report:
         return sorted(set(done["budget"].fillna("1")), key=Fraction) if "budget" in done else []
 
     def tiers(self) -> list[str]:
-        """The tiers of the runs read (see resbench.protocol), exact ones first."""
+        """The tiers of the runs read (see resbench.paper.tiers), exact ones first."""
         return sorted(set(self.runs["tier"].dropna()), key=lambda t: (not is_exact(t), t))
 
     def table(self) -> pd.DataFrame:
@@ -134,7 +134,7 @@ class Report:
 
     def response_means(self) -> pd.DataFrame:
         """Fig. 7: each network's mean response per tier, under every reading of "std"."""
-        from ..probes.responses import READINGS
+        from resbench.probes.responses import READINGS
 
         if self.responses.empty:
             return pd.DataFrame()

@@ -14,11 +14,11 @@ from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
-from ..machine import cache_dir
-from ..probes import complexity as complexity_module
-from ..probes.complexity import Complexity, complexity
-from ..results import atomic_write_text
-from ..spec import Experiment
+from resbench.host.machine import cache_dir
+from resbench.probes import complexity as complexity_module
+from resbench.probes.complexity import Complexity, complexity
+from resbench.runs.rundir import atomic_write_text
+from resbench.paper.declarations import Experiment
 
 PACKAGE = Path(complexity_module.__file__).resolve().parents[1]
 

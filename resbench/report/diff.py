@@ -1,6 +1,6 @@
 """The diff of our runs against the paper, one line per (row, metric, tier), with a verdict.
 
-* tier (`resbench.protocol`): `exact` when our runs' data, BN statistics and recipe are the
+* tier (`resbench.paper.tiers`): `exact` when our runs' data, BN statistics and recipe are the
   paper's (their arithmetic named: `exact (fp32)`, `exact (bf16+TF32)`), else `proxy: <the
   departures>`. Runs of different tiers are never averaged: each tier gets its own line.
   Only exact lines get a verdict against the paper. A proxy line shows its numbers, delta and
@@ -41,10 +41,10 @@ import math
 
 import pandas as pd
 
-from ..models import canonical_name
-from ..protocol import is_exact
-from ..spec import Experiment, Row
-from . import stats
+from resbench.models import canonical_name
+from resbench.paper.tiers import is_exact
+from resbench.paper.declarations import Experiment, Row
+from resbench.report import stats
 
 DIFF_COLUMNS = ["row", "metric", "tier", "paper", "reference", "ours_best", "ours_mean", "ours_std", "ours_se", "n",
                 "delta", "delta_low", "delta_high", "verdict", "check", "note"]  # reference: what delta is taken against

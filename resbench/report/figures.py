@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..spec import Experiment, load_experiment
+from resbench.paper.declarations import Experiment, load_experiment
 
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
 
@@ -124,7 +124,7 @@ def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd
                  preset: str) -> plt.Figure | None:
     """Tables: per row (and tier) each seed's error as a dot, their mean with the 95% CI its verdict reads
     (`diff.error_verdict`), and the paper's number as a red tick; the complexity if no error was measured."""
-    from .diff import metric_column, row_runs
+    from resbench.report.diff import metric_column, row_runs
 
     errors = diff[diff["metric"].isin(["error", "top1_err", "top5_err"]) & diff["ours_mean"].notna()]
     if errors.empty:

@@ -17,8 +17,8 @@ import math
 
 import pandas as pd
 
-from ..models import parse_model_name
-from ..spec import Experiment
+from resbench.models import parse_model_name
+from resbench.paper.declarations import Experiment
 
 GAP_COLUMNS = ["row", "depth", "paper_mean", "paper_runs", "ours_mean", "n", "gap", "noise_std", "off"]
 

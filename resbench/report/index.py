@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..spec import load_experiment
+from resbench.paper.declarations import load_experiment
 
 TRAINED_ORDER = ("reproduced", "not reproduced", "inconclusive", "proxy", "demo", "smoke", "not run")
 COMPUTED_ORDER = ("reproduced", "close", "not reproduced")  # params and FLOPs: the models' definition
@@ -29,9 +29,9 @@ INTRO = ("Each folder regenerates one table or figure of He et al. (2015) from r
 def owed_runs(runs: str | Path) -> dict[str, list[str]]:
     """Per trainable experiment, its rows with fewer finished runs of the paper's recipe in `runs`
     than the paper's number summarises (one; five for ResNet-110)."""
-    from ..spec import all_experiments
-    from .runs import load_runs
-    from .diff import row_runs
+    from resbench.paper.declarations import all_experiments
+    from resbench.report.runs import load_runs
+    from resbench.report.diff import row_runs
 
     table = load_runs(runs)
     owed = {}
@@ -89,7 +89,7 @@ def _real(reports: list[dict]) -> str:
 
 def where(reports: list[dict]) -> list[str]:
     """What was run where, over every report's runs: one line per budget ('full recipe' first)."""
-    from .core import schedule_name
+    from resbench.report.core import schedule_name
 
     seen: dict[str, dict] = {}
     for s in reports:
@@ -107,7 +107,7 @@ def where(reports: list[dict]) -> list[str]:
 
 def repeated(runs: str | Path | None) -> list[str]:
     """Each run trained again, and how far the two agree (see `runs.load_repeats`)."""
-    from .runs import load_repeats
+    from resbench.report.runs import load_repeats
 
     return [f"`{r.run}` trained again ({r.device or 'another machine'}, {r.repeat}): {r.train_identical} of "
             f"{r.train_points} logged training losses identical to the last bit; final test error {r.test_error} vs "
@@ -121,7 +121,7 @@ def _counts(counts: dict, order: tuple[str, ...]) -> str:
 
 def calibrated(runs: str | Path | None) -> list[str]:
     """What the data costs airbench, per variant (`report.calibration`), or that it is not measured yet."""
-    from .calibration import calibration_table, load_calibration, sentence
+    from resbench.report.calibration import calibration_table, load_calibration, sentence
 
     if runs is None:
         return []

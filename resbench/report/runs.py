@@ -1,6 +1,6 @@
 """Run directories as DataFrames, for reports and `resbench status`: one row per run, its curves, its Fig. 7 probe.
 
-The store (`resbench.store`) holds and reads run directories; this turns a folder of them into
+The store (`resbench.runs.store`) holds and reads run directories; this turns a folder of them into
 tables: config, provenance, summary and state per run (`load_runs`), every metrics record
 (`load_curves`), every probe reading (`load_responses`).
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..protocol import IMAGENET_TESTS, tier
-from ..results import last_error, read_json
-from ..store import ENDED, eta_s, last_iteration, read_config, read_records, run_dirs, run_state
+from resbench.paper.tiers import IMAGENET_TESTS, tier
+from resbench.runs.rundir import last_error, read_json
+from resbench.runs.store import ENDED, eta_s, last_iteration, read_config, read_records, run_dirs, run_state
 
 IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")]
 RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
@@ -26,9 +26,9 @@ RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overr
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     """One row per run under `root` (none if it does not exist): config, provenance, summary.
 
-    `status` is the run's state (see `resbench.store`); `iteration` is where an
+    `status` is the run's state (see `resbench.runs.store`); `iteration` is where an
     unfinished run has got to; `note` says why a run failed or diverged; `tier` is how it
-    departs from the paper's protocol (`resbench.protocol`); ImageNet runs have their errors
+    departs from the paper's protocol (`resbench.paper.tiers`); ImageNet runs have their errors
     under every test protocol (`top1_err_10crop`, ...).
     """
     rows = []

@@ -76,7 +76,7 @@ def after_lead(obj):
 @contextlib.contextmanager
 def claim_once(run_dir: Path) -> Iterator[bool]:
     """The store's claim on a run, taken by process 0 only; its outcome on every process."""
-    from ..store import claim
+    from resbench.runs.store import claim
 
     rank, size = world()
     if rank == 0:

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..machine import native_bf16
-from .splits import bn_momenta, split_loss
+from resbench.host.machine import native_bf16
+from resbench.train.splits import bn_momenta, split_loss
 
 PRECISIONS = ("bf16", "fp32")
 # --precision auto on a CPU. bf16 autocast trains ResNet-20 1.6x faster on a CPU with native

@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 from torch.func import stack_module_state, vmap
 
-from ..data.cifar import CifarData
-from .engine import Engine, compile_for_run, graphs_compiled, sgd_update, step_path
-from .member import Member
-from .runspec import CifarRun
-from .skeleton import Schedule, drive
-from .splits import bn_momenta, split_loss
-from .stop import Deadline, stop_on_signals
+from resbench.data.cifar import CifarData
+from resbench.train.engine import Engine, compile_for_run, graphs_compiled, sgd_update, step_path
+from resbench.train.member import Member
+from resbench.train.runspec import CifarRun
+from resbench.train.skeleton import Schedule, drive
+from resbench.train.splits import bn_momenta, split_loss
+from resbench.train.stop import Deadline, stop_on_signals
 
 
 class Stack:

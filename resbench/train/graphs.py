@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .engine import Engine, compile_for_run, sgd_update, train_forward
+from resbench.train.engine import Engine, compile_for_run, sgd_update, train_forward
 
 WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, cuBLAS handles, lazy inits)
 

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import torch
 
-from ..data.imagenet import FolderLoader, ImageFolderData
-from ..evaluation import TESTS, evaluate
-from ..models import build_model
-from ..results import MetricsLog, environment, last_error, write_json
-from .checkpoint import load_checkpoint, save_checkpoint
-from .distributed import after_lead, any_rank, broadcast, world
-from .engine import Engine, graphs_compiled, make_optimizer, step_path
-from .steps import make_train_step
-from .member import Window
-from .runspec import ImageNetRun
-from .skeleton import Schedule, drive
-from .stop import Deadline
+from resbench.data.imagenet import FolderLoader, ImageFolderData
+from resbench.evaluation.imagenet import TESTS, evaluate
+from resbench.models import build_model
+from resbench.runs.rundir import MetricsLog, environment, last_error, write_json
+from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
+from resbench.train.distributed import after_lead, any_rank, broadcast, world
+from resbench.train.engine import Engine, graphs_compiled, make_optimizer, step_path
+from resbench.train.steps import make_train_step
+from resbench.train.member import Window
+from resbench.train.runspec import ImageNetRun
+from resbench.train.skeleton import Schedule, drive
+from resbench.train.stop import Deadline
 
 __all__ = ["ImageNetRun", "train_imagenet"]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..data.cifar import CifarData
-from .engine import Engine, graphs_compiled, step_path
-from .steps import make_train_step
-from .graphs import WARMUP_STEPS
-from .member import Member
-from .runspec import CifarRun
-from .skeleton import Schedule, drive
-from .stop import Deadline, stop_on_signals
+from resbench.data.cifar import CifarData
+from resbench.train.engine import Engine, graphs_compiled, step_path
+from resbench.train.steps import make_train_step
+from resbench.train.graphs import WARMUP_STEPS
+from resbench.train.member import Member
+from resbench.train.runspec import CifarRun
+from resbench.train.skeleton import Schedule, drive
+from resbench.train.stop import Deadline, stop_on_signals
 
 __all__ = ["CifarRun", "train_cifar"]
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
-from ..data.cifar import CifarData, stratified_split
-from ..data.pipeline import DeviceLoader
-from ..models import build_model
-from ..probes.responses import response_stds
-from ..results import MetricsLog, environment, last_error, write_json
-from .checkpoint import load_checkpoint, save_checkpoint
-from .engine import Engine, loss_and_error, make_optimizer
-from .runspec import CifarRun
+from resbench.data.cifar import CifarData, stratified_split
+from resbench.data.pipeline import DeviceLoader
+from resbench.models import build_model
+from resbench.probes.responses import response_stds
+from resbench.runs.rundir import MetricsLog, environment, last_error, write_json
+from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
+from resbench.train.engine import Engine, loss_and_error, make_optimizer
+from resbench.train.runspec import CifarRun
 
 
 class Window:

@@ -26,13 +26,13 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ..data.cifar import CifarData
-from .engine import Engine
-from .loop import OneRun
-from .member import Member
-from .runspec import CifarRun
-from .skeleton import Training, progress_bar
-from .stop import Deadline, stop_on_signals
+from resbench.data.cifar import CifarData
+from resbench.train.engine import Engine
+from resbench.train.loop import OneRun
+from resbench.train.member import Member
+from resbench.train.runspec import CifarRun
+from resbench.train.skeleton import Training, progress_bar
+from resbench.train.stop import Deadline, stop_on_signals
 
 
 @dataclass

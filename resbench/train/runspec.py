@@ -2,15 +2,15 @@
 
 A run is a network, a recipe, a seed and the labels that say where they came from (the preset,
 the row's options, --set overrides). `config` is what config.json holds; the run's key hashes
-the part of it that determines the result (`resbench.results.identity`).
+the part of it that determines the result (`resbench.runs.rundir.identity`).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
-from .engine import Engine
-from .recipe import CifarRecipe, ImageNetRecipe, budget_label
+from resbench.train.engine import Engine
+from resbench.paper.recipes import CifarRecipe, ImageNetRecipe, budget_label
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .engine import sync
-from .stop import Deadline
+from resbench.train.engine import sync
+from resbench.train.stop import Deadline
 
 
 @dataclass(frozen=True)

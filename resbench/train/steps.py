@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .engine import Engine, compile_for_run, train_forward
-from .graphs import CapturedStep
+from resbench.train.engine import Engine, compile_for_run, train_forward
+from resbench.train.graphs import CapturedStep
 
 
 def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bn_splits: int, engine: Engine):

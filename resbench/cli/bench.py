@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .cli_common import console, fail, split as _split
+from resbench.cli.common import console, fail, split as _split
 
 bench_app = typer.Typer(help="Throughput benchmarks (img/s), measured side by side in one run.")
 # options every benchmark takes
@@ -20,9 +20,9 @@ OUT = typer.Option(None, help="also write the results as JSON here")
 
 def _setup(device: str, compile: Optional[bool], compile_mode: str, data_root: Optional[Path], **engine):
     """(resolved engine, CIFAR-10) for a CIFAR benchmark, or a one-line error."""
-    from .data import DataError
-    from .data.cifar import load_cifar10
-    from .train.engine import Engine
+    from resbench.data import DataError
+    from resbench.data.cifar import load_cifar10
+    from resbench.train.engine import Engine
 
     try:
         engine = Engine(device=device, compile=compile, compile_mode=compile_mode, **engine).resolve()
@@ -43,7 +43,7 @@ def _write(out: Optional[Path], results: list, engine, data) -> None:
     if out:
         import torch
 
-        from .results import environment, write_json
+        from resbench.runs.rundir import environment, write_json
 
         write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
         console.print(f"wrote {out}")
@@ -68,10 +68,10 @@ def bench_cifar(
     """The plain loop (DataLoader + PIL + fp32 eager) vs resbench's fast loop in each precision: img/s, ratios."""
     from dataclasses import asdict, replace
 
-    from .bench import fast_loop, plain_loop
-    from .machine import native_bf16
-    from .train.engine import PRECISIONS
-    from .train.recipe import CifarRecipe
+    from resbench.bench.throughput import fast_loop, plain_loop
+    from resbench.host.machine import native_bf16
+    from resbench.train.engine import PRECISIONS
+    from resbench.paper.recipes import CifarRecipe
 
     try:
         recipe = CifarRecipe(bn_splits=bn_splits).validate()
@@ -116,7 +116,7 @@ def bench_jobs(
     """Aggregate img/s of N trainings sharing one device (resbench run --jobs N), for each N."""
     import tempfile
 
-    from .bench import packed_throughput
+    from resbench.bench.throughput import packed_throughput
 
     counts = _counts(jobs)
     engine, data = _setup(device, compile, compile_mode, data_root)
@@ -157,7 +157,7 @@ def bench_fuse(
     --jobs processes, on one device (resbench run --fuse N)."""
     import tempfile
 
-    from .bench import fused_throughput, packed_throughput
+    from resbench.bench.throughput import fused_throughput, packed_throughput
 
     counts = _counts(fuse)
     engine, data = _setup(device, compile, compile_mode, data_root)
@@ -205,7 +205,7 @@ def bench_pack(
     import tempfile
     from dataclasses import replace
 
-    from .bench_pack import pack_table
+    from resbench.bench.packs import pack_table
 
     engine, data = _setup(device, False, "reduce-overhead", data_root)
     cuda = engine.device.startswith("cuda")
@@ -240,7 +240,7 @@ def bench_step(
 ) -> None:
     """A deep net's captured step, eager kernels vs torch.compile'd ones (on a CPU: the graph's dry mode):
     img/s, set-up seconds, the iterations before compiling pays, the largest loss difference."""
-    from .bench_step import step_table
+    from resbench.bench.step import step_table
 
     engine, data = _setup(device, False, "default", data_root, compile_backend=compile_backend)
     rows = step_table(_split(models) or [], data, engine, iterations)
@@ -286,12 +286,12 @@ def bench_imagenet(
 
     import torch
 
-    from .bench import imagenet_throughput
-    from .data import DataError
-    from .data.imagenet import decode_place, find_imagenet, make_synthetic
-    from .results import environment, write_json
-    from .train.engine import Engine
-    from .train.recipe import ImageNetRecipe
+    from resbench.bench.throughput import imagenet_throughput
+    from resbench.data import DataError
+    from resbench.data.imagenet import decode_place, find_imagenet, make_synthetic
+    from resbench.runs.rundir import environment, write_json
+    from resbench.train.engine import Engine
+    from resbench.paper.recipes import ImageNetRecipe
 
     names = _split(models) or []
     workers = len(os.sched_getaffinity(0)) if workers is None else workers

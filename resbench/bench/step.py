@@ -23,13 +23,13 @@ from dataclasses import replace
 
 import torch
 
-from .data.cifar import CifarData
-from .data.pipeline import DeviceLoader
-from .models import build_model
-from .train.engine import Engine, graphs_compiled, make_optimizer, sync
-from .train.graphs import WARMUP_STEPS
-from .train.recipe import CifarRecipe
-from .train.steps import make_train_step
+from resbench.data.cifar import CifarData
+from resbench.data.pipeline import DeviceLoader
+from resbench.models import build_model
+from resbench.train.engine import Engine, graphs_compiled, make_optimizer, sync
+from resbench.train.graphs import WARMUP_STEPS
+from resbench.paper.recipes import CifarRecipe
+from resbench.train.steps import make_train_step
 
 WAYS = {"captured": False, "compiled": True}  # way -> the forward torch.compile'd before the capture
 

@@ -8,9 +8,9 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .cli_bench import bench_app
-from .cli_calibrate import calibrate_cmd
-from .cli_common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
+from resbench.cli.bench import bench_app
+from resbench.cli.calibrate import calibrate_cmd
+from resbench.cli.common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -20,7 +20,7 @@ app.add_typer(bench_app, name="bench")
 @app.command("list")
 def list_experiments() -> None:
     """Show the declared experiments (experiments/*.toml) and their rows."""
-    from .spec import all_experiments
+    from resbench.paper.declarations import all_experiments
 
     for exp in all_experiments():
         table = Table(title=f"[bold]{exp.name}[/]  {exp.title}", title_justify="left", expand=False)
@@ -41,7 +41,7 @@ def flops(
     write_golden: Optional[Path] = typer.Option(None, help="write the golden CSV the CI check compares with"),
 ) -> None:
     """Parameters and multiply-adds (fvcore, cross-checked by FlopCounterMode) vs the paper."""
-    from .probes.complexity import complexity, paper_models, paper_reference, write_golden as write_csv
+    from resbench.probes.complexity import complexity, paper_models, paper_reference, write_golden as write_csv
 
     names = models or paper_models()
     try:
@@ -125,12 +125,12 @@ def run(
                               rich_help_panel=SLURM),
 ) -> None:
     """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
-    from .data import DataError
-    from .launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
-    from .jobs import resolve_fuse, train_jobs
-    from .runner import prepare
-    from .train.distributed import init_from_env
-    from .train.engine import Engine
+    from resbench.data import DataError
+    from resbench.sweep.launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
+    from resbench.sweep.jobs import resolve_fuse, train_jobs
+    from resbench.sweep.plan import prepare
+    from resbench.train.distributed import init_from_env
+    from resbench.train.engine import Engine
 
     launcher = launcher or ("inline" if jobs == 1 else "local")
     if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
@@ -185,9 +185,9 @@ def status(
     out_: List[Path] = typer.Option([Path("runs")], "--out", help="results folder (resbench run --out)"),
 ) -> None:
     """Every run in a results folder: done, running, paused, stopped, failed or diverged, with progress."""
-    from .spec import load_experiment
-    from .report.runs import load_runs
-    from .store import RunDirError
+    from resbench.paper.declarations import load_experiment
+    from resbench.report.runs import load_runs
+    from resbench.runs.store import RunDirError
 
     out = one(out_, "--out")
     try:
@@ -238,11 +238,11 @@ def ensemble(
     out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
 ) -> None:
     """Table 5: test several ImageNet runs alone and as an ensemble (softmax averaged)."""
-    from .data import DataError
-    from .data.imagenet import find_imagenet
-    from .ensemble import ensemble_of_runs
-    from .results import write_json
-    from .train.engine import Engine
+    from resbench.data import DataError
+    from resbench.data.imagenet import find_imagenet
+    from resbench.evaluation.ensemble import ensemble_of_runs
+    from resbench.runs.rundir import write_json
+    from resbench.train.engine import Engine
 
     try:
         if test not in ("center", "10crop", "multiscale"):
@@ -282,11 +282,11 @@ def report(
     jobs: Optional[int] = typer.Option(None, min=1, help="reports built at once (default: one per core)"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
-    from .report.build import ReportError, build_reports
-    from .report.core import counts_line
-    from .report.index import build_index
-    from .spec import experiment_names
-    from .store import RunDirError
+    from resbench.report.build import ReportError, build_reports
+    from resbench.report.core import counts_line
+    from resbench.report.index import build_index
+    from resbench.paper.declarations import experiment_names
+    from resbench.runs.store import RunDirError
 
     runs, out = one(runs_, "--runs"), one(out_, "--out")
     if index:

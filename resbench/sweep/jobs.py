@@ -1,6 +1,6 @@
 """Training jobs, each under its lock: one at a time, a row's seeds fused, or K runs packed side by side.
 
-Whoever trains a run holds its lock in the store (`resbench.store`), so any number of workers can
+Whoever trains a run holds its lock in the store (`resbench.runs.store`), so any number of workers can
 share one list of jobs: each takes the next run that is neither finished nor taken. A run whose
 code raises is `failed` (traceback in its error.txt) and the others go on.
 """
@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .data.cifar import CifarData, CifarFiles
-from .results import atomic_write_text, read_json, write_json
-from .store import ENDED, read_status
-from .train.distributed import claim_once, world
-from .train.engine import Engine
-from .train.loop import train_cifar
-from .train.runspec import CifarRun, ImageNetRun
-from .train.stop import Deadline, stop_on_signals
+from resbench.data.cifar import CifarData, CifarFiles
+from resbench.runs.rundir import atomic_write_text, read_json, write_json
+from resbench.runs.store import ENDED, read_status
+from resbench.train.distributed import claim_once, world
+from resbench.train.engine import Engine
+from resbench.train.loop import train_cifar
+from resbench.train.runspec import CifarRun, ImageNetRun
+from resbench.train.stop import Deadline, stop_on_signals
 
 if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
-    from .data.imagenet import ImageFolderData
+    from resbench.data.imagenet import ImageFolderData
 
     Run = CifarRun | ImageNetRun
     Data = CifarData | CifarFiles | ImageFolderData
@@ -46,7 +46,7 @@ def train_run(run: Run, data: Data, run_dir: Path, engine: Engine, progress: boo
     if isinstance(run, CifarRun):
         data = data.load() if isinstance(data, CifarFiles) else data
         return train_cifar(run, data, run_dir, engine, progress, time_limit_s)
-    from .train.imagenet import train_imagenet
+    from resbench.train.imagenet import train_imagenet
 
     return train_imagenet(run, data, run_dir, engine, progress, time_limit_s)
 
@@ -70,7 +70,7 @@ def make_groups(jobs: list[Job], fuse: int) -> list[list[Job]]:
 def resolve_fuse(fuse: int | str, engine: Engine) -> int:
     """--fuse: a number, or auto: what the GPU measurement chose (FUSE_AUTO), 1 off the GPU and where
     runs cannot be fused (`fused.fusable`)."""
-    from .train.fused import fusable
+    from resbench.train.fused import fusable
 
     if fuse == "auto":
         return FUSE_AUTO if engine.resolve().device.startswith("cuda") and not fusable(engine) else 1
@@ -111,7 +111,7 @@ def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, progress
     """Train CIFAR jobs `slots` at a time in one process (`resbench.train.pack`), each while its lock is
     held; yields each job's summary as it ends (finished and taken ones at once, as they come up).
     `admit(job, deadline)`: whether a job may start now (e.g. whether it fits before a deadline); a refused one is left as it is."""
-    from .train.pack import train_packed
+    from resbench.train.pack import train_packed
 
     data = data.load() if isinstance(data, CifarFiles) else data
     by_dir, held, skipped = {job.dir: job for job in jobs}, {}, []
@@ -169,7 +169,7 @@ def _failed(run_dir: Path, error: str, trace: str) -> dict:
 def _train(jobs: list[Job], data: Data, engine: Engine, progress: bool, time_limit_s: float | None) -> list[dict]:
     if len(jobs) == 1:
         return [train_run(jobs[0].run, data, jobs[0].dir, engine, progress, time_limit_s)]
-    from .train.fused import train_fused
+    from resbench.train.fused import train_fused
 
     data = data.load() if isinstance(data, CifarFiles) else data
     return train_fused([j.run for j in jobs], data, [j.dir for j in jobs], engine, progress, time_limit_s)
@@ -179,7 +179,7 @@ def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
               time_limit_s: float | None = None) -> dict:
     """Train (or resume) one job unless it is finished or taken; returns its summary.
 
-    The summary has "status": a run status (see `resbench.store`), or "taken" when another
+    The summary has "status": a run status (see `resbench.runs.store`), or "taken" when another
     process holds the run. An exception inside training marks the run "failed" (traceback
     in error.txt) and the sweep goes on without it; the next sweep retries it. OSError
     (disk full, no write permission) is not a property of the run, so it is raised.

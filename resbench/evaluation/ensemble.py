@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data.imagenet import ImageFolderData
-from .evaluation import ensemble_scores, errors, val_scores
-from .models import build_model
-from .results import read_json
-from .train.checkpoint import load_checkpoint
-from .train.recipe import ImageNetRecipe
+from resbench.data.imagenet import ImageFolderData
+from resbench.evaluation.imagenet import ensemble_scores, errors, val_scores
+from resbench.models import build_model
+from resbench.runs.rundir import read_json
+from resbench.runs.checkpoint import load_checkpoint
+from resbench.paper.recipes import ImageNetRecipe
 
 
 def ensemble_of_runs(run_dirs: list[Path], data: ImageFolderData, engine, mode: str = "multiscale",

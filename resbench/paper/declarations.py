@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from .models import parse_model_name
+from resbench.models import parse_model_name
 
 KINDS = ("complexity", "train", "ensemble")
 DATASETS = ("cifar", "imagenet")
@@ -87,7 +87,7 @@ def _declarations():
     try:
         return resources.files("resbench.experiments")
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "experiments"
+        return Path(__file__).resolve().parents[2] / "experiments"
 
 
 @cache

@@ -26,9 +26,9 @@ from typing import Callable
 
 import torch
 
-from .data.cifar import CLASSES, CifarData, CifarFiles, sha256_file
-from .machine import cache_dir
-from .results import environment, read_json, write_json
+from resbench.data.cifar import CLASSES, CifarData, CifarFiles, sha256_file
+from resbench.host.machine import cache_dir
+from resbench.runs.rundir import environment, read_json, write_json
 
 AIRBENCH_VERSION = "0.1.8"  # the published means below are this code's
 CALIBRATION_FOLDER = "calibration"  # of a runs folder: reports read <runs>/calibration
@@ -148,7 +148,7 @@ def _airbench_trainer() -> Callable[[Peer, int, Path], dict]:
     if not torch.cuda.is_available():
         raise CalibrationUnavailable("airbench trains in fp16 on a CUDA GPU and this machine has none: run "
                                      "`resbench calibrate` on a machine with a CUDA GPU")
-    from . import _vision  # noqa: F401  (before torchvision, which airbench imports)
+    from resbench.host import vision as _vision  # noqa: F401  (before torchvision, which airbench imports)
     try:
         import airbench
     except ImportError:

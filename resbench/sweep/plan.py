@@ -1,7 +1,7 @@
 """From a declared experiment to run directories: which runs, and where.
 
-plan (rows x seeds) -> resolve (config, hash, run directory) -> train the jobs (`resbench.jobs`),
-here or in worker processes / Slurm tasks (`resbench.launch`).
+plan (rows x seeds) -> resolve (config, hash, run directory) -> train the jobs (`resbench.sweep.jobs`),
+here or in worker processes / Slurm tasks (`resbench.sweep.launch`).
 """
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .data.cifar import CifarData, CifarFiles, cifar10_files
-from .models import canonical_name, parse_model_name
-from .protocol import tier
-from .results import config_key
-from .spec import Experiment, load_experiment
-from .jobs import Job, resolve_fuse, train_jobs
-from .store import is_locked, read_status, run_dir_for
-from .train.checkpoint import remove_checkpoints
-from .train.engine import Engine
-from .train.runspec import CifarRun, ImageNetRun
-from .train.recipe import cifar_recipe, imagenet_recipe, parse_budget
+from resbench.data.cifar import CifarData, CifarFiles, cifar10_files
+from resbench.models import canonical_name, parse_model_name
+from resbench.paper.tiers import tier
+from resbench.runs.rundir import config_key
+from resbench.paper.declarations import Experiment, load_experiment
+from resbench.sweep.jobs import Job, resolve_fuse, train_jobs
+from resbench.runs.store import is_locked, read_status, run_dir_for
+from resbench.runs.checkpoint import remove_checkpoints
+from resbench.train.engine import Engine
+from resbench.train.runspec import CifarRun, ImageNetRun
+from resbench.paper.recipes import cifar_recipe, imagenet_recipe, parse_budget
 
 if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
-    from .data.imagenet import ImageFolderData
+    from resbench.data.imagenet import ImageFolderData
 
     Run = CifarRun | ImageNetRun
     Data = CifarData | CifarFiles | ImageFolderData
@@ -47,7 +47,7 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
     five for ResNet-110, whose best of 5 the paper reports), every other row one.
 
     `overrides` change the recipe of every run (e.g. {"lr": 0.05}); they are recorded apart
-    from the row's own options (the paper's), and make the run a proxy (`resbench.protocol`).
+    from the row's own options (the paper's), and make the run a proxy (`resbench.paper.tiers`).
     `budget` (CIFAR) compresses the schedule (`CifarRecipe.with_budget`): a budget tier, a proxy too.
     An ImageNet network has one name (`canonical_name`), so the tables that test it share its run.
     """
@@ -89,7 +89,7 @@ def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | N
     """The data the runs train on: CIFAR-10, ImageNet, or (`synthetic`) a generated image folder.
     ImageNet's JPEGs are decoded where `decode` says, on `device` or in workers (`decode_place`)."""
     if not all(isinstance(r, CifarRun) for r in runs):
-        from .data.imagenet import decode_place, find_imagenet, make_synthetic
+        from resbench.data.imagenet import decode_place, find_imagenet, make_synthetic
 
         if synthetic is not None:
             if data_root:

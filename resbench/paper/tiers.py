@@ -10,7 +10,7 @@ Everything here is read from a run's config.json, so old runs get a tier too.
 """
 from __future__ import annotations
 
-from .train.recipe import CifarRecipe, ImageNetRecipe
+from resbench.paper.recipes import CifarRecipe, ImageNetRecipe
 
 PAPER_DATA = {"cifar10-original", "imagenet"}
 IMAGENET_TESTS = ("center", "10crop", "multiscale")  # every finished ImageNet run is tested with each (Sec. 3.4)

@@ -21,9 +21,9 @@ from typing import Callable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .jobs import Job, describe, make_groups, train_jobs
-from .store import ENDED, last_iteration, read_status, run_state
-from .train.engine import Engine
+from resbench.sweep.jobs import Job, describe, make_groups, train_jobs
+from resbench.runs.store import ENDED, last_iteration, read_status, run_state
+from resbench.train.engine import Engine
 
 LAUNCHERS = ("inline", "local", "slurm")
 
@@ -61,14 +61,14 @@ class Worker:
     def __call__(self) -> list[dict]:
         import torch
 
-        from .runner import load_data
+        from resbench.sweep.plan import load_data
 
         if self.threads:
             torch.set_num_threads(self.threads)
         if self.data_parallel:  # one of the run's Slurm tasks: join the others
             import submitit
 
-            from .train.distributed import init_from_env
+            from resbench.train.distributed import init_from_env
 
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
             if (device := init_from_env()) is not None:
@@ -126,7 +126,7 @@ def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: 
     returns the Slurm job ids."""
     import submitit
 
-    from .train.runspec import ImageNetRun
+    from resbench.train.runspec import ImageNetRun
 
     data_parallel = any(isinstance(job.run, ImageNetRun) for job in jobs)
     executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm")
@@ -148,7 +148,7 @@ def _local_gpus(engine: Engine) -> list[int]:
 
 
 def _summary(job: Job) -> dict:
-    from .results import read_json
+    from resbench.runs.rundir import read_json
 
     path = job.dir / "summary.json"
     return read_json(path) if path.exists() else {}

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .results import read_json
+from resbench.runs.rundir import read_json
 
 LOCK = ".lock"
 FINISHED = ("done", "diverged")  # a result: never trained again (unless --fresh)

@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .data.cifar import CifarData
-from .data.pipeline import DeviceLoader
-from .models import build_model
-from .train.engine import Engine, make_optimizer, sync
-from .train.steps import make_train_step
-from .train.recipe import CifarRecipe
+from resbench.data.cifar import CifarData
+from resbench.data.pipeline import DeviceLoader
+from resbench.models import build_model
+from resbench.train.engine import Engine, make_optimizer, sync
+from resbench.train.steps import make_train_step
+from resbench.paper.recipes import CifarRecipe
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class BenchResult:
 
 class PilCifar(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        from . import _vision  # noqa: F401  (before torchvision)
+        from resbench.host import vision as _vision  # noqa: F401  (before torchvision)
         from torchvision import transforms as T
 
         self.images, self.labels = images.permute(0, 2, 3, 1).numpy(), labels
@@ -137,8 +137,8 @@ def fused_throughput(model_name: str, runs: int, iterations: int, data: CifarDat
                      out: Path, batch_size: int = 128) -> dict:
     """Aggregate img/s of `runs` seeds of one model trained as one fused group (`resbench run --fuse`);
     one run alone (runs=1) is the rate of any number of runs trained one after another."""
-    from .train.fused import train_fused
-    from .train.loop import CifarRun, train_cifar
+    from resbench.train.fused import train_fused
+    from resbench.train.loop import CifarRun, train_cifar
 
     recipe = _bench_recipe(iterations, batch_size)
     group = [CifarRun(model_name, recipe, seed, "bench") for seed in range(runs)]
@@ -166,9 +166,9 @@ def packed_throughput(model_name: str, workers: int, iterations: int, data: Cifa
     the iterations: all workers running, compilation over); wall_img_per_s counts every
     image over the whole wall time, start-up and compilation included.
     """
-    from .launch import launch_local
-    from .runner import resolve
-    from .train.loop import CifarRun
+    from resbench.sweep.launch import launch_local
+    from resbench.sweep.plan import resolve
+    from resbench.train.loop import CifarRun
 
     recipe = _bench_recipe(iterations)
     jobs = [resolve(CifarRun(model_name, recipe, seed, "bench"), data, engine, out) for seed in range(workers)]
@@ -194,9 +194,9 @@ def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations
     model: training steps on a batch already on the device, for each model. end to end:
     ResNet-50 (the first model) fed by the `decode` pipeline, as `resbench run` trains it.
     """
-    from ._vision import has_image_ops
-    from .data.imagenet import FolderLoader
-    from .train.recipe import ImageNetRecipe
+    from resbench.host.vision import has_image_ops
+    from resbench.data.imagenet import FolderLoader
+    from resbench.paper.recipes import ImageNetRecipe
 
     recipe = recipe or ImageNetRecipe()
 

@@ -176,7 +176,7 @@ class ImageNetRecipe(Options):
         return self
 
     def views(self):
-        from ..data.imagenet import Views
+        from resbench.data.imagenet import Views
 
         return Views(self.scale_min, self.scale_max, self.crop, self.test_size, self.pca_std)
 

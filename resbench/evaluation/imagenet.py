@@ -9,12 +9,12 @@ from typing import Iterable
 
 import torch
 import torch.nn.functional as F
-from . import _vision  # noqa: F401  (before torchvision: see resbench/_vision.py)
+from resbench.host import vision as _vision  # noqa: F401  (before torchvision: see resbench/host/vision.py)
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 
-from .data.imagenet import ImageFolderData, Views, normalize, read_image, test_loader
-from .protocol import IMAGENET_TESTS
+from resbench.data.imagenet import ImageFolderData, Views, normalize, read_image, test_loader
+from resbench.paper.tiers import IMAGENET_TESTS
 
 SCALES = (224, 256, 384, 480, 640)  # shorter sides of the multi-scale test (Sec. 3.4)
 # every finished run is tested once with each: Fig. 4 reads center, Tables 2 and 3 10crop, Table 4 multiscale

@@ -8,9 +8,9 @@
         summary.json     status (done | diverged | paused | failed), final test error, wall time, img/s
         error.txt        traceback of a failed run
         checkpoint.pt    latest checkpoint (previous one kept as checkpoint.prev.pt); never committed
-        .lock            held by the process training the run (see resbench.store)
+        .lock            held by the process training the run (see resbench.runs.store)
 
-Many run directories in one folder make the result store (`resbench.store`).
+Many run directories in one folder make the result store (`resbench.runs.store`).
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from .machine import cpu_model
+from resbench.host.machine import cpu_model
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -100,10 +100,10 @@ def git_info() -> dict:
 
 
 def environment(device: torch.device, data_provenance: dict) -> dict:
-    from . import _vision  # noqa: F401  (before torchvision)
+    from resbench.host import vision as _vision  # noqa: F401  (before torchvision)
     import torchvision
 
-    from . import __version__
+    from resbench import __version__
 
     env = {
         "git": git_info(), "resbench": __version__, "python": platform.python_version(),

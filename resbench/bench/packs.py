@@ -23,15 +23,15 @@ from pathlib import Path
 
 import torch
 
-from .bench import _bench_recipe, _steady_rate
-from .data.cifar import CifarData
-from .models import build_model, parse_model_name
-from .probes.complexity import macs_flop_counter
-from .train.engine import Engine, sync
-from .train.loop import train_cifar
-from .train.pack import train_packed
-from .train.recipe import CifarRecipe
-from .train.runspec import CifarRun
+from resbench.bench.throughput import _bench_recipe, _steady_rate
+from resbench.data.cifar import CifarData
+from resbench.models import build_model, parse_model_name
+from resbench.probes.complexity import macs_flop_counter
+from resbench.train.engine import Engine, sync
+from resbench.train.loop import train_cifar
+from resbench.train.pack import train_packed
+from resbench.paper.recipes import CifarRecipe
+from resbench.train.runspec import CifarRun
 
 GROW = 1.10  # beyond the sizes asked for, K doubles while that adds this much throughput
 NEAR_BEST = 0.95  # the pack chosen: the smallest K within this share of the best rate

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli_common import console, fail, message
+from resbench.cli.common import console, fail, message
 
 
 def calibrate_cmd(
@@ -21,10 +21,10 @@ def calibrate_cmd(
     """What this CIFAR-10 costs a trainer with published numbers: airbench's own recipe on it (a GPU only).
 
     Its error here minus its published error on the original images; reports show it beside their verdicts."""
-    from .calibrate import DEFAULT_PLAN, CalibrationUnavailable, calibrate, parse_plan
-    from .data import DataError
-    from .data.cifar import cifar10_files
-    from .report.calibration import calibration_table, load_calibration_runs, sentence
+    from resbench.calibrate.peers import DEFAULT_PLAN, CalibrationUnavailable, calibrate, parse_plan
+    from resbench.data import DataError
+    from resbench.data.cifar import cifar10_files
+    from resbench.report.calibration import calibration_table, load_calibration_runs, sentence
 
     deadline = time.time() + time_limit if time_limit else None
     try:

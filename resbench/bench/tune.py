@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from .bench import fused_throughput
-from .bench_step import one_way
-from .data.cifar import CifarFiles
-from .results import write_json
-from .train.engine import Engine
-from .train.fused import fusable
-from .train.graphs import WARMUP_STEPS
-from .train.recipe import CifarRecipe
+from resbench.bench.throughput import fused_throughput
+from resbench.bench.step import one_way
+from resbench.data.cifar import CifarFiles
+from resbench.runs.rundir import write_json
+from resbench.train.engine import Engine
+from resbench.train.fused import fusable
+from resbench.train.graphs import WARMUP_STEPS
+from resbench.paper.recipes import CifarRecipe
 
 FASTER = 1.05  # the captured step must beat the eager one by this much to be chosen
 FUSE, FUSE_FASTER = 3, 1.2  # a row's seeds, fused where that beats one run after another by this much
@@ -95,7 +95,7 @@ def preflight(files: CifarFiles, device: str, iterations: int, out: Path, batch:
 def _packs(files: CifarFiles, engine: Engine, iterations: int, batch: int, sizes: tuple[int, ...],
            failed: dict) -> dict:
     """Is a pack safe (`pack_agrees`), and which K fills the device: {"chosen": K, "check", "sizes", ...}."""
-    from .bench_pack import chosen_size, pack_agrees, pack_table
+    from resbench.bench.packs import chosen_size, pack_agrees, pack_table
 
     pack = {"chosen": 1, "check": None, "sizes": []}
     if max(sizes, default=1) < 2:
