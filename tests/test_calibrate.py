@@ -118,7 +118,7 @@ def test_airbenchs_own_training_is_called_unchanged_from_the_folder_it_reads(tin
     import sys
     import types
 
-    from resbench.calibrate.peers import peers as calibration
+    from resbench.calibrate import peers as calibration
 
     calls = {}
     net = torch.nn.Linear(1, 1)
@@ -147,7 +147,7 @@ def test_airbenchs_own_training_is_called_unchanged_from_the_folder_it_reads(tin
 
 
 def test_calibrate_ends_by_saying_what_the_data_costs(jpeg_root, tmp_path, monkeypatch):
-    from resbench.calibrate.peers import peers as calibration
+    from resbench.calibrate import peers as calibration
 
     errors = iter([6.3, 6.5])
     monkeypatch.setattr(calibration, "_airbench_trainer", lambda: lambda peer, seed, folder: {
