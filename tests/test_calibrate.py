@@ -1,6 +1,5 @@
 """The data calibration (resbench/calibrate.py): airbench's files, its run directories, its one-line refusals.
 Training airbench itself needs CUDA; everything around it runs here."""
-import json
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 from resbench.calibrate.peers import PEERS, calibrate, parse_plan, write_tensors
 from resbench.cli.main import app
 from resbench.data.cifar import CLASSES, cifar10_files
+from resbench.runs.rundir import read_config, read_env, read_summary
 
 from conftest import ROOT
 
@@ -44,12 +44,12 @@ def test_calibration_runs_are_run_directories_and_resume_by_seed(jpeg_root, tmp_
                         train_one=fake_trainer(calls, fail_seed=1))
     assert [w["status"] for w in written] == ["done", "failed", "done"]
     run = out / f"{written[0]['dir'].split('/')[-1]}"
-    config = json.loads((run / "config.json").read_text())
+    config = read_config(run)
     assert config["kind"] == "calibration" and config["peer"] == "airbench94" and config["seed"] == 0
     assert config["data"]["sha256"] == files.sha256 and config["published"]["error"] == 5.99
     assert set(config["data"]["airbench_files_sha256"]) == {"train.pt", "test.pt"}
-    assert json.loads((run / "env.json").read_text())["data"]["sha256"] == files.sha256
-    assert "CUDA error" in json.loads((out / written[1]["dir"].split("/")[-1] / "summary.json").read_text())["error"]
+    assert read_env(run)["data"]["sha256"] == files.sha256
+    assert "CUDA error" in read_summary(out / written[1]["dir"].split("/")[-1])["error"]
     # again: only the failed seed trains, and two more seeds asked for are added
     written = calibrate(files, parse_plan(["airbench94:5"]), out, say=lambda _: None, train_one=fake_trainer(calls))
     assert calls[3:] == [("airbench94", 1), ("airbench94", 3), ("airbench94", 4)]

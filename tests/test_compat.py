@@ -1,6 +1,5 @@
 """A run directory written by the previous resbench resumes under this one: same name, same files, same result."""
 import io
-import json
 import subprocess
 import sys
 import tarfile
@@ -14,6 +13,7 @@ TRAIN = """
 import sys
 from resbench.sweep.plan import run_experiment
 from resbench.train.engine import Engine
+from resbench.runs.rundir import read_metrics
 summary, = run_experiment("table6", preset="smoke", models=["resnet20"], seeds=1, out=sys.argv[1],
                           data_root=sys.argv[2], engine=Engine("cpu", "fp32", False, deterministic=True),
                           progress=False, time_limit_s=float(sys.argv[3]), say=lambda _: None)
@@ -43,7 +43,7 @@ def test_a_run_paused_by_the_previous_code_resumes_to_the_same_end(tmp_path, jpe
 
     def curve(run_dir: str) -> list:
         return [(r["iter"], r["split"], r.get("loss"), r.get("error")) for r in
-                map(json.loads, Path(run_dir, "metrics.jsonl").open()) if r["split"] in ("train", "test")]
+                read_metrics(Path(run_dir)) if r["split"] in ("train", "test")]
     assert curve(new_dir) == curve(straight)
-    events = [json.loads(line)["event"] for line in Path(new_dir, "metrics.jsonl").open() if '"event"' in line]
+    events = [r["event"] for r in read_metrics(Path(new_dir)) if "event" in r]
     assert events == ["resumed"]

@@ -5,7 +5,6 @@ the runs, whose kernels sum in another order than a run's own convolution. After
 fused and unfused weights agree to fp32 rounding (~1e-7); training at lr 0.1 on 16-image BN
 groups then amplifies rounding, so longer runs are compared by their loss curves.
 """
-import json
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from resbench.train.engine import Engine
 from resbench.train.fused import train_fused
 from resbench.train.loop import CifarRun, train_cifar
 from resbench.paper.recipes import CifarRecipe
+from resbench.runs.rundir import read_metrics
 
 CPU = Engine(device="cpu", precision="fp32", compile=False, deterministic=True)
 ROUNDING = dict(rtol=0, atol=1e-6)  # fp32 rounding of weights, momentum and BN statistics after a step
@@ -29,7 +29,7 @@ def checkpoint(run_dir):
 
 
 def losses(run_dir, split="train"):
-    return [r["loss"] if "loss" in r else r["error"] for r in map(json.loads, (run_dir / "metrics.jsonl").open())
+    return [r["loss"] if "loss" in r else r["error"] for r in read_metrics(run_dir)
             if r["split"] == split]
 
 
@@ -100,7 +100,7 @@ def test_warmup_ends_at_each_runs_own_iteration(tiny_data, tmp_path):
     assert [s["warmup_ended_at"] for s in fused] == ended
     assert len(set(ended)) > 1, ended  # the runs left the warm-up at different iterations
     for seed, end in zip((0, 1, 2, 3), ended):
-        lrs = [r["lr"] for r in map(json.loads, (tmp_path / f"fused-{seed}" / "metrics.jsonl").open())
+        lrs = [r["lr"] for r in read_metrics(tmp_path / f"fused-{seed}")
                if r["split"] == "train"]
         assert lrs == [0.01 if it <= end else 0.1 for it in range(2, 41, 2)]
 
@@ -121,8 +121,7 @@ def test_a_paused_run_resumes_the_other_way(tiny_data, tmp_path, first, then):
         reference = tmp_path / f"straight-{run.seed}"
         train_cifar(run, tiny_data, reference, CPU, progress=False)
         assert losses(d) == pytest.approx(losses(reference), abs=5e-3)
-        assert [json.loads(line)["event"] for line in (d / "metrics.jsonl").open()
-                if '"event"' in line] == ["resumed"]
+        assert [r["event"] for r in read_metrics(d) if "event" in r] == ["resumed"]
 
 
 def test_a_run_that_diverges_leaves_the_group_and_the_others_go_on_unchanged(tiny_data, tmp_path, monkeypatch):

@@ -1,5 +1,4 @@
 """The captured step (CUDA graphs) in its dry mode on CPU, and the compiled steps' graphs."""
-import json
 
 import pytest
 import torch
@@ -7,13 +6,14 @@ import torch
 from resbench.train.engine import Engine, train_forward
 from resbench.train.loop import CifarRun, train_cifar
 from resbench.paper.recipes import CifarRecipe
+from resbench.runs.rundir import read_metrics
 
 PLAIN = Engine("cpu", "fp32", False, deterministic=True)
 DRY = Engine("cpu", "fp32", False, deterministic=True, graph="dry")
 
 
 def records(run_dir, split):
-    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+    return [r for r in read_metrics(run_dir) if r["split"] == split]
 
 
 def weights(run_dir):

@@ -18,6 +18,7 @@ from resbench.models import build_model
 from resbench.train.engine import Engine
 from resbench.train.imagenet import ImageNetRun, train_imagenet
 from resbench.paper.recipes import imagenet_recipe
+from resbench.runs.rundir import read_metrics, read_summary
 
 CPU = Engine(device="cpu", precision="fp32", compile=False, deterministic=True)
 SMALL = Views(scale_min=64, scale_max=96, crop=56, test_size=64)
@@ -135,7 +136,7 @@ def test_smoke_run_trains_and_tests(folder, tmp_path):
     assert summary["status"] == "done" and summary["iteration"] == 8
     for mode in ("center", "10crop", "multiscale"):  # tested once with every protocol
         assert 0 <= summary["tests"][mode]["top5_err"] <= summary["tests"][mode]["top1_err"] <= 100
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(tmp_path)
     assert [r["iter"] for r in records if r["split"] == "test"] == [4, 8]
     assert [r["lr"] for r in records if r["split"] == "train"] == [0.1, 0.1, 0.1, pytest.approx(0.01)]
 
@@ -182,7 +183,7 @@ def test_ddp_on_two_processes_matches_one_process(folder, tmp_path):
     a, b = (torch.load(tmp_path / d / "checkpoint.pt")["model"] for d in ("ddp", "one"))
     params = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in params)
-    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["processes"] == 2
+    assert read_summary(tmp_path / "ddp")["processes"] == 2
 
 
 def _free_port() -> int:

@@ -13,6 +13,7 @@ from resbench.train.engine import Engine
 from resbench.train.loop import CifarRun, train_cifar
 from resbench.train.pack import train_packed
 from resbench.paper.recipes import CifarRecipe
+from resbench.runs.rundir import read_metrics
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
 
@@ -23,7 +24,7 @@ def recipe(**kw) -> CifarRecipe:
 
 
 def records(run_dir):
-    return [{k: v for k, v in r.items() if k != "img_per_s"} for r in map(json.loads, (run_dir / "metrics.jsonl").open())]
+    return [{k: v for k, v in r.items() if k != "img_per_s"} for r in read_metrics(run_dir)]
 
 
 def same_weights(a, b):

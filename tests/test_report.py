@@ -9,8 +9,8 @@ from resbench.report import Report
 from resbench.report.build import build_reports
 from resbench.report.claims import check_claims
 from resbench.report.diff import diff_table
-from resbench.runs.rundir import read_json
-from resbench.runs.store import run_dirs
+from resbench.host.files import read_json
+from resbench.runs.rundir import read_config, read_metrics, read_summary, run_dirs, write_summary
 from resbench.sweep.plan import run_experiment
 from resbench.paper.declarations import experiment_names, load_experiment
 from resbench.train.engine import Engine
@@ -35,8 +35,8 @@ def smoke_runs(tmp_path_factory):
 def summaries(root, model):
     out = []
     for d in run_dirs(root):
-        if read_json(d / "config.json")["model"] == model:
-            out.append(read_json(d / "summary.json"))
+        if read_config(d)["model"] == model:
+            out.append(read_summary(d))
     return out
 
 
@@ -263,10 +263,9 @@ def test_a_finished_run_whose_summary_lacks_its_training_error_is_read_from_its_
     from resbench.report.runs import load_runs
 
     run = shutil.copytree(run_dirs(smoke_runs)[0], tmp_path / "run")
-    summary = read_json(run / "summary.json")
-    (run / "summary.json").write_text(json.dumps({**summary, "train_error": None}))
-    last_train = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-                  if json.loads(line)["split"] == "train"][-1]
+    summary = read_summary(run)
+    write_summary(run, {**summary, "train_error": None})
+    last_train = [r for r in read_metrics(run) if r["split"] == "train"][-1]
     assert load_runs(tmp_path).loc[0, "train_error"] == last_train["error"] == summary["train_error"]
 
 
@@ -353,7 +352,7 @@ def test_notebooks_are_committed_without_outputs():
 def test_reports_hold_no_absolute_path_no_code_and_the_index_links_resolve(built, smoke_runs):
     from html.parser import HTMLParser
 
-    from resbench.runs.rundir import PACKAGE_DIR
+    from resbench.runs.provenance import PACKAGE_DIR
 
     machine = {str(built.resolve()), str(smoke_runs.resolve()), str(PACKAGE_DIR.parent), str(Path.home())}
     for path in (p for p in built.rglob("*") if p.is_file() and p.suffix != ".png"):

@@ -1,12 +1,12 @@
 """The result store and sweeps: locks, status, workers, and runs that die, fail or share a folder."""
 import errno
-import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +17,8 @@ from resbench.sweep.launch import SlurmOptions, Worker, submit_slurm
 from resbench.sweep.jobs import train_job
 from resbench.sweep.plan import prepare, run_experiment
 from resbench.report.runs import load_runs
-from resbench.runs.store import claim, is_locked, last_iteration, run_state
+from resbench.runs.rundir import last_iteration, read_metrics, read_summary
+from resbench.runs.store import claim, is_locked, run_state
 from resbench.train.engine import Engine
 
 from conftest import make_images
@@ -91,10 +92,10 @@ def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(jpeg_root, tmp_path):
     assert whole_dir.name == run_dir.name  # same config, same key
     for a, b in zip(*(torch.load(d / "checkpoint.pt")["model"].values() for d in (whole_dir, run_dir))):
         assert torch.equal(a, b)
-    tests = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if r["split"] == "test"]
+    tests = [[r for r in read_metrics(d) if r["split"] == "test"]
              for d in (whole_dir, run_dir)]
     assert tests[0] == tests[1] and len(tests[0]) == 2
-    summaries = [json.loads((d / "summary.json").read_text()) for d in (whole_dir, run_dir)]
+    summaries = [read_summary(d) for d in (whole_dir, run_dir)]
     assert summaries[0]["test_error"] == summaries[1]["test_error"]
 
 
@@ -117,7 +118,7 @@ def test_four_workers_and_a_second_command_share_one_store(jpeg_root, tmp_path):
     runs = load_runs(tmp_path)
     assert sorted(runs["seed"]) == [0, 1, 2, 3] and set(runs["status"]) == {"done"}
     for d in runs["dir"]:
-        records = [json.loads(line) for line in open(f"{d}/metrics.jsonl")]
+        records = read_metrics(Path(d))
         train_iters = [r["iter"] for r in records if r["split"] == "train"]
         assert train_iters == list(range(10, 61, 10)), d  # one trainer, in order, no resumes
     assert "/4 runs done" in sweep.stdout and "/4 runs done" in rival_out

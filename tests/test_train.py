@@ -7,6 +7,7 @@ from resbench.probes.responses import response_layers, response_stds
 from resbench.models import build_model
 from resbench.train.loop import CifarRun, train_cifar
 from resbench.paper.recipes import CifarRecipe, cifar_recipe
+from resbench.runs.rundir import read_env, read_metrics, read_responses
 
 CPU = dict(device="cpu", precision="fp32", compile=False, deterministic=True)
 
@@ -18,7 +19,7 @@ def tiny_recipe(**kw) -> CifarRecipe:
 
 
 def records(run_dir, split):
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    lines = read_metrics(run_dir)
     return [r for r in lines if r["split"] == split]
 
 
@@ -214,9 +215,9 @@ def test_a_finished_run_writes_everything_a_report_needs(tiny_data, tmp_path):
     train_cifar(CifarRun("resnet8", tiny_recipe(), seed=0), tiny_data, tmp_path, engine(), progress=False)
     for name in ("env.json", "metrics.jsonl", "responses.json", "summary.json", "checkpoint.pt"):
         assert (tmp_path / name).exists(), name
-    env = json.loads((tmp_path / "env.json").read_text())
+    env = read_env(tmp_path)
     assert {"git", "torch", "device", "gpu", "data"} <= set(env) and env["data"]["variant"] == "synthetic"
-    assert len(json.loads((tmp_path / "responses.json").read_text())) == 7
+    assert len(read_responses(tmp_path)) == 7
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ kernels are the same) or the pack is not used.
 """
 from __future__ import annotations
 
-import json
 import time
 from functools import cache
 from pathlib import Path
@@ -27,6 +26,8 @@ from resbench.bench.throughput import _bench_recipe, _steady_rate
 from resbench.data.cifar import CifarData
 from resbench.models import build_model, parse_model_name
 from resbench.probes.complexity import macs_flop_counter
+from resbench.runs.checkpoint import load_checkpoint
+from resbench.runs.rundir import read_metrics
 from resbench.train.engine import Engine, sync
 from resbench.train.loop import train_cifar
 from resbench.train.pack import train_packed
@@ -120,5 +121,5 @@ def pack_agrees(data: CifarData, engine: Engine, out: Path, steps: int = 12, bat
 
 
 def _losses_and_weights(run_dir: Path) -> tuple[list[float], dict]:
-    losses = [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").open()) if r["split"] == "train"]
-    return losses, torch.load(run_dir / "checkpoint.pt", weights_only=False, map_location="cpu")["model"]
+    losses = [r["loss"] for r in read_metrics(run_dir) if r["split"] == "train"]
+    return losses, load_checkpoint(run_dir)["model"]

@@ -13,7 +13,6 @@ Both train the same model with the same recipe and batch size; only the loop dif
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from resbench.data.cifar import CifarData
 from resbench.data.pipeline import DeviceLoader
 from resbench.models import build_model
+from resbench.runs.rundir import read_metrics
 from resbench.train.engine import Engine, make_optimizer, sync
 from resbench.train.steps import make_train_step
 from resbench.paper.recipes import CifarRecipe
@@ -127,8 +127,7 @@ def _bench_recipe(iterations: int, batch_size: int = 128) -> CifarRecipe:
 
 def _steady_rate(run_dir: Path, iterations: int) -> float:
     """A run's img/s in the middle of training (30-80% of the iterations: compilation over)."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    rates = [r["img_per_s"] for r in records
+    rates = [r["img_per_s"] for r in read_metrics(run_dir)
              if r["split"] == "train" and 0.3 * iterations < r["iter"] <= 0.8 * iterations]
     return sum(rates) / len(rates) if rates else float("nan")
 

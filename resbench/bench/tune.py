@@ -25,7 +25,7 @@ import torch
 from resbench.bench.throughput import fused_throughput
 from resbench.bench.step import one_way
 from resbench.data.cifar import CifarFiles
-from resbench.runs.rundir import write_json
+from resbench.host.files import write_json
 from resbench.train.engine import Engine
 from resbench.train.fused import fusable
 from resbench.train.graphs import WARMUP_STEPS

@@ -17,8 +17,6 @@ cannot run on a CPU.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,8 @@ import torch
 
 from resbench.data.cifar import CLASSES, CifarData, CifarFiles, sha256_file
 from resbench.host.machine import cache_dir
-from resbench.runs.rundir import environment, read_json, write_json
+from resbench.runs.provenance import environment
+from resbench.runs.rundir import read_status, short_hash, write_config, write_env, write_summary
 
 AIRBENCH_VERSION = "0.1.8"  # the published means below are this code's
 CALIBRATION_FOLDER = "calibration"  # of a runs folder: reports read <runs>/calibration
@@ -86,11 +85,7 @@ def write_tensors(data: CifarData, folder: Path) -> dict[str, str]:
 
 def run_key(peer: Peer, data_sha256: dict[str, str]) -> str:
     """What determines a calibration run's result besides its seed: the peer, airbench's code, the data."""
-    return _hash({"peer": peer.name, "airbench": AIRBENCH_VERSION, "data": data_sha256})
-
-
-def _hash(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return short_hash({"peer": peer.name, "airbench": AIRBENCH_VERSION, "data": data_sha256})
 
 
 def calibrate(files: CifarFiles, plan: list[tuple[Peer, int]], out: Path, deadline: float | None = None,
@@ -101,7 +96,7 @@ def calibrate(files: CifarFiles, plan: list[tuple[Peer, int]], out: Path, deadli
     if train_one is None:
         train_one = _airbench_trainer()
     data = files.load()
-    folder = cache_dir("airbench") / _hash(files.sha256) / "cifar10"  # once per data set
+    folder = cache_dir("airbench") / short_hash(files.sha256) / "cifar10"  # once per data set
     tensors = write_tensors(data, folder)
     say(f"airbench's files: {folder} ({', '.join(f'{n} {s[:12]}' for n, s in tensors.items())})")
     written = []
@@ -109,7 +104,7 @@ def calibrate(files: CifarFiles, plan: list[tuple[Peer, int]], out: Path, deadli
         took = peer.guessed_s
         for seed in range(seeds):
             run = out / f"{peer.name}-{run_key(peer, files.sha256)}-s{seed}"
-            if _done(run):
+            if read_status(run) == "done":
                 continue
             if deadline is not None and time.time() + 1.2 * took > deadline:
                 say(f"not started: {run.name} (needs about {took:.0f} s, {deadline - time.time():.0f} s left)")
@@ -121,15 +116,11 @@ def calibrate(files: CifarFiles, plan: list[tuple[Peer, int]], out: Path, deadli
                 took = figures["train_s"]  # the next seed's estimate (the first seed's time includes cuDNN's tuning)
             except Exception as err:  # noqa: BLE001  (one failed seed is logged; the others still train)
                 summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-            write_json(run / "summary.json", summary)
+            write_summary(run, summary)
             say(f"{summary['status']}: {run.name} " + (f"test error {summary['test_error']:.2f}% "
                 f"({summary['train_s']:.1f} s)" if summary["status"] == "done" else summary["error"]))
             written.append({"dir": str(run), **summary})
     return written
-
-
-def _done(run: Path) -> bool:
-    return (run / "summary.json").exists() and read_json(run / "summary.json").get("status") == "done"
 
 
 def _write_config(run: Path, peer: Peer, seed: int, files: CifarFiles, tensors: dict[str, str]) -> None:
@@ -138,8 +129,8 @@ def _write_config(run: Path, peer: Peer, seed: int, files: CifarFiles, tensors: 
               "published": {"accuracy": peer.published_accuracy, "error": round(100 - peer.published_accuracy, 2),
                             "runs": peer.published_runs, "data": "cifar10-original"},
               "data": {**files.provenance(), "airbench_files_sha256": tensors}}
-    write_json(run / "config.json", config)
-    write_json(run / "env.json", environment(torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+    write_config(run, config)
+    write_env(run, environment(torch.device("cuda" if torch.cuda.is_available() else "cpu"),
                                              files.provenance()))
 
 

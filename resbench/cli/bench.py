@@ -43,7 +43,8 @@ def _write(out: Optional[Path], results: list, engine, data) -> None:
     if out:
         import torch
 
-        from resbench.runs.rundir import environment, write_json
+        from resbench.host.files import write_json
+        from resbench.runs.provenance import environment
 
         write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
         console.print(f"wrote {out}")
@@ -289,7 +290,8 @@ def bench_imagenet(
     from resbench.bench.throughput import imagenet_throughput
     from resbench.data import DataError
     from resbench.data.imagenet import decode_place, find_imagenet, make_synthetic
-    from resbench.runs.rundir import environment, write_json
+    from resbench.host.files import write_json
+    from resbench.runs.provenance import environment
     from resbench.train.engine import Engine
     from resbench.paper.recipes import ImageNetRecipe
 

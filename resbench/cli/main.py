@@ -187,7 +187,7 @@ def status(
     """Every run in a results folder: done, running, paused, stopped, failed or diverged, with progress."""
     from resbench.paper.declarations import load_experiment
     from resbench.report.runs import load_runs
-    from resbench.runs.store import RunDirError
+    from resbench.runs.rundir import RunDirError
 
     out = one(out_, "--out")
     try:
@@ -241,15 +241,15 @@ def ensemble(
     from resbench.data import DataError
     from resbench.data.imagenet import find_imagenet
     from resbench.evaluation.ensemble import ensemble_of_runs
-    from resbench.runs.rundir import write_json
+    from resbench.host.files import write_json
+    from resbench.runs.rundir import is_run_dir, read_config
     from resbench.train.engine import Engine
 
     try:
         if test not in ("center", "10crop", "multiscale"):
             raise ValueError(f"unknown test {test!r}; choose center, 10crop or multiscale")
         engine = Engine(device=device).resolve()
-        root = data_root or next((json.loads((r / "config.json").read_text())["data"]["source"]
-                                  for r in runs if (r / "config.json").exists()), None)
+        root = data_root or next((read_config(r)["data"]["source"] for r in runs if is_run_dir(r)), None)
         result = ensemble_of_runs(runs, find_imagenet(root), engine, test)
     except (DataError, ValueError, KeyError) as err:
         fail(message(err))
@@ -286,7 +286,7 @@ def report(
     from resbench.report.core import counts_line
     from resbench.report.index import build_index
     from resbench.paper.declarations import experiment_names
-    from resbench.runs.store import RunDirError
+    from resbench.runs.rundir import RunDirError
 
     runs, out = one(runs_, "--runs"), one(out_, "--out")
     if index:

@@ -6,7 +6,7 @@ from pathlib import Path
 from resbench.data.imagenet import ImageFolderData
 from resbench.evaluation.imagenet import ensemble_scores, errors, val_scores
 from resbench.models import build_model
-from resbench.runs.rundir import read_json
+from resbench.runs.rundir import is_run_dir, read_config, read_summary
 from resbench.runs.checkpoint import load_checkpoint
 from resbench.paper.recipes import ImageNetRecipe
 
@@ -16,10 +16,9 @@ def ensemble_of_runs(run_dirs: list[Path], data: ImageFolderData, engine, mode: 
     """Table 5: test finished ImageNet runs one by one and together (their softmax averaged)."""
     members, scores, labels = [], [], None
     for run_dir in map(Path, run_dirs):
-        if not (run_dir / "config.json").exists():
+        if not is_run_dir(run_dir):
             raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-        config = read_json(run_dir / "config.json")
-        summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+        config, summary = read_config(run_dir), read_summary(run_dir)
         if summary.get("status") != "done" or "bn_group" not in config.get("recipe", {}):
             raise ValueError(f"{run_dir} is not a finished ImageNet run")
         if config["data"]["variant"] != data.variant:

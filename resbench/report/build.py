@@ -17,7 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from resbench.runs.rundir import PACKAGE_DIR, write_json
+from resbench.host.files import write_json
+from resbench.runs.provenance import PACKAGE_DIR
 from resbench.paper.declarations import load_experiment
 from resbench.report.counts import cached, counted, counted_models
 from resbench.report.index import build_index
@@ -46,7 +47,7 @@ def runs_folder(runs: str | Path, out: str | Path) -> str:
 def check(names: list[str], runs: str | Path, out: str | Path, replace: bool = False) -> None:
     """Everything that can refuse a build, before anything is written: unknown names, unreadable runs,
     no runs where a report reads them, a report folder built from another runs folder."""
-    from resbench.runs.store import run_dirs
+    from resbench.runs.rundir import run_dirs
     from resbench.report.runs import load_runs
 
     experiments = [load_experiment(name) for name in names]  # clear errors for an unknown name first

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from resbench.calibrate.peers import CALIBRATION_FOLDER
-from resbench.runs.rundir import read_json
+from resbench.runs.rundir import read_config, read_env, read_summary, run_dirs
 from resbench.report import stats
 
 CALIBRATION_COLUMNS = ["peer", "data_variant", "n", "mean_error", "std", "published_error", "published_runs",
@@ -30,13 +30,11 @@ def load_calibration(runs_root: str | os.PathLike) -> pd.DataFrame:
 def load_calibration_runs(folder: str | os.PathLike) -> pd.DataFrame:
     """One row per finished calibration run in `folder` (what `resbench calibrate --out` wrote)."""
     rows = []
-    for config_path in sorted(Path(folder).glob("*/config.json")):
-        run = config_path.parent
-        summary = read_json(run / "summary.json") if (run / "summary.json").exists() else {}
+    for run in run_dirs(Path(folder)):
+        summary = read_summary(run)
         if summary.get("status") != "done":
             continue
-        config = read_json(config_path)
-        env = read_json(run / "env.json") if (run / "env.json").exists() else {}
+        config, env = read_config(run), read_env(run)
         rows.append({"run": run.name, "peer": config["peer"], "seed": config["seed"],
                      "data_variant": config["data"].get("variant"), "test_error": summary["test_error"],
                      "published_error": config["published"]["error"], "published_runs": config["published"]["runs"],

@@ -9,7 +9,7 @@ import pandas as pd
 
 from resbench.probes.complexity import Complexity
 from resbench.paper.tiers import is_exact
-from resbench.runs.rundir import write_json
+from resbench.host.files import write_json
 from resbench.report.counts import counted, counted_models
 from resbench.report.runs import load_curves, load_responses, load_runs
 from resbench.paper.declarations import Experiment, load_experiment

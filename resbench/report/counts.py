@@ -17,7 +17,7 @@ from pathlib import Path
 from resbench.host.machine import cache_dir
 from resbench.probes import complexity as complexity_module
 from resbench.probes.complexity import Complexity, complexity
-from resbench.runs.rundir import atomic_write_text
+from resbench.host.files import atomic_write_text
 from resbench.paper.declarations import Experiment
 
 PACKAGE = Path(complexity_module.__file__).resolve().parents[1]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from resbench.paper.tiers import IMAGENET_TESTS, tier
-from resbench.runs.rundir import last_error, read_json
-from resbench.runs.store import ENDED, eta_s, last_iteration, read_config, read_records, run_dirs, run_state
+from resbench.runs.rundir import (last_error, last_iteration, read_config, read_env, read_metrics, read_repeat,
+                                  read_responses, read_summary, repeat_dirs, run_dirs)
+from resbench.runs.store import ENDED, eta_s, run_state
 
 IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")]
 RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
@@ -32,14 +33,13 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     under every test protocol (`top1_err_10crop`, ...).
     """
     rows = []
-    for d in run_dirs(Path(root)) if Path(root).is_dir() else []:
+    for d in run_dirs(Path(root)):
         cfg = read_config(d)
-        env = read_json(d / "env.json") if (d / "env.json").exists() else {}
-        summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
+        env, summary = read_env(d), read_summary(d)
         summary["status"] = run_state(d)
-        if summary["status"] == "done" and summary.get("train_error") is None and (d / "metrics.jsonl").exists():
+        if summary["status"] == "done" and summary.get("train_error") is None:
             # older code left it out of a run resumed at its last iteration; the run's log has it
-            summary["train_error"] = last_error(read_records(d / "metrics.jsonl"))
+            summary["train_error"] = last_error(read_metrics(d))
         rows.append({
             "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
             "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),
@@ -69,10 +69,10 @@ def load_curves(root: str | os.PathLike) -> pd.DataFrame:
     """All metrics records of all runs, long format: run, model, seed, split, iter, error, ..."""
     frames = []
     for d in run_dirs(Path(root)):
-        path = d / "metrics.jsonl"
-        if path.exists() and path.stat().st_size:
+        records = read_metrics(d)
+        if records:
             cfg = read_config(d)
-            df = pd.DataFrame(read_records(path))
+            df = pd.DataFrame(records)
             frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -81,10 +81,10 @@ def load_responses(root: str | os.PathLike) -> pd.DataFrame:
     """Fig. 7 probe output of all runs: run, model, seed, layer, name, std."""
     frames = []
     for d in run_dirs(Path(root)):
-        path = d / "responses.json"
-        if path.exists():
+        responses = read_responses(d)
+        if responses is not None:
             cfg = read_config(d)
-            df = pd.DataFrame(read_json(path))
+            df = pd.DataFrame(responses)
             frames.append(df.assign(run=d.name, model=cfg["model"], seed=cfg["seed"], preset=cfg["preset"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -98,19 +98,18 @@ def load_repeats(root: str | os.PathLike) -> pd.DataFrame:
     each compared with its run: how many logged training losses are identical to the last bit, how
     many test evaluations agree, and the final test errors."""
     rows = []
-    for repeat in sorted(Path(root).glob("*/repeats/*/metrics.jsonl")) if Path(root).is_dir() else []:
-        run, again = repeat.parents[2], repeat.parent
-        mine, theirs = (_by_split(read_records(d / "metrics.jsonl")) for d in (run, again))
+    for run, again in repeat_dirs(Path(root)):
+        mine, theirs = (_by_split(read_metrics(d)) for d in (run, again))
         train = [(r["iter"], r["loss"]) for r in mine["train"]], [(r["iter"], r["loss"]) for r in theirs["train"]]
         test = list(zip(mine["test"], theirs["test"]))
-        about = read_json(again / "repeat.json") if (again / "repeat.json").exists() else {}
+        about = read_repeat(again)
         rows.append({"run": run.name, "repeat": again.name, "device": about.get("device"),
                      "train_points": len(train[0]), "train_identical": sum(a == b for a, b in zip(*train))
                      if len(train[0]) == len(train[1]) else 0, "test_points": len(test),
                      "test_error_identical": sum(a["error"] == b["error"] for a, b in test),
                      "max_test_loss_diff": max((abs(a["loss"] - b["loss"]) for a, b in test), default=None),
-                     "test_error": read_json(run / "summary.json").get("test_error"),
-                     "repeat_test_error": read_json(again / "summary.json").get("test_error")})
+                     "test_error": read_summary(run).get("test_error"),
+                     "repeat_test_error": read_summary(again).get("test_error")})
     return pd.DataFrame(rows, columns=REPEAT_COLUMNS)
 
 

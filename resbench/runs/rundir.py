@@ -1,56 +1,67 @@
-"""Run directories: everything about one training run, as plain files pandas reads.
+"""Run directories: everything about one training run, as plain files pandas reads. This module owns
+their layout: every file name, and every read and write of a run's config, env, summary and metrics.
 
-    <out>/<model>-<preset>-<key>-s<seed>/
+    <runs>/<model>-<schedule>-<key>-s<seed>/
         config.json      resolved config (model, recipe, seed, data, precision) and its key
         env.json         git commit (+ dirty), versions, device/GPU, data variant and sha256
-        metrics.jsonl    one JSON object per record: train (loss, error, lr) and test (error)
+        metrics.jsonl    one JSON object per record: train (loss, error, lr, img/s) and test (error)
         responses.json   Fig. 7 probe: std of every 3x3 layer's response, in layer order
         summary.json     status (done | diverged | paused | failed), final test error, wall time, img/s
         error.txt        traceback of a failed run
-        checkpoint.pt    latest checkpoint (previous one kept as checkpoint.prev.pt); never committed
-        .lock            held by the process training the run (see resbench.runs.store)
+        checkpoint.pt    latest checkpoint (the one before kept as checkpoint.prev.pt); never committed
+        .lock            held by the process training the run (`resbench.runs.store`)
+        repeats/<name>/  the run trained again elsewhere (its metrics.jsonl, summary.json, and repeat.json
+                         saying where), to compare the two
 
-Many run directories in one folder make the result store (`resbench.runs.store`).
+    <runs>/calibration/<peer>-<key>-s<seed>/   a calibration run (`resbench.calibrate`): config.json with
+        "kind": "calibration", env.json, summary.json
+
+A folder of run directories is a results folder; `resbench.runs.store` shares it safely between processes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
-import subprocess
-import tempfile
+import warnings
 from pathlib import Path
 
-import torch
+from resbench.host.files import atomic_write_text, read_json, write_json
 
-from resbench.host.machine import cpu_model
-
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+CONFIG, ENV, METRICS, RESPONSES, SUMMARY, ERROR = (
+    "config.json", "env.json", "metrics.jsonl", "responses.json", "summary.json", "error.txt")
+REPEATS, REPEAT = "repeats", "repeat.json"
+RESULTS = (SUMMARY, METRICS, ERROR)  # what training writes: forgotten when a run starts again from scratch
+SMALL_FILES = (CONFIG, ENV, METRICS, RESPONSES, SUMMARY, ERROR)  # everything but checkpoints and the lock
 
 
-def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+class RunDirError(ValueError):
+    """A run directory whose files cannot be read: the message names the file and what to do."""
 
 
-def read_json(path: Path):
-    return json.loads(path.read_text())
+def run_dir_for(runs: Path, model: str, schedule: str, key: str, seed: int) -> Path:
+    return Path(runs) / f"{model}-{schedule}-{key}-s{seed}"
 
+
+def run_dirs(runs: Path) -> list[Path]:
+    """The run directories of a results folder (those with a config), by name."""
+    return sorted(p.parent for p in Path(runs).glob(f"*/{CONFIG}"))
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG).exists()
+
+
+def repeat_dirs(runs: Path) -> list[tuple[Path, Path]]:
+    """(run, repeat) for every run of a results folder trained again (`<run>/repeats/<name>/`)."""
+    return [(m.parents[2], m.parent) for m in sorted(Path(runs).glob(f"*/{REPEATS}/*/{METRICS}"))]
+
+
+def read_repeat(repeat_dir: Path) -> dict:
+    """Where a repeat was trained ({} where it does not say)."""
+    return _read_optional(repeat_dir / REPEAT)
+
+
+# --- the run's identity ------------------------------------------------------------------------
 
 # Recipe fields that say when a run logs, tests and checkpoints: they change what is written
 # down, never what is trained. (ImageNet's eval_every stays: the plateau schedule reads it.)
@@ -73,80 +84,153 @@ def identity(config: dict) -> dict:
             "budget": config.get("budget", "1")}
 
 
+def short_hash(obj: dict) -> str:
+    """Ten hex digits of the sha256 of `obj` as sorted JSON: a run directory's key."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def config_key(config: dict) -> str:
-    """Short stable hash of a run's identity (`identity`): same result, same run directory."""
-    return hashlib.sha256(json.dumps(identity(config), sort_keys=True).encode()).hexdigest()[:10]
+    """A training run's key: the hash of its identity (`identity`): same result, same run directory."""
+    return short_hash(identity(config))
 
 
-def git_info() -> dict:
-    """The commit of this code: RESBENCH_COMMIT where set (a source tree copied without .git, as onto an offline node,
-    says its commit), else the git checkout that holds this package, and only if it is this project's
-    (a tree copied inside another checkout would otherwise take that checkout's commit)."""
-    if os.environ.get("RESBENCH_COMMIT"):
-        commit, _, flag = os.environ["RESBENCH_COMMIT"].partition("+")
-        return {"commit": commit, "dirty": flag == "dirty"}
+# --- config, env, summary, responses, error -------------------------------------------------------
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(PACKAGE_DIR), *args], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
+def read_config(run_dir: Path) -> dict:
     try:
-        top = git("rev-parse", "--show-toplevel")
-        if not top or Path(top).resolve() != PACKAGE_DIR.parent.resolve():
-            return {"commit": "unknown", "dirty": False}
-        return {"commit": git("rev-parse", "HEAD") or "unknown",
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": False}
+        return read_json(run_dir / CONFIG)
+    except (ValueError, OSError) as err:
+        raise RunDirError(f"{run_dir / CONFIG} cannot be read ({type(err).__name__}: {err}); restore it "
+                          f"from a copy, or move {run_dir.name} out of {run_dir.parent} to leave it out") from None
 
 
-def environment(device: torch.device, data_provenance: dict) -> dict:
-    from resbench.host import vision as _vision  # noqa: F401  (before torchvision)
-    import torchvision
+def write_config(run_dir: Path, config: dict) -> None:
+    write_json(run_dir / CONFIG, config)
 
-    from resbench import __version__
 
-    env = {
-        "git": git_info(), "resbench": __version__, "python": platform.python_version(),
-        "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-        "device": str(device), "host": platform.node(), "data": data_provenance,
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    else:
-        env["gpu"] = None
-        env["cpu_threads"] = torch.get_num_threads()
-    env["cpu"] = cpu_model()  # with "(native bf16)" where it computes bf16 in hardware
-    env["cpu_cores"] = os.cpu_count()
-    return env
+def read_env(run_dir: Path) -> dict:
+    """The run's provenance, or {} before it has started."""
+    return _read_optional(run_dir / ENV)
+
+
+def write_env(run_dir: Path, env: dict) -> None:
+    write_json(run_dir / ENV, env)
+
+
+def read_summary(run_dir: Path) -> dict:
+    """The run's summary, or {} while it has none (never started, or training)."""
+    return _read_optional(run_dir / SUMMARY)
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    write_json(run_dir / SUMMARY, summary)
+
+
+def read_status(run_dir: Path) -> str | None:
+    """The status in the summary, or None while the run has no summary."""
+    return read_summary(run_dir).get("status")
+
+
+def forget_summary(run_dir: Path) -> None:
+    """Drop a failed run's summary so that a new sweep trains it again (from its checkpoint)."""
+    (run_dir / SUMMARY).unlink(missing_ok=True)
+
+
+def forget_results(run_dir: Path) -> None:
+    """Forget what training wrote (summary, metrics, traceback): the run starts again from scratch."""
+    for name in RESULTS:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def read_responses(run_dir: Path) -> list[dict] | None:
+    path = run_dir / RESPONSES
+    return read_json(path) if path.exists() else None
+
+
+def write_responses(run_dir: Path, responses: list[dict]) -> None:
+    write_json(run_dir / RESPONSES, responses)
+
+
+def write_error(run_dir: Path, trace: str) -> None:
+    atomic_write_text(run_dir / ERROR, trace)
+
+
+def _read_optional(path: Path) -> dict:
+    return read_json(path) if path.exists() else {}
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Every readable record of the run's metrics.jsonl, oldest first ([] before the first).
+
+    A torn last line (a process killed, or a disk full, while it appended) is left out silently; an
+    unreadable line before it is left out with a warning naming the run and the line, and the lines
+    after it are kept.
+    """
+    path = run_dir / METRICS
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:
+            record = None
+            if number < len(lines):
+                warnings.warn(f"{path}: line {number} is not a JSON record; left out", stacklevel=2)
+        if isinstance(record, dict) and "iter" in record:
+            records.append(record)
+    return records
+
+
+def tail_metrics(run_dir: Path, tail_bytes: int = 4096) -> list[dict]:
+    """The last few metrics records, oldest first: cheap to read while a run is writing."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return []
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - tail_bytes))
+        lines = f.read().splitlines()
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # the first line of the tail may be cut, the last torn
+            continue
+    return [r for r in records if isinstance(r, dict) and "iter" in r]
+
+
+def last_iteration(run_dir: Path) -> int:
+    """The iteration of the last metrics record."""
+    records = tail_metrics(run_dir)
+    return int(records[-1]["iter"]) if records else 0
+
+
+def train_rates(run_dir: Path) -> list[float]:
+    """The img/s of every logged training record, oldest first."""
+    return [r["img_per_s"] for r in read_metrics(run_dir) if r.get("split") == "train" and r.get("img_per_s")]
+
+
+def last_error(records: list[dict], split: str = "train") -> float | None:
+    """The error of the last record of `split`: what a run resumed at its end reports as its final one."""
+    return next((r["error"] for r in reversed(records) if r["split"] == split), None)
 
 
 class MetricsLog:
-    """Append-only JSON lines; on resume, records past the checkpoint are dropped first."""
+    """A run's metrics.jsonl, append-only; on resume, records past the checkpoint are dropped first."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / METRICS
 
     def truncate_after(self, iteration: int) -> list[dict]:
-        """Keep the records up to `iteration` (a checkpoint's) and return them; a torn record (a process
-        killed, or a disk full, while it appended) is dropped with everything after it."""
-        keep: list[dict] = []
+        """Keep the readable records up to `iteration` (a checkpoint's) and return them."""
+        keep = [r for r in read_metrics(self.path.parent) if r["iter"] <= iteration]
         if self.path.exists():
-            for line in filter(None, self.path.read_text().splitlines()):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    break
-                if record["iter"] <= iteration:
-                    keep.append(record)
             atomic_write_text(self.path, "".join(f"{json.dumps(r)}\n" for r in keep))
         return keep
 
     def append(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-
-
-def last_error(records: list[dict], split: str = "train") -> float | None:
-    """The error of the last record of `split`: what a run resumed at its end reports as its final one."""
-    return next((r["error"] for r in reversed(records) if r["split"] == split), None)

@@ -1,12 +1,12 @@
 """The result store: a folder of run directories that many processes share safely.
 
-A run directory is named by its model, preset, config hash and seed (`run_dir_for`), so a
+A run directory is named by its model, schedule, key and seed (`resbench.runs.rundir`), so a
 sweep that is started again finds its finished runs and skips them, and its unfinished
 ones and resumes them. A process trains a run only while it holds the run's lock (an
 advisory `flock` on `<run>/.lock`): two workers, two `resbench run` commands or two Slurm
 tasks never train the same run at once, and the kernel drops the lock of a process that
 dies, even by SIGKILL, so the run can be picked up again. Files are written atomically
-(temp file + rename, `results.atomic_write_text`), so no reader sees half a file.
+(temp file + rename, `resbench.host.files`), so no reader sees half a file.
 
 Run states, as `resbench status` shows them:
     done       summary.json says done
@@ -20,26 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 from pathlib import Path
 from typing import Iterator
 
-from resbench.runs.rundir import read_json
+from resbench.runs.rundir import read_status, tail_metrics
 
 LOCK = ".lock"
 FINISHED = ("done", "diverged")  # a result: never trained again (unless --fresh)
 ENDED = (*FINISHED, "failed")  # not trained again in this sweep; a new sweep retries "failed"
-
-
-def run_dir_for(out: Path, model: str, preset: str, key: str, seed: int) -> Path:
-    return Path(out) / f"{model}-{preset}-{key}-s{seed}"
-
-
-def read_status(run_dir: Path) -> str | None:
-    """The status in summary.json, or None while the run has no summary."""
-    summary = run_dir / "summary.json"
-    return read_json(summary).get("status") if summary.exists() else None
 
 
 @contextlib.contextmanager
@@ -89,58 +78,8 @@ def run_state(run_dir: Path) -> str:
     return "paused" if status == "paused" else "stopped"
 
 
-def last_records(run_dir: Path) -> list[dict]:
-    """The last few metrics records, oldest first: cheap to read while a run is writing."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - 4096))
-        lines = f.read().splitlines()
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:  # the first line of the tail may be cut, the last torn
-            continue
-    return [r for r in records if isinstance(r, dict) and "iter" in r]
-
-
-def read_records(path: Path) -> list[dict]:
-    """Every whole record of a metrics.jsonl (a torn last line, from a process killed while writing, is left out)."""
-    records = []
-    for line in filter(None, path.read_text().splitlines()):
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            break
-    return records
-
-
-def last_iteration(run_dir: Path) -> int:
-    """The iteration of the last metrics record."""
-    records = last_records(run_dir)
-    return int(records[-1]["iter"]) if records else 0
-
-
 def eta_s(run_dir: Path, iterations_left: int, batch_size: int, fallback_img_per_s: float | None = None) -> float | None:
     """Seconds of training a run has left, at its last measured img/s (None while unmeasured)."""
-    rates = [r["img_per_s"] for r in last_records(run_dir) if r.get("split") == "train" and r.get("img_per_s")]
+    rates = [r["img_per_s"] for r in tail_metrics(run_dir) if r.get("split") == "train" and r.get("img_per_s")]
     rate = rates[-1] if rates else fallback_img_per_s
     return max(0, iterations_left) * batch_size / rate if rate else None
-
-
-class RunDirError(ValueError):
-    """A run directory whose files cannot be read: the message names the file and what to do."""
-
-
-def read_config(run_dir: Path) -> dict:
-    try:
-        return read_json(run_dir / "config.json")
-    except (ValueError, OSError) as err:
-        raise RunDirError(f"{run_dir / 'config.json'} cannot be read ({type(err).__name__}: {err}); restore it "
-                          f"from a copy, or move {run_dir.name} out of {run_dir.parent} to leave it out") from None
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted(p.parent for p in Path(root).glob("*/config.json"))

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from resbench.data.cifar import CifarData, CifarFiles
-from resbench.runs.rundir import atomic_write_text, read_json, write_json
-from resbench.runs.store import ENDED, read_status
+from resbench.runs.rundir import read_status, read_summary, write_config, write_error, write_summary
+from resbench.runs.store import ENDED
 from resbench.train.distributed import claim_once, world
 from resbench.train.engine import Engine
 from resbench.train.loop import train_cifar
@@ -148,12 +148,12 @@ def _take(job: Job, data: Data, engine: Engine, held: contextlib.ExitStack) -> d
     if not held.enter_context(claim_once(job.dir)):
         return {"dir": str(job.dir), "status": "taken"}
     if read_status(job.dir) in ENDED:
-        return {"dir": str(job.dir), "already": True, **read_json(job.dir / "summary.json")}
+        return {"dir": str(job.dir), "already": True, **read_summary(job.dir)}
     if job.config["data"] != job.run.config(data, engine)["data"]:
         raise ValueError(f"{job.dir}: this process's data ({data.variant}, {data.source}) is not the "
                          "data the run was planned on; give every worker the same --data-root")
     if world()[0] == 0:
-        write_json(job.dir / "config.json", job.config)
+        write_config(job.dir, job.config)
     return None
 
 
@@ -161,8 +161,8 @@ def _failed(run_dir: Path, error: str, trace: str) -> dict:
     """A run that raised: its traceback in error.txt, status failed (the next sweep retries it)."""
     failed = {"status": "failed", "error": error, "iteration": None}
     if world()[0] == 0:
-        atomic_write_text(run_dir / "error.txt", trace)
-        write_json(run_dir / "summary.json", failed)
+        write_error(run_dir, trace)
+        write_summary(run_dir, failed)
     return failed
 
 

@@ -22,7 +22,8 @@ from typing import Callable
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from resbench.sweep.jobs import Job, describe, make_groups, train_jobs
-from resbench.runs.store import ENDED, last_iteration, read_status, run_state
+from resbench.runs.rundir import last_iteration, read_status, read_summary
+from resbench.runs.store import ENDED, run_state
 from resbench.train.engine import Engine
 
 LAUNCHERS = ("inline", "local", "slurm")
@@ -92,7 +93,7 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
     import submitit
 
     if all(read_status(j.dir) in ENDED for j in jobs):  # nothing to train: start no process
-        return [{"dir": str(j.dir), **_summary(j), "already": True, "status": run_state(j.dir)} for j in jobs]
+        return [{"dir": str(j.dir), **read_summary(j.dir), "already": True, "status": run_state(j.dir)} for j in jobs]
     executor = submitit.LocalExecutor(folder=Path(out) / ".submitit" / "%j")
     # submitit kills a local job after timeout_min (default 2 minutes): allow the whole sweep
     executor.update_parameters(timeout_min=int((time_limit_s or 30 * 24 * 3600) / 60) + 10)
@@ -117,7 +118,7 @@ def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: E
         if (exc := worker.exception()) is not None:
             say(f"worker {worker.job_id} stopped: {str(exc).strip().splitlines()[-1]}; "
                 f"log: {worker.paths.stderr}")
-    return [{"dir": str(j.dir), **_summary(j), "status": run_state(j.dir)} for j in jobs]
+    return [{"dir": str(j.dir), **read_summary(j.dir), "status": run_state(j.dir)} for j in jobs]
 
 
 def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: Engine, out: Path,
@@ -147,13 +148,6 @@ def _local_gpus(engine: Engine) -> list[int]:
     return list(range(torch.cuda.device_count()))
 
 
-def _summary(job: Job) -> dict:
-    from resbench.runs.rundir import read_json
-
-    path = job.dir / "summary.json"
-    return read_json(path) if path.exists() else {}
-
-
 def _watch(jobs: list[Job], workers: list, progress: bool, say: Callable[[str], None]) -> None:
     """A progress bar over all runs' iterations, read from the store, until the workers end."""
     total = sum(j.run.recipe.iterations for j in jobs)
@@ -172,7 +166,7 @@ def _watch(jobs: list[Job], workers: list, progress: bool, say: Callable[[str], 
                     done_iters += j.run.recipe.iterations
                     if j.dir not in reported:
                         reported.add(j.dir)
-                        line = describe({"dir": str(j.dir), **_summary(j)})
+                        line = describe({"dir": str(j.dir), **read_summary(j.dir)})
                         bar.console.print(line) if progress else say(line)
                 else:
                     done_iters += last_iteration(j.dir)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Callable
 from resbench.data.cifar import CifarData, CifarFiles, cifar10_files
 from resbench.models import canonical_name, parse_model_name
 from resbench.paper.tiers import tier
-from resbench.runs.rundir import config_key
+from resbench.runs.rundir import config_key, forget_results, forget_summary, read_status, run_dir_for
 from resbench.paper.declarations import Experiment, load_experiment
 from resbench.sweep.jobs import Job, resolve_fuse, train_jobs
-from resbench.runs.store import is_locked, read_status, run_dir_for
+from resbench.runs.store import is_locked
 from resbench.runs.checkpoint import remove_checkpoints
 from resbench.train.engine import Engine
 from resbench.train.runspec import CifarRun, ImageNetRun
@@ -115,8 +115,7 @@ def reset(job: Job) -> None:
     if is_locked(job.dir):
         raise ValueError(f"{job.dir} is being trained by another process; not reset")
     remove_checkpoints(job.dir)
-    for name in ("summary.json", "metrics.jsonl", "error.txt"):
-        (job.dir / name).unlink(missing_ok=True)
+    forget_results(job.dir)
 
 
 def prepare(name: str, preset: str = "paper", models: list[str] | None = None, seeds: int | None = None,
@@ -144,7 +143,7 @@ def prepare(name: str, preset: str = "paper", models: list[str] | None = None, s
         if fresh and job.dir.exists():
             reset(job)
         elif read_status(job.dir) == "failed":  # a new sweep retries a failed run, from its checkpoint
-            (job.dir / "summary.json").unlink()
+            forget_summary(job.dir)
         jobs.append(job)
     return jobs, data, engine
 

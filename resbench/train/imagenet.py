@@ -21,7 +21,8 @@ import torch
 from resbench.data.imagenet import FolderLoader, ImageFolderData
 from resbench.evaluation.imagenet import TESTS, evaluate
 from resbench.models import build_model
-from resbench.runs.rundir import MetricsLog, environment, last_error, write_json
+from resbench.runs.provenance import environment
+from resbench.runs.rundir import MetricsLog, last_error, write_env, write_summary
 from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
 from resbench.train.distributed import after_lead, any_rank, broadcast, world
 from resbench.train.engine import Engine, graphs_compiled, make_optimizer, step_path
@@ -47,7 +48,7 @@ class ImageNetTraining:
             raise ValueError(f"each of {self.size} processes gets {self.loader.local} images, not a multiple of "
                              f"bn_group {self.recipe.bn_group}")
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_file = MetricsLog(run_dir / "metrics.jsonl")
+        self.log_file = MetricsLog(run_dir)
         torch.manual_seed(run.seed)
         layout = torch.channels_last if engine.channels_last else torch.contiguous_format
         self.net = build_model(run.model).to(device, memory_format=layout)
@@ -81,7 +82,7 @@ class ImageNetTraining:
                                       "processes": self.size})
         elif self.lead:
             self.log_file.truncate_after(0)
-            write_json(self.dir / "env.json", {**environment(torch.device(self.engine.device),
+            write_env(self.dir, {**environment(torch.device(self.engine.device),
                                                              self.data.provenance()), "processes": self.size})
 
     def lr(self, iteration: int) -> float:
@@ -147,7 +148,7 @@ class ImageNetTraining:
                    "params": sum(p.numel() for p in self.net.parameters()),
                    "decode": self.data.decode, "step": state.get("step"), **extra}
         if self.lead:
-            write_json(self.dir / "summary.json", summary)
+            write_summary(self.dir, summary)
         return summary
 
 

@@ -10,7 +10,8 @@ from resbench.data.cifar import CifarData, stratified_split
 from resbench.data.pipeline import DeviceLoader
 from resbench.models import build_model
 from resbench.probes.responses import response_stds
-from resbench.runs.rundir import MetricsLog, environment, last_error, write_json
+from resbench.runs.provenance import environment
+from resbench.runs.rundir import MetricsLog, last_error, write_env, write_responses, write_summary
 from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
 from resbench.train.engine import Engine, loss_and_error, make_optimizer
 from resbench.train.runspec import CifarRun
@@ -59,7 +60,7 @@ class Member:
         self.fused_with = {"fused_with": list(fused_with)} if fused_with else {}
         self.packed = {}  # {"pack_slots": K} when trained in a pack (`resbench.train.pack`): recorded in the summary
         env = {**environment(torch.device(device), data.provenance()), **self.fused_with}
-        self.log = MetricsLog(run_dir / "metrics.jsonl")
+        self.log = MetricsLog(run_dir)
         torch.manual_seed(run.seed)  # the run's initialisation, fused or not
         self.model = build_model(run.model).to(device)
         if engine.channels_last:
@@ -80,7 +81,7 @@ class Member:
                              **self.fused_with})
         else:
             self.log.truncate_after(0)
-            write_json(run_dir / "env.json", env)
+            write_env(run_dir, env)
         self.loader = DeviceLoader(data.train_x, data.train_y, self.recipe.batch_size, run.seed, device)
         self.test_x, self.test_y = data.test_x, data.test_y
         if self.recipe.test_subset and self.recipe.test_subset < len(self.test_y):
@@ -147,7 +148,7 @@ class Member:
         if status == "done":
             _, extra["test_error"] = loss_and_error(self.model, self.test_batches(), self.engine)
             extra["train_error"] = self.train_err
-            write_json(self.dir / "responses.json", response_stds(
+            write_responses(self.dir, response_stds(
                 self.model, self.test_batches(), bn_images=self.recipe.batch_size // self.recipe.bn_splits))
         self.tick_wall()
         summary = {"status": status, "iteration": self.iteration, "train_s": round(self.state["train_s"], 2),
@@ -157,7 +158,7 @@ class Member:
                    "step": self.state.get("step"),  # compiled, eager, or eager: compilation fell back
                    "params": sum(p.numel() for p in self.model.parameters()),
                    **self.fused_with, **self.packed, **extra}
-        write_json(self.dir / "summary.json", summary)
+        write_summary(self.dir, summary)
         return summary
 
     def diverged(self, loss: float) -> dict:

@@ -1,0 +1,64 @@
+"""A run directory's files, read and written by the one module that owns them (resbench.runs.rundir)."""
+import json
+import warnings
+
+import pytest
+
+from resbench.runs.rundir import (METRICS, MetricsLog, RunDirError, config_key, read_config, read_env, read_metrics,
+                                  read_status, read_summary, run_dirs, short_hash, write_config, write_summary)
+
+RECORDS = [{"iter": 10, "split": "train", "loss": 2.0}, {"iter": 20, "split": "train", "loss": 1.5},
+           {"iter": 20, "split": "test", "error": 60.0}]
+
+
+def write_metrics(run_dir, lines: list[str]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / METRICS).write_text("".join(f"{line}\n" for line in lines))
+
+
+def test_a_torn_last_line_is_left_out_silently(tmp_path):
+    write_metrics(tmp_path, [json.dumps(r) for r in RECORDS])
+    with open(tmp_path / METRICS, "a") as f:
+        f.write('{"iter": 30, "spl')  # killed while appending
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_metrics(tmp_path) == RECORDS
+
+
+def test_a_bad_line_mid_file_is_named_and_the_rest_is_kept(tmp_path):
+    lines = [json.dumps(RECORDS[0]), "garbage", json.dumps(RECORDS[1]), json.dumps(RECORDS[2])]
+    write_metrics(tmp_path / "resnet20-run", lines)
+    with pytest.warns(UserWarning, match=r"resnet20-run/metrics\.jsonl: line 2 is not a JSON record"):
+        assert read_metrics(tmp_path / "resnet20-run") == RECORDS
+
+
+def test_resuming_keeps_the_readable_records_up_to_the_checkpoint(tmp_path):
+    write_metrics(tmp_path, [json.dumps(RECORDS[0]), "garbage", json.dumps(RECORDS[1]), '{"iter": 30, "split": "tr'])
+    with pytest.warns(UserWarning):
+        assert MetricsLog(tmp_path).truncate_after(20) == RECORDS[:2]
+    assert read_metrics(tmp_path) == RECORDS[:2]  # rewritten whole: the garbage and the torn line are gone
+
+
+def test_files_round_trip_and_absent_ones_read_empty(tmp_path):
+    run = tmp_path / "r-s0"
+    assert read_summary(run) == {} and read_env(run) == {} and read_metrics(run) == [] and read_status(run) is None
+    write_config(run, {"model": "resnet20"})
+    write_summary(run, {"status": "done", "test_error": 8.75})
+    assert read_config(run) == {"model": "resnet20"} and read_status(run) == "done"
+    (tmp_path / "not-a-run").mkdir()
+    assert run_dirs(tmp_path) == [run] and run_dirs(tmp_path / "absent") == []
+
+
+def test_an_unreadable_config_names_the_file_and_what_to_do(tmp_path):
+    write_metrics(tmp_path / "r-s0", [])
+    (tmp_path / "r-s0" / "config.json").write_text('{"model": ')
+    with pytest.raises(RunDirError, match=r"r-s0/config\.json cannot be read .*move r-s0 out of"):
+        read_config(tmp_path / "r-s0")
+
+
+def test_keys_hash_what_determines_the_result_and_only_that():
+    config = {"model": "resnet20", "seed": 0, "precision": "fp32", "data": {"variant": "v", "source": "/a"},
+              "recipe": {"lr": 0.1, "log_every": 50}}
+    moved = {**config, "data": {"variant": "v", "source": "/elsewhere"}, "recipe": {"lr": 0.1, "log_every": 10}}
+    assert config_key(config) == config_key(moved) != config_key({**config, "seed": 1})
+    assert len(short_hash({"peer": "airbench94"})) == 10
