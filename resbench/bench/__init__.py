@@ -1,0 +1,1 @@
+"""Bench: throughput measurements, each with its contenders side by side in one run, and the machine profile."""

@@ -1,1 +1,2 @@
-"""Training: recipes, the loop, checkpoints."""
+"""Training: the one loop skeleton and its drivers (one run, seeds fused, K runs packed, ImageNet data-parallel),
+the step and how it runs on the hardware."""
