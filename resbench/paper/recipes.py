@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 
+from resbench.data.imagenet import Views
+
 
 class Options:
     """`recipe.with_options(lr=0.05)`: a validated copy with some fields changed."""
@@ -176,8 +178,6 @@ class ImageNetRecipe(Options):
         return self
 
     def views(self):
-        from resbench.data.imagenet import Views
-
         return Views(self.scale_min, self.scale_max, self.crop, self.test_size, self.pca_std)
 
     def step_lr(self, iteration: int) -> float:

@@ -16,6 +16,7 @@ The two must agree; `complexity()` raises if they do not.
 """
 from __future__ import annotations
 
+import csv
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -26,6 +27,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from resbench.models import build_model, parse_model_name
+from resbench.paper.declarations import all_experiments, load_experiment
 
 # fvcore imports torch.jit.script and runs torch.jit.trace, both deprecated in current
 # PyTorch; these are the only warnings we silence.
@@ -64,7 +66,7 @@ def count_params(model: nn.Module) -> int:
 
 
 def macs_fvcore(model: nn.Module, input_size: int) -> int:
-    with _quiet_jit():  # imported here: the GPU machine has no fvcore, and needs only FlopCounterMode
+    with _quiet_jit():  # imported here: fvcore is optional where only training runs (a GPU node needs FlopCounterMode only)
         from fvcore.nn import FlopCountAnalysis
 
     x = torch.zeros(1, 3, input_size, input_size)
@@ -98,8 +100,6 @@ def complexity(name: str) -> Complexity:
 
 def paper_models() -> list[str]:
     """Every model the declared experiments name (Tables 1-6, Figures), in order."""
-    from resbench.paper.declarations import all_experiments
-
     names: dict[str, None] = {}
     for exp in all_experiments():
         for row in exp.runnable_rows:
@@ -109,8 +109,6 @@ def paper_models() -> list[str]:
 
 def paper_reference(name: str) -> tuple[str, float, float] | None:
     """(what, paper value, our value in the paper's unit) for Table 1 FLOPs or Table 6 params."""
-    from resbench.paper.declarations import load_experiment
-
     for table, metric, scale in (("table1", "flops", 1e9), ("table6", "params", 1e6)):
         for row in load_experiment(table).runnable_rows:
             if row.model == name and metric in row.paper:
@@ -122,8 +120,6 @@ GOLDEN_COLUMNS = ("model", "params", "macs")
 
 
 def write_golden(path: str, rows: list[Complexity]) -> None:
-    import csv
-
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(GOLDEN_COLUMNS)

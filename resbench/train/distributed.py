@@ -14,6 +14,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
+from resbench.runs.store import claim
+
 
 def world() -> tuple[int, int]:
     """(rank, number of processes): (0, 1) unless torch.distributed is initialised."""
@@ -76,8 +78,6 @@ def after_lead(obj):
 @contextlib.contextmanager
 def claim_once(run_dir: Path) -> Iterator[bool]:
     """The store's claim on a run, taken by process 0 only; its outcome on every process."""
-    from resbench.runs.store import claim
-
     rank, size = world()
     if rank == 0:
         with claim(run_dir) as mine:
