@@ -285,9 +285,12 @@ class _Altered(Exception):
 
 
 def _write_checked(source, staging: Path, name: str, digest: str) -> None:
-    (staging / name).parent.mkdir(parents=True, exist_ok=True)
+    dest = (staging / name).resolve()
+    if staging.resolve() not in dest.parents:  # `_inside` already refused it: a second lock on the same door
+        raise ArchiveError(f"{name!r} is outside the folder it is imported into; nothing imported")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     reader = _Hashing(source)
-    with open(staging / name, "wb") as f:
+    with open(dest, "wb") as f:
         shutil.copyfileobj(reader, f)
     if reader.hexdigest() != digest:
         raise _Altered(name)
