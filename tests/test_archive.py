@@ -14,10 +14,11 @@ from conftest import make_images
 from resbench.cli.main import app
 from resbench.data.cifar import CifarData
 from resbench.runs import archive as archive_module
-from resbench.runs.archive import MANIFEST, ArchiveError, choose_runs, export_runs, import_runs
+from resbench.runs.archive import MANIFEST, ArchiveError, choose_runs, export_runs
 from resbench.runs.checkpoint import LATEST, PREVIOUS, load_checkpoint, save_checkpoint
 from resbench.runs.rundir import config_key, read_json, write_json
 from resbench.runs.store import claim, read_config, read_status, run_dir_for
+from resbench.runs.unarchive import import_runs
 from resbench.sweep.plan import run_experiment
 from resbench.train.engine import Engine
 
@@ -306,3 +307,24 @@ def test_an_unknown_archive_or_folder_is_a_one_line_error(tmp_path):
         import_runs(tmp_path / "missing.tar.gz", tmp_path / "runs")
     result = CliRunner().invoke(app, ["runs", "export", str(tmp_path / "a.tar.gz"), "--runs", str(tmp_path / "no")])
     assert result.exit_code == 2 and "is not a folder of runs" in result.output
+
+
+def test_a_folder_that_cannot_be_written_is_a_one_line_error(paused, tmp_path, monkeypatch):
+    there = write_run(tmp_path / "there", paused, seed=0, status="done")
+    write_run(tmp_path / "runs", paused, seed=0, status="paused", at=30)
+    export_runs([there], tmp_path / "a.tar.gz")
+
+    def refuse(*args):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(archive_module.os, "replace", refuse)
+    result = CliRunner().invoke(app, ["runs", "import", str(tmp_path / "a.tar.gz"), "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "cannot write to" in result.output and "Permission denied" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_run_not_named_by_its_key_is_not_exported(paused, tmp_path):
+    run = write_run(tmp_path / "there", paused, seed=0, status="done")
+    renamed = run.rename(run.with_name(run.name.replace("-s0", "-s7")))
+    with pytest.raises(ArchiveError, match="not named by its config's key"):
+        export_runs([renamed], tmp_path / "a.tar.gz")
+    assert not (tmp_path / "a.tar.gz").exists()

@@ -56,7 +56,7 @@ def import_cmd(
 ) -> None:
     """Bring an archive's runs into a folder: verified whole first; never replaces a finished run, nor a
     checkpoint with an older one."""
-    from resbench.runs.archive import import_runs
+    from resbench.runs.unarchive import import_runs
 
     runs = one(runs_, "--runs")
     try:
