@@ -17,7 +17,7 @@ from resbench.runs import archive as archive_module
 from resbench.runs.archive import MANIFEST, ArchiveError, choose_runs, export_runs
 from resbench.runs.checkpoint import LATEST, PREVIOUS, load_checkpoint, save_checkpoint
 from resbench.runs.rundir import config_key, read_json, write_json
-from resbench.runs.store import claim, read_config, read_status, run_dir_for
+from resbench.runs.store import LOCK, claim, read_config, read_status, run_dir_for
 from resbench.runs.unarchive import import_runs
 from resbench.sweep.plan import run_experiment
 from resbench.train.engine import Engine
@@ -56,7 +56,7 @@ def write_run(root, paused, seed, status="done", at=None, test_error=10.0):
 
 
 def files(run):
-    return {p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != LOCK}
 
 
 def members(archive):
@@ -93,6 +93,9 @@ def test_a_round_trip_brings_every_file_back_and_the_paused_run_resumes_from_its
     assert [(m.name, m.action) for m in result] == [(done.name, "added"), (paused.name, "added")]
     assert files(tmp_path / "runs" / paused.name) == files(paused)
     assert files(tmp_path / "runs" / done.name) == {k: v for k, v in files(done).items() if "checkpoint" not in k}
+    again = import_runs(tmp_path / "a.tar.gz", tmp_path / "runs")
+    assert [m.action for m in again] == ["same", "same"]
+    assert not (done / LOCK).exists() and not (tmp_path / "runs" / done.name / LOCK).exists()  # no litter
     here, there = load_checkpoint(paused), load_checkpoint(tmp_path / "runs" / paused.name)
     assert there["state"] == here["state"] and all(torch.equal(there["model"][k], v) for k, v in here["model"].items())
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([done.name, paused.name])  # no staging

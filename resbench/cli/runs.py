@@ -45,8 +45,9 @@ def export_cmd(
         table.add_row(m.name, m.state, _styled(m.action), str(len(m.files)) if m.files else "", m.detail)
     console.print(table)
     shipped = sum(m.action == "exported" for m in moved)
-    console.print(f"wrote {archive} ({shipped} run{'s' * (shipped != 1)}, {archive.stat().st_size / 2**20:.1f} MiB); on the other "
-                  f"machine: resbench runs import {archive.name} --runs FOLDER", highlight=False, soft_wrap=True)
+    size = archive.stat().st_size / 2**20
+    console.print(f"wrote {archive} ({shipped} run{'s' * (shipped != 1)}, {size:.1f} MiB); on the other machine: "
+                  f"resbench runs import {archive.name} --runs FOLDER", highlight=False, soft_wrap=True)
 
 
 @runs_app.command("import")

@@ -99,11 +99,12 @@ def sha256_of(path: Path) -> str:
 
 @contextlib.contextmanager
 def held(run_dir: Path) -> Iterator[bool]:
-    """The run's lock while it is read: False while a process trains it. A folder this user cannot
-    write to (a read-only copy) has no trainer to fear: read it without the lock."""
+    """The run's lock while it is read or replaced: False while a process trains it. A run without a lock
+    file was never trained in this folder (a trainer makes one before it starts), and none is made for
+    it: a committed or copied folder of runs is left as it was. A read-only one has no trainer to fear."""
     with contextlib.ExitStack() as stack:
         try:
-            mine = stack.enter_context(claim(run_dir))
+            mine = stack.enter_context(claim(run_dir)) if (run_dir / LOCK).exists() else True
         except PermissionError:
             mine = True
         yield mine
