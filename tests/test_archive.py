@@ -183,10 +183,10 @@ def archive(paused, tmp_path):
     return tmp_path / "a.tar.gz"
 
 
-def refused(archive, tmp_path, expected):
+def refused(archive, tmp_path, expected, paused):
     """The import of `archive` fails with a one-line message containing `expected`, and changes nothing."""
     runs = tmp_path / "runs"
-    write_run(runs, read_config_dir(tmp_path), seed=5, status="paused", at=3)
+    write_run(runs, paused, seed=5, status="paused", at=3)
     before = contents(runs)
     result = CliRunner().invoke(app, ["runs", "import", str(archive), "--runs", str(runs)], env=WIDE)
     assert result.exit_code == 2 and expected in result.output, result.output
@@ -198,48 +198,44 @@ def contents(folder):
     return {p: p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
 
 
-def read_config_dir(tmp_path):
-    return next((tmp_path / "there").glob("*-s1"))
-
-
-def test_a_tampered_file_is_refused(archive, tmp_path):
+def test_a_tampered_file_is_refused(paused, archive, tmp_path):
     def tamper(entries):
         i = next(i for i, (m, _) in enumerate(entries) if m.name.endswith("summary.json"))
         entries[i] = (entries[i][0], entries[i][1].replace(b"10.0", b"01.0"))
-    refused(rewrite(archive, tmp_path / "t.tar.gz", tamper), tmp_path, "does not match its sha256")
+    refused(rewrite(archive, tmp_path / "t.tar.gz", tamper), tmp_path, "does not match its sha256", paused)
 
 
-def test_a_truncated_or_foreign_archive_is_refused(archive, tmp_path):
+def test_a_truncated_or_foreign_archive_is_refused(paused, archive, tmp_path):
     data = archive.read_bytes()
     (tmp_path / "cut.tar.gz").write_bytes(data[: len(data) // 2])
-    refused(tmp_path / "cut.tar.gz", tmp_path, "is damaged or not a resbench archive")
+    refused(tmp_path / "cut.tar.gz", tmp_path, "is damaged or not a resbench archive", paused)
     with tarfile.open(tmp_path / "plain.tar.gz", "w:gz") as tar:
-        tar.add(read_config_dir(tmp_path), arcname="run")
-    refused(tmp_path / "plain.tar.gz", tmp_path, f"does not start with {MANIFEST}")
+        tar.add(next((tmp_path / "there").glob("*-s1")), arcname="run")
+    refused(tmp_path / "plain.tar.gz", tmp_path, f"does not start with {MANIFEST}", paused)
 
 
-def test_an_archive_missing_a_listed_file_is_refused(archive, tmp_path):
-    refused(rewrite(archive, tmp_path / "t.tar.gz", lambda entries: entries.pop()), tmp_path, "is incomplete")
+def test_an_archive_missing_a_listed_file_is_refused(paused, archive, tmp_path):
+    refused(rewrite(archive, tmp_path / "t.tar.gz", lambda entries: entries.pop()), tmp_path, "is incomplete", paused)
 
 
 @pytest.mark.parametrize("escape", ["../../outside.txt", "/tmp/outside.txt", "repeats/../../x", ".lock"])
-def test_paths_outside_a_run_are_refused(archive, tmp_path, escape):
+def test_paths_outside_a_run_are_refused(paused, archive, tmp_path, escape):
     def listed(entries):  # the manifest lists the path, and the archive holds it
         name = json.loads(entries[0][1])["runs"][0]["name"]
         data = b"evil\n"
         set_manifest(entries, lambda m: m["runs"][0]["files"].update({escape: hashlib.sha256(data).hexdigest()}))
         entries.append((tarfile.TarInfo(f"{name}/{escape}"), data))
-    refused(rewrite(archive, tmp_path / "t.tar.gz", listed), tmp_path, "a path outside its directory")
+    refused(rewrite(archive, tmp_path / "t.tar.gz", listed), tmp_path, "a path outside its directory", paused)
 
     def unlisted(entries):  # the archive holds an entry its manifest does not list, or a link
         link = tarfile.TarInfo(f"{json.loads(entries[0][1])['runs'][0]['name']}/metrics.jsonl")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         entries[1:] = [e for e in entries[1:] if not e[0].name.endswith("metrics.jsonl")] + [(link, b"")]
-    refused(rewrite(archive, tmp_path / "u.tar.gz", unlisted), tmp_path, "which its manifest does not list")
+    refused(rewrite(archive, tmp_path / "u.tar.gz", unlisted), tmp_path, "which its manifest does not list", paused)
     assert not list(tmp_path.rglob("outside.txt"))
 
 
-def test_a_run_not_named_by_its_configs_key_is_refused(archive, tmp_path):
+def test_a_run_not_named_by_its_configs_key_is_refused(paused, archive, tmp_path):
     def edit_recipe(entries):  # a config edited, its hash and manifest made consistent: the name no longer fits
         i = next(i for i, (m, _) in enumerate(entries) if m.name.endswith("config.json"))
         config = json.loads(entries[i][1])
@@ -248,7 +244,7 @@ def test_a_run_not_named_by_its_configs_key_is_refused(archive, tmp_path):
         entries[i] = (entries[i][0], data)
         set_manifest(entries, lambda m: m["runs"][0]["files"].update(
             {"config.json": hashlib.sha256(data).hexdigest()}))
-    refused(rewrite(archive, tmp_path / "t.tar.gz", edit_recipe), tmp_path, "is not named by its config's key")
+    refused(rewrite(archive, tmp_path / "t.tar.gz", edit_recipe), tmp_path, "is not named by its config's key", paused)
 
 
 def test_a_failed_export_leaves_the_old_archive_and_no_partial_file(paused, tmp_path, monkeypatch):
@@ -331,3 +327,24 @@ def test_a_run_not_named_by_its_key_is_not_exported(paused, tmp_path):
     with pytest.raises(ArchiveError, match="not named by its config's key"):
         export_runs([renamed], tmp_path / "a.tar.gz")
     assert not (tmp_path / "a.tar.gz").exists()
+
+
+def test_calibration_runs_travel_to_the_calibration_folder_and_only_there(paused, tmp_path):
+    from resbench.report.calibration import load_calibration
+
+    write_run(tmp_path / "there", paused, seed=0, status="done")
+    run = tmp_path / "there" / "calibration" / "airbench94-0123456789-s0"
+    write_json(run / "config.json", {"kind": "calibration", "peer": "airbench94", "seed": 0, "key": "0123456789",
+                                     "published": {"error": 6.0, "runs": 10}, "data": {"variant": "cifar10-jpeg"}})
+    write_json(run / "summary.json", {"status": "done", "test_error": 6.5})
+    moved = export_runs(choose_runs(tmp_path / "there"), tmp_path / "a.tar.gz")
+    assert sorted(m.name for m in moved)[0] == f"calibration/{run.name}"
+    import_runs(tmp_path / "a.tar.gz", tmp_path / "runs")
+    assert load_calibration(tmp_path / "runs")["test_error"].tolist() == [6.5]
+    assert choose_runs(tmp_path / "there", models={"resnet20"}) == [next((tmp_path / "there").glob("resnet20-*"))]
+
+    def out_of_its_folder(entries):  # a calibration run moved beside the training runs
+        for info, _ in entries[1:]:
+            info.name = info.name.removeprefix("calibration/")
+        set_manifest(entries, lambda m: [r.update(name=r["name"].removeprefix("calibration/")) for r in m["runs"]])
+    refused(rewrite(tmp_path / "a.tar.gz", tmp_path / "t.tar.gz", out_of_its_folder), tmp_path, "cannot lie at", paused)

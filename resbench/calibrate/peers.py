@@ -31,7 +31,6 @@ from resbench.host.machine import cache_dir
 from resbench.runs.rundir import environment, read_json, write_json
 
 AIRBENCH_VERSION = "0.1.8"  # the published means below are this code's
-CALIBRATION_FOLDER = "calibration"  # of a runs folder: reports read <runs>/calibration
 
 
 @dataclass(frozen=True)

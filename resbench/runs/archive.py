@@ -30,7 +30,7 @@ import torch
 
 from resbench import __version__
 from resbench.runs.checkpoint import LATEST, PREVIOUS
-from resbench.runs.rundir import config_key
+from resbench.runs.rundir import CALIBRATION_FOLDER, config_key
 from resbench.runs.store import FINISHED, LOCK, RunDirError, claim, read_config, read_status, run_dirs
 
 MANIFEST = "resbench-archive.json"
@@ -55,18 +55,19 @@ class Moved:
 
 
 def choose_runs(root: Path, names: list[str] | None = None, models: set[str] | None = None) -> list[Path]:
-    """The run directories of `root` whose names match one of `names` (shell patterns, e.g. 'resnet20-*';
-    every run without) and whose model is in `models` (any without). A name that matches nothing is an error."""
+    """The run directories of `root`, and its calibration runs (`resbench calibrate`, in `<root>/calibration`),
+    whose names match one of `names` (shell patterns, e.g. 'resnet20-*'; every run without) and whose model is
+    in `models` (any without; calibration runs have none). A name that matches nothing is an error."""
     if not Path(root).is_dir():
         raise ArchiveError(f"{root} is not a folder of runs")
-    found = run_dirs(root)
+    found = run_dirs(root) + run_dirs(Path(root) / CALIBRATION_FOLDER)
     if names:
         for name in names:
             if not any(fnmatch.fnmatchcase(d.name, name) for d in found):
                 raise ArchiveError(f"no run named {name!r} in {root}")
         found = [d for d in found if any(fnmatch.fnmatchcase(d.name, name) for name in names)]
     if models is not None:
-        found = [d for d in found if read_config(d)["model"] in models]
+        found = [d for d in found if read_config(d).get("model") in models]
     if not found:
         raise ArchiveError(f"no runs to export in {root}" + (" for those models" if models is not None else ""))
     return found
@@ -144,10 +145,11 @@ def _write_archive(archive: Path, shipped: list[tuple[Moved, Path]]) -> None:
 
 def _inventory(run_dir: Path, with_checkpoints: bool, locks: contextlib.ExitStack) -> Moved:
     """One run's entry: its files and their sha256, read under its lock (held until the archive is written)."""
-    if problem := misnamed(run_dir):
+    name = archived_name(run_dir)
+    if problem := misnamed(run_dir, name):
         raise ArchiveError(f"{run_dir}: {problem}; nothing exported")
     if not locks.enter_context(held(run_dir)):
-        return Moved(run_dir.name, "running", "left out", "being trained now")
+        return Moved(name, "running", "left out", "being trained now")
     state = state_of(run_dir)
     paths = _files(run_dir)
     detail, at = "", None
@@ -157,13 +159,13 @@ def _inventory(run_dir: Path, with_checkpoints: bool, locks: contextlib.ExitStac
             at, detail = ckpt[1], f"checkpoint at iteration {ckpt[1]:,}"
         else:
             detail = f"without its checkpoint (iteration {ckpt[1]:,}; --with-checkpoints takes it)"
-    return Moved(run_dir.name, state, "exported", detail, {p: sha256_of(run_dir / p) for p in paths}, at)
+    return Moved(name, state, "exported", detail, {p: sha256_of(run_dir / p) for p in paths}, at)
 
 
 def _manifest(runs: list[Moved]) -> dict:
     return {"format": FORMAT, "resbench": __version__, "host": platform.node(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "runs": [{"name": m.name, "key": RUN_NAME.fullmatch(m.name)["key"], "state": m.state,
+            "runs": [{"name": m.name, "key": RUN_NAME.fullmatch(m.name.split("/")[-1])["key"], "state": m.state,
                       "checkpoint_iteration": m.checkpoint_iteration, "files": m.files} for m in runs]}
 
 
@@ -208,19 +210,30 @@ def state_of(run_dir: Path) -> str:
         raise ArchiveError(f"{run_dir.name}: its summary cannot be read ({err})") from None
 
 
-def misnamed(run_dir: Path) -> str | None:
-    """What is wrong with a run directory's name, if anything: it must end in the key this code computes
-    from its config (what `resbench run` looks for) and its seed."""
+def archived_name(run_dir: Path) -> str:
+    """A run's place in a folder of runs, as an archive names it: its name, under calibration/ for a
+    calibration run."""
+    calibration = read_config(run_dir).get("kind") == "calibration"
+    return f"{CALIBRATION_FOLDER}/{run_dir.name}" if calibration else run_dir.name
+
+
+def misnamed(run_dir: Path, name: str) -> str | None:
+    """What is wrong with a run directory's `name` in an archive, if anything: it must end in the key this
+    code computes from its config (what `resbench run` looks for) and its seed. A calibration run's key
+    hashes airbench's version, which `resbench.calibrate` knows: it must agree with its config's."""
     match = RUN_NAME.fullmatch(run_dir.name)
     if not match:
         return "not a run directory's name (<model>-<preset>-<key>-s<seed>)"
     try:
         config = read_config(run_dir)
-        key = config_key(config)
+        calibration = config.get("kind") == "calibration"
+        key = config.get("key") if calibration else config_key(config)
     except RunDirError:
         return "its config cannot be read"
     except (KeyError, TypeError, AttributeError):
-        key = None
+        key, calibration = None, False
+    if calibration != (name == f"{CALIBRATION_FOLDER}/{run_dir.name}") or name.split("/")[-1] != run_dir.name:
+        return f"a {'calibration' if calibration else 'training'} run cannot lie at {name}"
     if key != match["key"] or config.get("key") != key or str(config.get("seed")) != match["seed"]:
         return (f"it is not named by its config's key ({key}): edited by hand, or written by a resbench that "
                 "computes keys differently")

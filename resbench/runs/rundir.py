@@ -150,3 +150,6 @@ class MetricsLog:
 def last_error(records: list[dict], split: str = "train") -> float | None:
     """The error of the last record of `split`: what a run resumed at its end reports as its final one."""
     return next((r["error"] for r in reversed(records) if r["split"] == split), None)
+
+
+CALIBRATION_FOLDER = "calibration"  # of a folder of runs: `resbench calibrate`'s runs, which reports read there

@@ -20,6 +20,7 @@ from pathlib import Path
 from resbench.runs.archive import (FORMAT, MANIFEST, RUN_NAME, ArchiveError, HashingReader, Moved,
                                    checkpoint_iteration, held, misnamed, sha256_of, state_of, unreadable_summary,
                                    where)
+from resbench.runs.rundir import CALIBRATION_FOLDER
 from resbench.runs.store import FINISHED
 
 
@@ -32,7 +33,7 @@ def import_runs(archive: Path, root: Path) -> list[Moved]:
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".import-"))  # beside the runs: a rename moves one in
     try:
         runs = _unpack(Path(archive), staging)
-        return [_install(staging / run["name"], run["files"], root) for run in runs]
+        return [_install(staging, run["name"], run["files"], root) for run in runs]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -65,7 +66,7 @@ def _unpack(archive: Path, staging: Path) -> list[dict]:
         raise ArchiveError(f"{archive} is incomplete: {len(missing)} file(s) of its manifest are missing "
                            f"(first: {missing[0]}); nothing imported")
     for run in runs:
-        if problem := misnamed(staging / run["name"]) or unreadable_summary(staging / run["name"]):
+        if problem := misnamed(staging / run["name"], run["name"]) or unreadable_summary(staging / run["name"]):
             raise ArchiveError(f"{archive}: run {run['name']}: {problem}; nothing imported")
     return runs
 
@@ -78,7 +79,7 @@ def _read_manifest(text: bytes, archive: Path) -> list[dict]:
             raise ArchiveError(f"{archive} is in format {manifest['format']!r}; this resbench reads {FORMAT}")
         names = [run["name"] for run in runs]
         for run in runs:
-            match = RUN_NAME.fullmatch(run["name"])
+            match = RUN_NAME.fullmatch(run["name"].removeprefix(f"{CALIBRATION_FOLDER}/"))
             if not match or match["key"] != run["key"] or names.count(run["name"]) > 1:
                 raise ArchiveError(f"{archive}: its manifest names a run {run['name']!r} that is not a "
                                    "run directory's name (or names it twice); nothing imported")
@@ -116,13 +117,15 @@ def _write_checked(source, staging: Path, name: str, digest: str) -> None:
         raise _Altered(name)
 
 
-def _install(staged: Path, files: dict[str, str], root: Path) -> Moved:
-    """Bring one verified run into `root`, unless what is there already has as much or more."""
-    name, state = staged.name, state_of(staged)
+def _install(staging: Path, name: str, files: dict[str, str], root: Path) -> Moved:
+    """Bring the verified run `staging`/`name` into `root`, unless what is there already has as much or more."""
+    staged = staging / name
+    state = state_of(staged)
     ckpt = checkpoint_iteration(staged)
     at = ckpt[1] if ckpt else None
     target = root / name
     if not target.exists():
+        target.parent.mkdir(exist_ok=True)  # <root>/calibration
         os.replace(staged, target)
         return Moved(name, state, "added", where(at) if state not in FINISHED else "", files, at)
     with held(target) as mine:
@@ -140,7 +143,7 @@ def _install(staged: Path, files: dict[str, str], root: Path) -> Moved:
         if state not in FINISHED and _further(here_at, at):
             return Moved(name, state, "kept", f"here: {here}, {where(here_at)}; the archive's: {where(at)}",
                          files, at)
-        old = staged.with_name(f"{name}.replaced")  # in the staging folder, removed with it
+        old = staging / f"{staged.name}.replaced"  # removed with the staging folder
         os.replace(target, old)
         os.replace(staged, target)
         return Moved(name, state, "replaced", f"was {here}, {where(here_at)}", files, at)
