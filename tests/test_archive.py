@@ -1,4 +1,5 @@
 """Portable runs (`resbench runs export / import`): what travels, what an import may replace, what it refuses."""
+import contextlib
 import copy
 import hashlib
 import io
@@ -348,3 +349,24 @@ def test_calibration_runs_travel_to_the_calibration_folder_and_only_there(paused
             info.name = info.name.removeprefix("calibration/")
         set_manifest(entries, lambda m: [r.update(name=r["name"].removeprefix("calibration/")) for r in m["runs"]])
     refused(rewrite(tmp_path / "a.tar.gz", tmp_path / "t.tar.gz", out_of_its_folder), tmp_path, "cannot lie at", paused)
+
+
+@pytest.mark.parametrize("meanwhile, message", [("appends", "changed while it was exported"),
+                                                ("trains", "began training during the export")])
+def test_a_run_that_changes_while_it_is_exported_fails_the_export(paused, tmp_path, monkeypatch, meanwhile,
+                                                                  message):
+    run = write_run(tmp_path / "there", paused, seed=0, status=None, at=10)
+    inventory = archive_module._inventory
+    with contextlib.ExitStack() as trainer:
+        def then_it_changes(run_dir, with_checkpoints):
+            entry = inventory(run_dir, with_checkpoints)
+            if meanwhile == "appends":
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write("{}\n")
+            else:
+                trainer.enter_context(claim(run_dir))
+            return entry
+        monkeypatch.setattr(archive_module, "_inventory", then_it_changes)
+        with pytest.raises(ArchiveError, match=message):
+            export_runs([run], tmp_path / "a.tar.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["there"]

@@ -6,7 +6,8 @@ state, the iteration of the checkpoint it carries (if any), and every file's sha
 `<run>/<path in the run>`. A finished run travels without checkpoints (its result is its small files);
 an unfinished one (paused, stopped, failed) takes its newest readable checkpoint only when asked, so that
 it resumes where it was on the machine it goes to. A run is read under its lock, so no process trains it
-meanwhile, and only if its name carries the key this code computes from its config (`rundir.config_key`):
+meanwhile (a run that changes between the listing and the writing of its files fails the export), and
+only if its name carries the key this code computes from its config (`rundir.config_key`):
 the name `resbench run` looks for, here and on the machine it goes to.
 """
 from __future__ import annotations
@@ -114,12 +115,11 @@ def held(run_dir: Path) -> Iterator[bool]:
 def export_runs(chosen: list[Path], archive: Path, with_checkpoints: bool = False) -> list[Moved]:
     """Write the runs `chosen` to the tar.gz `archive` (replaced whole, or left as it was on failure);
     returns what happened to each run. A run being trained now is left out."""
-    with contextlib.ExitStack() as locks:
-        moved = [_inventory(d, with_checkpoints, locks) for d in chosen]
-        shipped = [(m, d) for m, d in zip(moved, chosen) if m.action == "exported"]
-        if not shipped:
-            raise ArchiveError("every chosen run is being trained now; nothing exported")
-        _write_archive(Path(archive), shipped)
+    moved = [_inventory(d, with_checkpoints) for d in chosen]
+    shipped = [(m, d) for m, d in zip(moved, chosen) if m.action == "exported"]
+    if not shipped:
+        raise ArchiveError("every chosen run is being trained now; nothing exported")
+    _write_archive(Path(archive), shipped)
     return moved
 
 
@@ -133,8 +133,11 @@ def _write_archive(archive: Path, shipped: list[tuple[Moved, Path]]) -> None:
                 manifest = _manifest([m for m, _ in shipped])
                 _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
                 for m, run_dir in shipped:
-                    for path, digest in m.files.items():
-                        _add_file(tar, run_dir / path, f"{m.name}/{path}", digest)
+                    with held(run_dir) as mine:  # a run at a time: a folder of many runs holds one lock
+                        if not mine:
+                            raise ArchiveError(f"{run_dir} began training during the export; export again")
+                        for path, digest in m.files.items():
+                            _add_file(tar, run_dir / path, f"{m.name}/{path}", digest)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, archive)
@@ -143,13 +146,19 @@ def _write_archive(archive: Path, shipped: list[tuple[Moved, Path]]) -> None:
         raise
 
 
-def _inventory(run_dir: Path, with_checkpoints: bool, locks: contextlib.ExitStack) -> Moved:
-    """One run's entry: its files and their sha256, read under its lock (held until the archive is written)."""
+def _inventory(run_dir: Path, with_checkpoints: bool) -> Moved:
+    """One run's entry: its files and their sha256, read under its lock (taken again while they are
+    written, and each file hashed again then: a run that changed in between fails the export)."""
     name = archived_name(run_dir)
     if problem := misnamed(run_dir, name):
         raise ArchiveError(f"{run_dir}: {problem}; nothing exported")
-    if not locks.enter_context(held(run_dir)):
-        return Moved(name, "running", "left out", "being trained now")
+    with held(run_dir) as mine:
+        if not mine:
+            return Moved(name, "running", "left out", "being trained now")
+        return _entry(run_dir, name, with_checkpoints)
+
+
+def _entry(run_dir: Path, name: str, with_checkpoints: bool) -> Moved:
     state = state_of(run_dir)
     paths = _files(run_dir)
     detail, at = "", None
