@@ -20,21 +20,25 @@ from resbench.runs.checkpoint import LATEST, PREVIOUS, load_checkpoint, save_che
 from resbench.runs.rundir import config_key, read_json, write_json
 from resbench.runs.store import LOCK, claim, read_config, read_status, run_dir_for
 from resbench.runs.unarchive import import_runs
-from resbench.sweep.plan import run_experiment
+from resbench.sweep.plan import prepare, run_experiment
 from resbench.train.engine import Engine
 
 WIDE = {"COLUMNS": "200"}
+CPU = Engine(device="cpu", precision="fp32", compile=False)
+
+
+def tiny_cifar():
+    train_x, train_y = make_images(320)
+    test_x, test_y = make_images(100, seed=1)
+    return CifarData(train_x, train_y, test_x, test_y, "synthetic", "generated in tests")
 
 
 @pytest.fixture(scope="module")
 def paused(tmp_path_factory):
     """A real run paused by its time limit after one iteration: its config, summary and checkpoint."""
-    train_x, train_y = make_images(320)
-    test_x, test_y = make_images(100, seed=1)
-    data = CifarData(train_x, train_y, test_x, test_y, "synthetic", "generated in tests")
     out = tmp_path_factory.mktemp("paused")
-    run_experiment("table6", "smoke", ["resnet20"], seeds=1, out=out, data=data, progress=False, say=lambda _: None,
-                   engine=Engine(device="cpu", precision="fp32", compile=False), time_limit_s=0.01)
+    run_experiment("table6", "smoke", ["resnet20"], seeds=1, out=out, data=tiny_cifar(), progress=False,
+                   say=lambda _: None, engine=CPU, time_limit_s=0.01)
     (run,) = out.glob("resnet20-*")
     assert read_status(run) == "paused" and (run / LATEST).exists()
     return run
@@ -99,6 +103,9 @@ def test_a_round_trip_brings_every_file_back_and_the_paused_run_resumes_from_its
     assert not (done / LOCK).exists() and not (tmp_path / "runs" / done.name / LOCK).exists()  # no litter
     here, there = load_checkpoint(paused), load_checkpoint(tmp_path / "runs" / paused.name)
     assert there["state"] == here["state"] and all(torch.equal(there["model"][k], v) for k, v in here["model"].items())
+    (job,), _, _ = prepare("table6", "smoke", ["resnet20"], seeds=1, out=tmp_path / "runs", data=tiny_cifar(),
+                           engine=CPU, say=lambda _: None)
+    assert job.dir == tmp_path / "runs" / paused.name  # the run `resbench run` resumes there
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([done.name, paused.name])  # no staging
     shutil.rmtree(done)
 
