@@ -27,7 +27,8 @@ def export_cmd(
     with_checkpoints: bool = typer.Option(False, "--with-checkpoints", help="unfinished runs take their latest "
                                           "checkpoint, to resume where they stopped (finished runs never need one)"),
 ) -> None:
-    """Write chosen runs into one archive: finished ones small (no checkpoints), unfinished ones as they are."""
+    """Write chosen runs into one archive: finished ones small (no checkpoints); unfinished ones with their latest
+    checkpoint when asked."""
     from resbench.runs.archive import choose_runs, export_runs
 
     runs = one(runs_, "--runs")
