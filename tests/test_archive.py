@@ -87,8 +87,9 @@ def set_manifest(entries, edit):
     entries[0] = (entries[0][0], json.dumps(manifest).encode())
 
 
-def test_a_round_trip_brings_every_file_back_and_the_paused_run_resumes_from_its_checkpoint(paused, tmp_path):
-    done = write_run(paused.parent, paused, seed=1, status="done")
+def test_a_round_trip_brings_every_file_back_and_the_paused_run_is_the_one_resbench_run_resumes(paused, tmp_path):
+    paused = shutil.copytree(paused, tmp_path / "there" / paused.name)
+    done = write_run(tmp_path / "there", paused, seed=1, status="done")
     (done / "repeats" / "r1").mkdir(parents=True)
     (done / "repeats" / "r1" / "summary.json").write_text("{}\n")
     moved = export_runs([done, paused], tmp_path / "a.tar.gz", with_checkpoints=True)
@@ -107,7 +108,6 @@ def test_a_round_trip_brings_every_file_back_and_the_paused_run_resumes_from_its
                            engine=CPU, say=lambda _: None)
     assert job.dir == tmp_path / "runs" / paused.name  # the run `resbench run` resumes there
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([done.name, paused.name])  # no staging
-    shutil.rmtree(done)
 
 
 def test_finished_runs_travel_small_and_unfinished_ones_take_their_checkpoint_only_when_asked(paused, tmp_path):
