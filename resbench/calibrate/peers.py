@@ -30,7 +30,6 @@ from resbench.runs.provenance import environment
 from resbench.runs.rundir import read_status, short_hash, write_config, write_env, write_summary
 
 AIRBENCH_VERSION = "0.1.8"  # the published means below are this code's
-CALIBRATION_FOLDER = "calibration"  # of a runs folder: reports read <runs>/calibration
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from resbench.calibrate.peers import CALIBRATION_FOLDER
-from resbench.runs.rundir import read_config, read_env, read_summary, run_dirs
+from resbench.runs.rundir import CALIBRATION_FOLDER, read_config, read_env, read_summary, run_dirs
 from resbench.report import stats
 
 CALIBRATION_COLUMNS = ["peer", "data_variant", "n", "mean_error", "std", "published_error", "published_runs",

@@ -30,6 +30,7 @@ from resbench.host.files import atomic_write_text, read_json, write_json
 CONFIG, ENV, METRICS, RESPONSES, SUMMARY, ERROR = (
     "config.json", "env.json", "metrics.jsonl", "responses.json", "summary.json", "error.txt")
 REPEATS, REPEAT = "repeats", "repeat.json"
+CALIBRATION_FOLDER = "calibration"  # of a results folder: `resbench calibrate`'s runs, which reports read there
 RESULTS = (SUMMARY, METRICS, ERROR)  # what training writes: forgotten when a run starts again from scratch
 SMALL_FILES = (CONFIG, ENV, METRICS, RESPONSES, SUMMARY, ERROR)  # everything but checkpoints and the lock
 
