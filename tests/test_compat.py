@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from resbench.runs.rundir import read_metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "75308fc"  # the last commit before the three training loops shared one skeleton
 TRAIN = """
 import sys
-from resbench.sweep.plan import run_experiment
+from resbench.{planner} import run_experiment
 from resbench.train.engine import Engine
-from resbench.runs.rundir import read_metrics
 summary, = run_experiment("table6", preset="smoke", models=["resnet20"], seeds=1, out=sys.argv[1],
                           data_root=sys.argv[2], engine=Engine("cpu", "fp32", False, deterministic=True),
                           progress=False, time_limit_s=float(sys.argv[3]), say=lambda _: None)
@@ -21,8 +22,8 @@ print(summary["status"], summary["dir"])
 """
 
 
-def train(code: Path, out: Path, data: Path, time_limit_s: float) -> tuple[str, str]:
-    proc = subprocess.run([sys.executable, "-c", TRAIN, str(out), str(data), str(time_limit_s)],
+def train(code: Path, out: Path, data: Path, time_limit_s: float, planner: str = "sweep.plan") -> tuple[str, str]:
+    proc = subprocess.run([sys.executable, "-c", TRAIN.format(planner=planner), str(out), str(data), str(time_limit_s)],
                           env={"PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -35,7 +36,7 @@ def test_a_run_paused_by_the_previous_code_resumes_to_the_same_end(tmp_path, jpe
     if archive.returncode != 0:
         pytest.skip(f"commit {REFERENCE} is not in this clone: {archive.stderr.decode().strip()}")
     tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(tmp_path / "old", filter="data")
-    status, old_dir = train(tmp_path / "old", tmp_path / "runs", jpeg_root, 1.0)  # pauses after a step or a few
+    status, old_dir = train(tmp_path / "old", tmp_path / "runs", jpeg_root, 1.0, planner="runner")  # pauses soon
     assert status == "paused"
     status, new_dir = train(ROOT, tmp_path / "runs", jpeg_root, 1e9)
     assert (status, new_dir) == ("done", old_dir)  # the same directory: its key did not change
