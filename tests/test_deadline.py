@@ -20,7 +20,7 @@ from resbench.train.engine import Engine
 from resbench.train.runspec import CifarRun
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
-RECIPE = CifarRecipe(batch_size=32, lr=0.025, iterations=40, milestones=(20, 30), log_every=5, eval_every=10,
+RECIPE = CifarRecipe(batch_size=32, lr=0.025, iterations=30, milestones=(15, 25), log_every=5, eval_every=10,
                      checkpoint_every=10, test_subset=50)
 
 
@@ -115,12 +115,12 @@ def test_a_deadline_too_short_for_any_run_starts_none_and_says_so(jpeg_root, tmp
 def test_a_deadline_that_fits_one_of_two_runs_starts_the_shorter(tiny_data, tmp_path):
     long, short = jobs = jobs_of(["resnet20", "resnet8"], tiny_data, tmp_path)  # the longer one first
     said = []
-    box = TimeBox(time.time() + 600, seconds_per_layer(1.0), start_s=0)  # 40 steps: 320 s and 800 s, and tests
+    box = TimeBox(time.time() + 600, seconds_per_layer(1.0), start_s=0)  # 30 steps: 240 s and 600 s, and tests
     results = train_jobs(jobs, tiny_data, CPU, progress=False, say=said.append, box=box)
     assert [r["dir"] for r in results] == [str(short.dir)] and results[0]["status"] == "done"
     assert not long.dir.exists()
     assert said[-3].endswith("1 run(s) finished, 0 paused, 1 not started")
-    assert said[-2].startswith(f"  not started: {long.dir.name} (needs about 14m22s, ")
+    assert said[-2].startswith(f"  not started: {long.dir.name} (needs about 10m52s, ")
     assert "resnet20 (fp32) 2 img/s alone, from the test's pace" in said[-1]
 
 
@@ -144,3 +144,29 @@ def test_a_run_at_the_deadline_pauses_and_the_same_command_resumes_it_to_the_uni
     assert (again[0]["test_error"], again[0]["train_error"]) == (alone["test_error"], alone["train_error"])
     assert curve(job.dir) == curve(straight.dir)
     assert read_json(job.dir / "summary.json")["status"] == "done"
+
+
+def test_a_deeper_newcomer_that_would_slow_a_packed_run_past_the_deadline_is_refused(tiny_data, tmp_path):
+    from dataclasses import replace
+
+    from resbench.train.stop import Deadline
+
+    member = jobs_of(["resnet8"], tiny_data, tmp_path)[0]  # 30 steps of 8 s in 2 slots: about 8m40s
+    newcomer = resolve(CifarRun("resnet20", replace(RECIPE, iterations=10), 0), tiny_data, CPU, tmp_path)
+    box = TimeBox(time.time() + 1000, seconds_per_layer(1.0), slots=2, start_s=0)
+    assert box.admit(member, Deadline(1000), [])
+    assert not box.admit(newcomer, Deadline(1000), [member])  # it fits, but steps of 20 s would hold the member
+    assert box.refused[newcomer.dir] == f"would slow {member.dir.name} past the deadline"
+    alone = TimeBox(time.time() + 1000, seconds_per_layer(1.0), slots=2, start_s=0)
+    assert alone.admit(newcomer, Deadline(1000), [])
+
+
+def test_a_packed_deadline_run_refuses_what_its_lockstep_cannot_finish(tiny_data, tmp_path):
+    jobs = jobs_of(["resnet20", "resnet8"], tiny_data, tmp_path, seeds=(0, 1))
+    said = []
+    box = TimeBox(time.time() + 900, seconds_per_layer(1.0), slots=2, start_s=0)  # resnet8: 2 x 261 s each
+    results = train_jobs(jobs, tiny_data, CPU, progress=False, say=said.append, pack=2, box=box)
+    assert sorted(r["dir"] for r in results) == sorted(str(j.dir) for j in jobs[2:])
+    assert all(r["status"] == "done" and r["pack_slots"] == 2 for r in results)
+    assert "2 run(s) finished, 0 paused, 2 not started" in said[-4]
+    assert "2 runs packed in lockstep" in said[-1]

@@ -11,7 +11,7 @@ import json
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from resbench.data.cifar import CifarData, CifarFiles
 from resbench.runs.rundir import atomic_write_text, read_json, write_json
@@ -24,7 +24,6 @@ from resbench.train.stop import Deadline, requested, stop_on_signals
 
 if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
     from resbench.data.imagenet import ImageFolderData
-    from resbench.sweep.timebox import TimeBox
 
     Run = CifarRun | ImageNetRun
     Data = CifarData | CifarFiles | ImageFolderData
@@ -41,6 +40,14 @@ class Job:
     config: dict
     dir: Path
     precision: str | None = None  # the declaration's arithmetic for this run (a precision control), else the engine's
+
+
+class TimeBox(Protocol):
+    """What training under a deadline asks of it (`resbench.sweep.timebox.TimeBox` is one)."""
+
+    def seconds_left(self) -> float: ...
+    def admit(self, job: Job, deadline: Deadline, active: Sequence[Job] = ()) -> bool: ...
+    def summary(self, jobs: Sequence[Job], results: Sequence[dict]) -> list[str]: ...
 
 
 def job_engine(job: Job, engine: Engine) -> Engine:

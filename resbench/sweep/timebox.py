@@ -89,8 +89,9 @@ def logged_pace(run_dir: Path) -> float | None:
 
 
 def measure_pace(job: Job, engine: Engine, steps: int = MEASURED_STEPS) -> float:
-    """img/s of a few training steps of the job's network on random images, now (without compilation)."""
-    engine = replace(job_engine(job, engine).resolve(), compile=False)
+    """img/s of a few training steps of the job's network on random images, now: eager, without compilation
+    or capture (whose set-up would not fit a short measurement), so on a GPU a rate on the slow side."""
+    engine = replace(job_engine(job, engine).resolve(), compile=False, graph="off")
     recipe = job.run.recipe
     torch.manual_seed(0)
     model = build_model(job.run.model).to(engine.device)
