@@ -25,7 +25,7 @@ print(summary["status"], summary["dir"])
 def train(code: Path, out: Path, data: Path, time_limit_s: float, planner: str = "sweep.plan") -> tuple[str, str]:
     proc = subprocess.run([sys.executable, "-c", TRAIN.format(planner=planner), str(out), str(data), str(time_limit_s)],
                           env={"PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=300)
+                          cwd=code, capture_output=True, text=True, timeout=300)  # cwd: `-c` imports from it first
     assert proc.returncode == 0, proc.stderr
     status, run_dir = proc.stdout.split()
     return status, run_dir

@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-from resbench.sweep.plan import plan, run_experiment
+from fractions import Fraction
+
+from resbench.sweep.plan import plan, prepare, run_experiment
 from resbench.paper.declarations import load_experiment
 from resbench.report.runs import load_curves, load_responses, load_runs
 from resbench.train.engine import Engine
@@ -218,3 +220,60 @@ def test_bench_fuse_measures_fused_groups_beside_one_run_and_jobs(bench_root, tm
     assert [r["fuse"] for r in results] == [1, 2] and all(r["steady_img_per_s"] > 0 for r in results)
     assert results[1]["jobs"]["jobs"] == 2 and results[1]["jobs"]["steady_img_per_s"] > 0
     assert "one after another" in proc.stdout
+
+
+def test_the_ladder_is_the_ten_cifar_networks_at_five_budgets_three_seeds_cheapest_first():
+    planned = plan(load_experiment("ladder"), "paper")
+    assert len(planned) == 10 * 5 * 3
+    networks = {f"{kind}{depth}" for kind in ("plain", "resnet") for depth in (20, 32, 44, 56, 110)}
+    assert {p.run.model for p in planned} == networks
+    assert {str(p.run.budget) for p in planned} == {"1/32", "1/16", "1/8", "1/4", "1"}
+    costs = [p.cost for p in planned]
+    assert costs == sorted(costs)  # a deadline cut keeps the most finished runs
+    assert [(p.run.model, str(p.run.budget), p.run.seed) for p in planned[:3]] == [
+        ("plain20", "1/32", 0), ("resnet20", "1/32", 0), ("plain20", "1/32", 1)]
+    assert {(p.run.model, str(p.run.budget)) for p in planned[-6:]} == {("plain110", "1"), ("resnet110", "1")}
+    assert all(p.run.recipe.warmup == (p.run.model == "resnet110") for p in planned)
+    with pytest.raises(ValueError, match="declares its budgets"):
+        plan(load_experiment("ladder"), "paper", budget=Fraction(1, 8))
+
+
+def test_the_precision_control_pairs_bf16_and_fp32_seed_by_seed(tiny_data, tmp_path):
+    jobs, _, _ = prepare("precision", "smoke", out=tmp_path, data=tiny_data, engine=CPU, say=lambda _: None)
+    assert [(j.run.model, j.run.seed, j.config["precision"]) for j in jobs] == [
+        ("resnet20", s, p) for s in (0, 1, 2) for p in ("bf16", "fp32")]
+    assert len({j.dir for j in jobs}) == 6 and all(j.run.recipe.iterations == 60 for j in jobs)
+    with pytest.raises(ValueError, match="declares its rows' precision"):
+        prepare("precision", "smoke", out=tmp_path, data=tiny_data, engine=Engine(device="cpu", precision="fp32"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(budgets=("2",)), "budgets: --budget must be in"), (dict(budgets=("1/8", "2/16")), "a budget twice"),
+    (dict(order="random"), "order must be"), (dict(reports=("table9",)), "no declared table"),
+    (dict(dataset="imagenet"), "CIFAR-10 schedule"), (dict(rows=()), "networks to train"),
+    ("precision", "precision must be one of"), ("paper", "no paper numbers"), ("seeds", "seeds must be")])
+def test_a_declaration_that_cannot_run_is_refused(change, message):
+    from dataclasses import replace
+
+    from resbench.paper.declarations import validate
+
+    ladder = load_experiment("ladder")
+    row = ladder.rows[0]
+    rows = {"precision": replace(row, precision="fp16"), "paper": replace(row, paper={"error": 8.75}),
+            "seeds": replace(row, seeds=0)}
+    exp = replace(ladder, rows=(rows[change], *ladder.rows[1:])) if isinstance(change, str) else replace(ladder, **change)
+    with pytest.raises(ValueError, match=message):
+        validate(exp, "ladder.toml")
+
+
+def test_list_shows_the_plans_and_the_reports_are_only_the_papers():
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
+    from resbench.paper.declarations import experiment_names, plan_names
+
+    assert plan_names() == ("ladder", "precision") and not set(plan_names()) & set(experiment_names())
+    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
+    shown = " ".join(result.output.split())  # the table's lines as the terminal's width wraps them
+    assert result.exit_code == 0 and "ladder The budget ladder" in shown and "precision Precision control" in shown
+    assert "budgets 1/32, 1/16, 1/8, 1/4, 1, cheapest first" in shown

@@ -16,7 +16,8 @@ def calibrate_cmd(
     data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10 (default: as `resbench run`)"),
     out: Path = typer.Option(Path("runs/calibration"), help="calibration runs; `resbench report --runs R` reads "
                              "R/calibration"),
-    time_limit: Optional[float] = typer.Option(None, help="seconds: no seed starts that would end later"),
+    time_limit: Optional[str] = typer.Option(None, help="a duration (90s, 45m, 2h, 1h30m): no seed starts that "
+                                             "would end later"),
 ) -> None:
     """What this CIFAR-10 costs a trainer with published numbers: airbench's own recipe on it (a GPU only).
 
@@ -25,9 +26,10 @@ def calibrate_cmd(
     from resbench.data import DataError
     from resbench.data.cifar import cifar10_files
     from resbench.report.calibration import calibration_table, load_calibration_runs, sentence
+    from resbench.sweep.durations import parse_duration
 
-    deadline = time.time() + time_limit if time_limit else None
     try:
+        deadline = time.time() + parse_duration(time_limit) if time_limit is not None else None
         peers = parse_plan(plan or list(DEFAULT_PLAN))
         files = cifar10_files(str(data_root) if data_root else None)
         written = calibrate(files, peers, out, deadline,

@@ -21,16 +21,20 @@ app.add_typer(runs_app, name="runs")
 
 @app.command("list")
 def list_experiments() -> None:
-    """Show the declared experiments (experiments/*.toml) and their rows."""
-    from resbench.paper.declarations import all_experiments
+    """Show the declared experiments (experiments/*.toml) and their rows: the paper's tables and figures, then
+    the plans (runs that feed their reports)."""
+    from resbench.paper.declarations import declared_names, load_experiment
 
-    for exp in all_experiments():
-        table = Table(title=f"[bold]{exp.name}[/]  {exp.title}", title_justify="left", expand=False)
+    for exp in map(load_experiment, declared_names()):
+        budgets = f"  (budgets {', '.join(exp.budgets)}, {exp.order} first)" if exp.budgets else ""
+        table = Table(title=f"[bold]{exp.name}[/]  {exp.title}{budgets}", title_justify="left", expand=False)
         for col in ("row", "model", "options", *exp.metrics, "note"):
             table.add_column(col)
         for row in exp.rows:
             model = row.model or (", ".join(row.members) if row.members else "[dim]-[/]")
-            opts = " ".join(f"{k}={v}" for k, v in row.options.items())
+            declared = {**row.options, **({"precision": row.precision} if row.precision else {}),
+                        **({"seeds": row.seeds} if row.seeds > 1 else {})}
+            opts = " ".join(f"{k}={v}" for k, v in declared.items())
             values = [str(row.paper.get(m, "")) for m in exp.metrics]
             table.add_row(row.id, model, opts, *values, row.note)
         console.print(table)
@@ -76,8 +80,8 @@ SPEED, SLURM = "Speed", "Slurm (--launcher slurm)"  # option groups in --help
 
 @app.command()
 def run(
-    experiment: str = typer.Argument(..., help="table2-4, table6, figure1, figure4, figure6, figure7 "
-                                     "(see `resbench list`)"),
+    experiment: str = typer.Argument(..., help="table2-4, table6, figure1, figure4, figure6, figure7, or a plan: "
+                                     "ladder, precision (see `resbench list`)"),
     preset: str = typer.Option("paper", help="paper: the full recipe; demo: 200 iterations of it (CPU, ~1 min "
                                 "per small net); smoke: the fastest real run (tests)"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of the rows, e.g. resnet20,plain56"),
@@ -114,7 +118,12 @@ def run(
     pack: int = typer.Option(1, min=1, rich_help_panel=SPEED,
                              help="train N CIFAR runs side by side in this process, each on its own CUDA stream and "
                                   "computing what it does alone; a finished run's slot takes the next"),
-    time_limit: Optional[float] = typer.Option(None, help="minutes; checkpoint and stop (status paused) after"),
+    time_limit: Optional[str] = typer.Option(None, help="a duration (90s, 45m, 2h, 1h30m): checkpoint and stop "
+                                             "(status paused) after it"),
+    deadline: Optional[str] = typer.Option(None, help="a duration (45m, 2h) or an end time (14:30, "
+                                           "2026-12-03T14:30): start only runs estimated to finish before it, "
+                                           "fill the time left with shorter ones, pause what still trains at it; "
+                                           "the same command again resumes"),
     fresh: bool = typer.Option(False, "--fresh", help="start unfinished or finished runs again from scratch"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     partition: Optional[str] = typer.Option(None, help="slurm: partition", rich_help_panel=SLURM),
@@ -130,7 +139,9 @@ def run(
     from resbench.data import DataError
     from resbench.sweep.launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
     from resbench.sweep.jobs import resolve_fuse, train_jobs
-    from resbench.sweep.plan import prepare
+    from resbench.paper.declarations import load_experiment
+    from resbench.sweep.durations import parse_deadline, parse_duration
+    from resbench.sweep.plan import prepare, time_box
     from resbench.train.distributed import init_from_env
     from resbench.train.engine import Engine
 
@@ -142,8 +153,13 @@ def run(
                     deterministic=deterministic, one_forward=one_forward)
     if launcher == "slurm" and gpus_per_task:  # resolved for the GPU nodes, not this one
         engine = engine.resolve(cuda_available=True)
-    time_limit_s = time_limit * 60 if time_limit else None
     try:
+        time_limit_s = parse_duration(time_limit) if time_limit is not None else None
+        end = parse_deadline(deadline).timestamp() if deadline is not None else None
+        if end is not None and time_limit_s is not None:
+            raise ValueError("--deadline and --time-limit both bound the time; give one")
+        if end is not None and launcher != "inline":
+            raise ValueError("--deadline plans the runs of this process; with --jobs or --launcher use --time-limit")
         if launcher not in LAUNCHERS:
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
         if pack > 1 and launcher != "inline":
@@ -165,14 +181,16 @@ def run(
             results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fuse_n,
                                    decode)
         else:
-            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n, pack)
+            box = time_box(end, engine, pack) if end is not None else None
+            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n, pack, box)
     except (DataError, ValueError, KeyError) as err:
         fail(message(err))
     except OSError as err:
         fail(f"cannot write results to {out}: {err.strerror or err}")
+    reports = load_experiment(experiment).reports or (experiment,)  # a plan's runs feed the tables' reports
+    report = " ".join(f"--{name.rstrip('0123456789')} {name.lstrip('tablefigure')}" for name in reports)
     console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --out {out}; "
-                  f"report: resbench report --{experiment.rstrip('0123456789')} "
-                  f"{experiment.lstrip('tablefigure')} --runs {out})")
+                  f"report: resbench report {report} --runs {out})")
     if any(r["status"] == "failed" for r in results):
         raise typer.Exit(1)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from resbench.data.cifar import CifarData, CifarFiles
 from resbench.runs.rundir import read_status, read_summary, write_config, write_error, write_summary
@@ -20,7 +20,7 @@ from resbench.train.distributed import claim_once, world
 from resbench.train.engine import Engine
 from resbench.train.loop import train_cifar
 from resbench.train.runspec import CifarRun, ImageNetRun
-from resbench.train.stop import Deadline, stop_on_signals
+from resbench.train.stop import Deadline, requested, stop_on_signals
 
 if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
     from resbench.data.imagenet import ImageFolderData
@@ -39,6 +39,20 @@ class Job:
     run: Run
     config: dict
     dir: Path
+    precision: str | None = None  # the declaration's arithmetic for this run (a precision control), else the engine's
+
+
+class TimeBox(Protocol):
+    """What training under a deadline asks of it (`resbench.sweep.timebox.TimeBox` is one)."""
+
+    def seconds_left(self) -> float: ...
+    def admit(self, job: Job, deadline: Deadline, active: Sequence[Job] = ()) -> bool: ...
+    def summary(self, jobs: Sequence[Job], results: Sequence[dict]) -> list[str]: ...
+
+
+def job_engine(job: Job, engine: Engine) -> Engine:
+    """The engine `job` trains with: the sweep's, in the precision its declaration asks for."""
+    return replace(engine, precision=job.precision) if job.precision else engine
 
 
 def train_run(run: Run, data: Data, run_dir: Path, engine: Engine, progress: bool,
@@ -96,7 +110,7 @@ def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = Tr
                 todo.append(job)
         if todo:
             try:
-                summaries = _train(todo, data, engine, progress, time_limit_s)
+                summaries = _train(todo, data, job_engine(todo[0], engine), progress, time_limit_s)
             except OSError:
                 raise
             except Exception as err:
@@ -107,10 +121,12 @@ def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = Tr
 
 
 def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, progress: bool = True,
-               time_limit_s: float | None = None, admit: Callable[[Job, Deadline], bool] | None = None):
+               time_limit_s: float | None = None,
+               admit: Callable[[Job, Deadline, Sequence[Job]], bool] | None = None):
     """Train CIFAR jobs `slots` at a time in one process (`resbench.train.pack`), each while its lock is
     held; yields each job's summary as it ends (finished and taken ones at once, as they come up).
-    `admit(job, deadline)`: whether a job may start now (e.g. whether it fits before a deadline); a refused one is left as it is."""
+    `admit(job, deadline, active)`: whether a job may start now beside the pack's running jobs (e.g.
+    whether it fits before a deadline); a refused one is left as it is."""
     from resbench.train.pack import train_packed
 
     data = data.load() if isinstance(data, CifarFiles) else data
@@ -118,7 +134,8 @@ def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, progress
 
     def take(run, run_dir: Path, deadline: Deadline) -> bool:
         job, claim = by_dir[run_dir], contextlib.ExitStack()
-        if admit is not None and read_status(run_dir) not in ENDED and not admit(job, deadline):
+        active = [by_dir[d] for d in held]
+        if admit is not None and read_status(run_dir) not in ENDED and not admit(job, deadline, active):
             return False
         if (summary := _take(job, data, engine, claim)) is not None:
             claim.close()
@@ -190,23 +207,45 @@ def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
 
 def train_jobs(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
                time_limit_s: float | None = None, say: Callable[[str], None] = print, fuse: int = 1,
-               pack: int = 1) -> list[dict]:
+               pack: int = 1, box: TimeBox | None = None) -> list[dict]:
     """Train the jobs, `fuse` seeds at a time or `pack` runs side by side (skipping finished and taken
     ones), within the time limit; SIGTERM or Ctrl-C pauses the runs in training and starts no other
-    (`resbench.train.stop`)."""
+    (`resbench.train.stop`). `box` (--deadline, `resbench.sweep.timebox`): start only the jobs whose
+    estimated time fits before its end, pause the rest at it, and say at the end what came of each."""
+    if box is not None and fuse > 1:
+        raise ValueError("--deadline plans runs one at a time or packed (--pack); it does not combine with --fuse")
     if pack > 1:
         if fuse > 1 or not all(isinstance(j.run, CifarRun) for j in jobs):
             raise ValueError("--pack trains CIFAR runs side by side, each alone; it does not combine with --fuse")
-        results = list(train_pack(jobs, data, engine, pack, progress, time_limit_s))
-        for summary in results:
-            say(describe(summary))
-        return results
+        results = []
+        with stop_on_signals():  # one stop for every pack below: a signal during one starts no other
+            clock = Deadline(box.seconds_left() if box is not None else time_limit_s)
+            for precision in dict.fromkeys(j.precision for j in jobs):  # a pack computes in one arithmetic
+                share = [j for j in jobs if j.precision == precision]
+                if (limit := clock.left()) is not None and limit <= 0 or requested():
+                    break
+                for summary in train_pack(share, data, job_engine(share[0], engine), pack, progress, limit,
+                                          box.admit if box is not None else None):
+                    say(describe(summary))
+                    results.append(summary)
+    else:
+        results = _train_groups(jobs, data, engine, progress, time_limit_s, say, fuse, box)
+    for line in box.summary(jobs, results) if box is not None else ():
+        say(line)
+    return results
+
+
+def _train_groups(jobs: list[Job], data: Data, engine: Engine, progress: bool, time_limit_s: float | None,
+                  say: Callable[[str], None], fuse: int, box: TimeBox | None) -> list[dict]:
     results = []
     with stop_on_signals():
-        deadline = Deadline(time_limit_s)
+        deadline = Deadline(box.seconds_left() if box is not None else time_limit_s)
         for group in make_groups(jobs, fuse):
             if reason := deadline.reason():
-                say(f"{reason}; not started: {', '.join(str(j.dir) for j in group)}")
+                if box is None:
+                    say(f"{reason}; not started: {', '.join(str(j.dir) for j in group)}")
+                continue
+            if box is not None and read_status(group[0].dir) not in ENDED and not box.admit(group[0], deadline):
                 continue
             for summary in train_group(group, data, engine, progress, deadline.left()):
                 say(describe(summary))

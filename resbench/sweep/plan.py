@@ -15,8 +15,9 @@ from resbench.models import canonical_name, parse_model_name
 from resbench.paper.tiers import tier
 from resbench.runs.rundir import config_key, forget_results, forget_summary, read_status, run_dir_for
 from resbench.paper.declarations import Experiment, load_experiment
-from resbench.sweep.jobs import Job, resolve_fuse, train_jobs
+from resbench.sweep.jobs import Job, job_engine, resolve_fuse, train_jobs
 from resbench.runs.store import is_locked
+from resbench.sweep.timebox import START_S, Pace, Paces, TimeBox
 from resbench.runs.checkpoint import remove_checkpoints
 from resbench.train.engine import Engine
 from resbench.train.runspec import CifarRun, ImageNetRun
@@ -37,6 +38,13 @@ class PlannedRun:
     row: str
     run: Run
     skip_reason: str | None = None
+    precision: str | None = None  # the row's arithmetic, where it declares one (a precision control)
+
+    @property
+    def cost(self) -> int:
+        """Images x depth: a CIFAR run's training arithmetic, up to a constant (every stage of these nets
+        has the same multiply-adds per layer), for ordering runs cheapest first."""
+        return self.run.recipe.iterations * self.run.recipe.batch_size * parse_model_name(self.run.model).depth
 
 
 def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: int | None = None,
@@ -48,12 +56,17 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
 
     `overrides` change the recipe of every run (e.g. {"lr": 0.05}); they are recorded apart
     from the row's own options (the paper's), and make the run a proxy (`resbench.paper.tiers`).
-    `budget` (CIFAR) compresses the schedule (`CifarRecipe.with_budget`): a budget tier, a proxy too.
+    `budget` (CIFAR) compresses the schedule (`CifarRecipe.with_budget`): a budget tier, a proxy too; a
+    declaration with budgets of its own (a plan such as the ladder) runs every row at each of them.
     An ImageNet network has one name (`canonical_name`), so the tables that test it share its run.
+    A declaration ordered "cheapest" gives its runs by cost, seed by seed among equal costs, so that a
+    deadline cut keeps the most finished evidence.
     """
     if budget != 1 and exp.dataset != "cifar":
         raise ValueError(f"--budget compresses the CIFAR-10 schedule; {exp.name} is an ImageNet experiment")
-    if exp.kind != "train":
+    if budget != 1 and exp.budgets:
+        raise ValueError(f"{exp.name} declares its budgets ({', '.join(exp.budgets)}); leave out --budget")
+    if not exp.trains:
         raise ValueError(f"{exp.name} has nothing to train ({exp.kind}); "
                          + ("see `resbench flops`" if exp.kind == "complexity" else "see its declaration"))
     rows = exp.runnable_rows
@@ -64,13 +77,16 @@ def plan(exp: Experiment, preset: str, models: list[str] | None = None, seeds: i
                              f"its models: {', '.join(r.model for r in rows)}")
         rows = tuple(r for r in rows if r.model in models)
     planned = []
-    for row in rows:
-        skip = None
-        if preset != "paper" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH[exp.dataset]:
-            skip = f"too big for a {preset} run; name it with --models {row.model} to include it"
-        for seed in range(seeds or row.seeds):
-            run = _run(exp, row.model, preset, row.options, overrides or {}, seed, budget)
-            planned.append(PlannedRun(row.id, run, skip))
+    for share in [parse_budget(b) for b in exp.budgets] or [budget]:
+        for row in rows:
+            skip = None
+            if preset != "paper" and not models and parse_model_name(row.model).depth > SMOKE_MAX_DEPTH[exp.dataset]:
+                skip = f"too big for a {preset} run; name it with --models {row.model} to include it"
+            for seed in range(seeds or row.seeds):
+                run = _run(exp, row.model, preset, row.options, overrides or {}, seed, share)
+                planned.append(PlannedRun(row.id, run, skip, row.precision))
+    if exp.order == "cheapest":
+        planned.sort(key=lambda p: (p.cost, p.run.seed))
     return planned
 
 
@@ -103,11 +119,13 @@ def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | N
     return cifar10_files(data_root, val_split=any(r.recipe.val_split for r in runs))  # decoded when a run trains
 
 
-def resolve(run: Run, data: Data, engine: Engine, out: Path) -> Job:
-    config = run.config(data, engine)
+def resolve(run: Run, data: Data, engine: Engine, out: Path, precision: str | None = None) -> Job:
+    """The job of `run`: its config (in the `precision` its declaration asks for, else the engine's) and directory."""
+    job = Job(run, {}, Path(), precision)
+    config = run.config(data, job_engine(job, engine))
     config["tier"] = tier(config)  # for whoever reads config.json; reports recompute it
     config["key"] = config_key(config)
-    return Job(run, config, run_dir_for(out, run.model, run.schedule, config["key"], run.seed))
+    return replace(job, config=config, dir=run_dir_for(out, run.model, run.schedule, config["key"], run.seed))
 
 
 def reset(job: Job) -> None:
@@ -131,6 +149,9 @@ def prepare(name: str, preset: str = "paper", models: list[str] | None = None, s
     `decode` (ImageNet): where the training JPEGs are decoded (`resbench.data.imagenet.decode_place`).
     """
     planned = plan(load_experiment(name), preset, models, seeds, overrides, parse_budget(budget))
+    if not engine.is_resolved and engine.precision != "auto" and (rows := {p.precision for p in planned} - {None, engine.precision}):
+        raise ValueError(f"{name} declares its rows' precision ({', '.join(sorted(rows))}); leave out --precision "
+                         "and --fp32")
     engine = engine if engine.is_resolved else engine.resolve()  # explicit: e.g. for Slurm's GPU nodes
     data = data or load_data([p.run for p in planned], data_root,
                              Path(out) / ".synthetic-imagenet" if synthetic else None, decode, engine.device)
@@ -139,7 +160,7 @@ def prepare(name: str, preset: str = "paper", models: list[str] | None = None, s
         if p.skip_reason:
             say(f"skip {p.run.model}: {p.skip_reason}")
             continue
-        job = resolve(p.run, data, engine, Path(out))
+        job = resolve(p.run, data, engine, Path(out), p.precision)
         if fresh and job.dir.exists():
             reset(job)
         elif read_status(job.dir) == "failed":  # a new sweep retries a failed run, from its checkpoint
@@ -153,10 +174,20 @@ def run_experiment(name: str, preset: str = "paper", models: list[str] | None = 
                    data_root: str | None = None, engine: Engine = Engine(), progress: bool = True,
                    time_limit_s: float | None = None, fresh: bool = False, overrides: dict | None = None,
                    synthetic: bool = False, say: Callable[[str], None] = print, fuse: int | str = 1,
-                   budget: Fraction | str = Fraction(1), pack: int = 1) -> list[dict]:
-    """Train, in this process, every planned run of `name` that has not finished; returns summaries."""
+                   budget: Fraction | str = Fraction(1), pack: int = 1, deadline: float | None = None,
+                   pace: Callable[[Job], Pace] | None = None) -> list[dict]:
+    """Train, in this process, every planned run of `name` that has not finished; returns summaries.
+
+    `deadline` (epoch seconds): start only the runs that fit before it, by `pace` (default: `Paces`, from
+    the runs' logs or a short measurement), and pause what still trains at it (`resbench.sweep.timebox`)."""
     jobs, data, engine = prepare(name, preset, models, seeds, out, data, data_root, engine, overrides, fresh,
                                  synthetic, say, budget)
-    return train_jobs(jobs, data, engine, progress, time_limit_s, say, resolve_fuse(fuse, engine), pack)
+    return train_jobs(jobs, data, engine, progress, time_limit_s, say, resolve_fuse(fuse, engine), pack,
+                      time_box(deadline, engine, pack, pace) if deadline is not None else None)
 
 
+def time_box(end: float, engine: Engine, slots: int = 1, pace: Callable[[Job], Pace] | None = None) -> TimeBox:
+    """The `TimeBox` of a deadline (epoch seconds) on this engine's device, `slots` runs at a time."""
+    engine = engine.resolve()
+    return TimeBox(end, pace or Paces(engine), slots, start_s=START_S["cuda" if engine.device.startswith("cuda")
+                                                                    else "cpu"])
