@@ -80,6 +80,26 @@ def test_a_deadline_pauses_every_run_in_flight_and_they_resume_to_the_same_end(t
         assert [r for r in records(run_dir) if r["split"] != "event"] == records(tmp_path / f"a{run.seed}")
 
 
+def test_a_sigterm_during_one_pack_holds_for_the_next_pack_of_the_process(tiny_data, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from resbench.data.pipeline import DeviceLoader
+
+    real_batch = DeviceLoader.batch
+
+    def sigterm_at_5(self, iteration):
+        if iteration == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_batch(self, iteration)
+    monkeypatch.setattr(DeviceLoader, "batch", sigterm_at_5)
+    first = dict(train_packed([(RUNS[0], tmp_path / "first")], tiny_data, CPU, 2, False))
+    assert first[tmp_path / "first"]["status"] == "paused" and "SIGTERM" in first[tmp_path / "first"]["reason"]
+    monkeypatch.setattr(DeviceLoader, "batch", real_batch)
+    assert dict(train_packed([(RUNS[1], tmp_path / "next")], tiny_data, CPU, 2, False)) == {}  # the process is ending
+    assert not (tmp_path / "next").exists() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tiny_data, tmp_path):
     broken = CifarRun("resnet9", recipe(), 0)  # 6n+2 layers only: fails as its Member is built
     runs = [(broken, tmp_path / "broken"), (RUNS[0], tmp_path / "fine")]

@@ -4,7 +4,8 @@ SIGTERM (what `kill`, the end of a session or a scheduler sends) and a first Ctr
 kill a process that trains: they set a flag. Every training loop checks it after each step,
 checkpoints its runs and finishes them as "paused", and the sweep starts no further run; a
 rerun resumes them exactly. A second signal acts as it would have (Ctrl-C interrupts, a
-second SIGTERM kills), so a stuck process can still be stopped.
+second SIGTERM kills), so a stuck process can still be stopped. A SIGTERM holds for the rest
+of the process (the next pack or run of a command starts none); a Ctrl-C, for its loop only.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Iterator
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _requested = threading.Event()
+_terminated = threading.Event()  # a SIGTERM came: the process is ending, so the request outlives its loop
 _installed = 0  # nesting depth of stop_on_signals in the main thread
 
 
@@ -26,6 +28,12 @@ def requested() -> bool:
 def request() -> None:
     """Ask every loop of this process to checkpoint and pause (what the signal handler does)."""
     _requested.set()
+
+
+def reset() -> None:
+    """Forget every stop request, a SIGTERM's too (what a new process starts with: tests)."""
+    _terminated.clear()
+    _requested.clear()
 
 
 @contextlib.contextmanager
@@ -41,9 +49,12 @@ def stop_on_signals() -> Iterator[None]:
         return
     previous = {}
     if _installed == 0:
-        _requested.clear()
+        if not _terminated.is_set():  # a SIGTERM holds for the process: the next pack or run starts none
+            _requested.clear()
 
         def on_signal(signum, frame):
+            if signum == signal.SIGTERM:
+                _terminated.set()
             request()
             signal.signal(signum, previous[signum])  # the next one acts as before
 
