@@ -163,3 +163,25 @@ def test_a_capture_that_fails_with_an_empty_message_goes_on_eager_and_says_so(ti
     for _ in range(5):
         loss, _ = step(x, y, 0.1)
     assert step.path == "eager: capture failed: AssertionError" and step.graph is None and torch.isfinite(loss)
+
+
+def test_bench_step_writes_each_way_as_it_is_measured(bench_root, tmp_path, monkeypatch):
+    """A cut while the second way compiles (a walltime, a kill) keeps the first way's row in --out."""
+    from typer.testing import CliRunner
+
+    from resbench.bench import step
+    from resbench.cli import app
+
+    real = step.one_way
+
+    def killed_while_compiling(name, data, engine, *args, **kwargs):
+        if engine.compile:
+            raise RuntimeError("killed during compilation")
+        return real(name, data, engine, *args, **kwargs)
+    monkeypatch.setattr(step, "one_way", killed_while_compiling)
+    out = tmp_path / "step.json"
+    result = CliRunner().invoke(app, ["bench", "step", "--models", "resnet8", "--iterations", "2", "--device", "cpu",
+                                      "--data-root", str(bench_root), "--out", str(out)])
+    assert isinstance(result.exception, RuntimeError)
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["model"], r["way"]) for r in rows] == [("resnet8", "captured")] and rows[0]["img_per_s"] > 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Iterator
 
 import torch
 
@@ -56,22 +57,29 @@ def one_way(model_name: str, data: CifarData, engine: Engine, iterations: int,
             "losses": [float(v) for v in losses]}
 
 
+def step_rows(models: list[str], data: CifarData, engine: Engine, iterations: int,
+              recipe: CifarRecipe = CifarRecipe()) -> Iterator[dict]:
+    """Both ways for each network, and how they compare (see the module docstring), each row as soon as it
+    is measured: a cut during the compiled way's compilation keeps the captured way's row."""
+    graph = "cuda" if engine.device.startswith("cuda") else "dry"
+    for name in models:
+        base = one_way(name, data, replace(engine, graph=graph, compile=WAYS["captured"]), iterations, recipe)
+        yield _row(base, "captured", graph, base, recipe)
+        fast = one_way(name, data, replace(engine, graph=graph, compile=WAYS["compiled"]), iterations, recipe)
+        yield _row(fast, "compiled", graph, base, recipe)
+
+
 def step_table(models: list[str], data: CifarData, engine: Engine, iterations: int,
                recipe: CifarRecipe = CifarRecipe()) -> list[dict]:
-    """Both ways for each network, and how they compare (see the module docstring)."""
-    graph = "cuda" if engine.device.startswith("cuda") else "dry"
-    rows = []
-    for name in models:
-        ways = {way: one_way(name, data, replace(engine, graph=graph, compile=compiled), iterations, recipe)
-                for way, compiled in WAYS.items()}
-        base, fast = ways["captured"], ways["compiled"]
-        per_image_saved = 1 / base["img_per_s"] - 1 / fast["img_per_s"]  # seconds
-        pays_after = (fast["setup_s"] - base["setup_s"]) / (per_image_saved * recipe.batch_size) \
+    return list(step_rows(models, data, engine, iterations, recipe))
+
+
+def _row(measured: dict, way: str, graph: str, base: dict, recipe: CifarRecipe) -> dict:
+    row = {**{k: v for k, v in measured.items() if k != "losses"}, "way": way, "graph": graph,
+           "speedup": measured["img_per_s"] / base["img_per_s"], "pays_after_iterations": None, "max_loss_diff": None}
+    if measured is not base:
+        per_image_saved = 1 / base["img_per_s"] - 1 / measured["img_per_s"]  # seconds
+        row["pays_after_iterations"] = (measured["setup_s"] - base["setup_s"]) / (per_image_saved * recipe.batch_size) \
             if per_image_saved > 0 else None  # never: it is not faster
-        diff = max(abs(a - b) for a, b in zip(base["losses"], fast["losses"]))
-        for way, row in ways.items():
-            rows.append({**{k: v for k, v in row.items() if k != "losses"}, "way": way, "graph": graph,
-                         "speedup": row["img_per_s"] / base["img_per_s"],
-                         "pays_after_iterations": None if way == "captured" else pays_after,
-                         "max_loss_diff": None if way == "captured" else diff})
-    return rows
+        row["max_loss_diff"] = max(abs(a - b) for a, b in zip(base["losses"], measured["losses"]))
+    return row
