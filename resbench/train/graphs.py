@@ -44,8 +44,7 @@ WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, cuBLAS handles
 class CapturedStep:
     """step(x, y, lr) -> (loss, number wrong), as `steps.make_train_step`'s plain step."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.SGD, bn_splits: int, engine: Engine,
-                 stream: torch.cuda.Stream | None = None):
+    def __init__(self, model: nn.Module, optimizer: torch.optim.SGD, bn_splits: int, engine: Engine):
         self.forward = train_forward(model, bn_splits, engine, cache_enabled=False)
         self.compiled = engine.compile
         if self.compiled:  # inductor's fused kernels (BN, ReLU, the shortcut's add), captured with the rest
@@ -60,9 +59,7 @@ class CapturedStep:
         device = self.params[0].device
         self.lr = torch.zeros((), device=device, dtype=torch.float32)
         self.capture = engine.graph == "cuda"
-        # the stream of the eager steps and the capture (which needs one other than the default): a pack
-        # slot's, else one of its own
-        self.stream = (stream or torch.cuda.Stream(device)) if self.capture else None
+        self.stream = side_stream(device) if self.capture else None
         self.graph, self.static, self.steps = None, None, 0
         self.path = "cuda graph (not captured yet)" if self.capture else "eager (graph dry run: never captured)"
 
@@ -121,6 +118,13 @@ class CapturedStep:
             graph.capture_end()
         torch.cuda.current_stream().wait_stream(self.stream)
         return out
+
+
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """The stream of the eager steps and the capture, which needs one other than the default: the current
+    stream where it is not the default (a pack slot's, made once per slot), else a new one."""
+    current = torch.cuda.current_stream(device)
+    return current if current != torch.cuda.default_stream(device) else torch.cuda.Stream(device)
 
 
 def first_line(err: BaseException) -> str:
