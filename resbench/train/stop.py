@@ -4,8 +4,7 @@ SIGTERM (what `kill`, the end of a session or a scheduler sends) and a first Ctr
 kill a process that trains: they set a flag. Every training loop checks it after each step,
 checkpoints its runs and finishes them as "paused", and the sweep starts no further run; a
 rerun resumes them exactly. A second signal acts as it would have (Ctrl-C interrupts, a
-second SIGTERM kills), so a stuck process can still be stopped. A SIGTERM holds for the rest
-of the process (the next pack or run of a command starts none); a Ctrl-C, for its loop only.
+second SIGTERM kills), so a stuck process can still be stopped.
 """
 from __future__ import annotations
 
@@ -17,7 +16,8 @@ from typing import Iterator
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _requested = threading.Event()
-_terminated = threading.Event()  # a SIGTERM came: the process is ending, so the request outlives its loop
+# a SIGTERM came: the process is ending, so its request holds for the next pack or run (a Ctrl-C's, for its loop)
+_terminated = threading.Event()
 _installed = 0  # nesting depth of stop_on_signals in the main thread
 
 
@@ -53,8 +53,6 @@ def stop_on_signals() -> Iterator[None]:
             _requested.clear()
 
         def on_signal(signum, frame):
-            if signum == signal.SIGTERM:
-                _terminated.set()
             request()
             signal.signal(signum, previous[signum])  # the next one acts as before
 
@@ -64,6 +62,8 @@ def stop_on_signals() -> Iterator[None]:
         yield
     finally:
         _installed -= 1
+        if previous and signal.getsignal(signal.SIGTERM) is not on_signal:
+            _terminated.set()  # a SIGTERM came (its handler is spent): it holds for the rest of the process
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
