@@ -31,13 +31,19 @@ from resbench.train.engine import Engine, graphs_compiled, make_optimizer, sync
 from resbench.train.graphs import WARMUP_STEPS
 from resbench.paper.recipes import CifarRecipe
 from resbench.train.steps import make_train_step
+from resbench.train.stop import Deadline
 
-WAYS = {"captured": False, "compiled": True}  # way -> the forward torch.compile'd before the capture
+WAYS = {"captured": False, "compiled": True}
+
+
+class Cut(Exception):
+    """A measurement stopped by its deadline (time limit, SIGTERM, Ctrl-C) before it ended: no figure."""  # way -> the forward torch.compile'd before the capture
 
 
 def one_way(model_name: str, data: CifarData, engine: Engine, iterations: int,
-            recipe: CifarRecipe = CifarRecipe()) -> dict:
-    """A network's step one way: set-up seconds (the steps up to and including the capture), steady img/s, losses."""
+            recipe: CifarRecipe = CifarRecipe(), deadline: Deadline | None = None) -> dict:
+    """A network's step one way: set-up seconds (the steps up to and including the capture), steady img/s, losses.
+    Raises `Cut` as soon as `deadline` says to stop."""
     engine.apply_global_settings()
     torch.manual_seed(0)
     model = build_model(model_name).to(engine.device, memory_format=torch.channels_last)
@@ -47,6 +53,8 @@ def one_way(model_name: str, data: CifarData, engine: Engine, iterations: int,
     losses, setup, graphs = [], WARMUP_STEPS + 1, graphs_compiled()
     started = time.perf_counter()
     for it in range(setup + iterations):
+        if deadline is not None and (reason := deadline.reason()):
+            raise Cut(reason)
         if it == setup:  # compiled, warmed up and captured: what follows is the steady step
             sync(engine.device)
             setup_s, started = time.perf_counter() - started, time.perf_counter()
