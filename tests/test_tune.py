@@ -86,6 +86,9 @@ def test_pack_auto_measures_briefly_what_the_profile_lacks_then_reads_it(device,
     monkeypatch.setattr(tune_mod, "tune", lambda *a, **k: pytest.fail("measured again"))
     assert pack_for(["resnet20"], 3, CPU, None, path) == 3  # never more than the runs to train
     assert chosen_pack(load_profile(path), "resnet20", "bf16") is None  # another arithmetic: not measured
+    path.write_text(path.read_text().replace(load_profile(path)["device"], "NVIDIA H200"))
+    with pytest.raises(ValueError, match="was measured on NVIDIA H200, not on this"):
+        pack_for(["resnet20"], 3, CPU, None, path)  # another machine's figures are never read as this one's
 
 
 def test_a_time_limit_ends_tune_with_the_rows_measured_by_then(device, tmp_path, monkeypatch):

@@ -62,8 +62,9 @@ def profile_path(device: str, folder: Path | None = None) -> Path:
     return (folder or cache_dir("profiles")) / f"{slug}--torch-{torch.__version__.replace('+', '-')}.json"
 
 
-def load_profile(path: Path) -> dict:
-    """The profile at `path`, or an empty one (no file yet)."""
+def load_profile(path: Path, device: str | None = None) -> dict:
+    """The profile at `path`, or an empty one (no file yet); with `device`, refused where it was measured on
+    another device (its figures are that machine's)."""
     if not path.exists():
         return {"rows": []}
     try:
@@ -72,6 +73,9 @@ def load_profile(path: Path) -> dict:
         raise ValueError(f"{path} is not a profile (not JSON: {err}); delete it and run resbench tune") from None
     if not isinstance(profile, dict) or not isinstance(profile.get("rows"), list):
         raise ValueError(f"{path} is not a profile (no rows); delete it and run resbench tune")
+    if device is not None and profile.get("device") not in (None, device_name(device)):
+        raise ValueError(f"{path} was measured on {profile['device']}, not on this {device_name(device)}: "
+                         "give another --profile, or none (each device has its own)")
     return profile
 
 
@@ -96,7 +100,7 @@ def tune(data: CifarData, engine: Engine, path: Path, networks: tuple[str, ...] 
     engine = replace(engine.resolve(), compile=False, graph="off")
     captured = engine.device.startswith("cuda") if graph is None else graph
     packed = replace(engine, graph="cuda" if captured else "off").resolve()
-    profile = load_profile(path)
+    profile = load_profile(path, engine.device)
     profile.update(device=device_name(engine.device), torch=torch.__version__)
     recipe = CifarRecipe(batch_size=batch_size)
     with stop_on_signals(), tempfile.TemporaryDirectory(prefix="resbench-tune-") as tmp:
@@ -244,7 +248,7 @@ def pack_for(networks: list[str], runs: int, engine: Engine, data: CifarData | C
     `brief_s` seconds (`resbench tune` measures at length); where that measures no pack, 1."""
     engine = engine.resolve()
     captured = "cuda" if (engine.device.startswith("cuda") if graph is None else graph) else "off"
-    profile = load_profile(path)
+    profile = load_profile(path, engine.device)
     missing = [n for n in networks if chosen_pack(profile, n, engine.precision, captured) is None]
     if missing:
         say(f"--pack auto: {path} has no pack size of {', '.join(missing)} ({engine.precision}); measuring "
