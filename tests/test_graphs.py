@@ -185,3 +185,49 @@ def test_bench_step_writes_each_way_as_it_is_measured(bench_root, tmp_path, monk
     assert isinstance(result.exception, RuntimeError)
     rows = json.loads(out.read_text())["results"]
     assert [(r["model"], r["way"]) for r in rows] == [("resnet8", "captured")] and rows[0]["img_per_s"] > 0
+
+
+def test_a_capture_waits_for_its_own_stream_only_never_the_whole_device(tiny_data, monkeypatch):
+    """A run joining a running pack captures its step: torch.cuda.graph would synchronise the device and
+    empty the allocator's cache under the pack's other runs. CPU: the stream and graph are stand-ins."""
+    import contextlib
+
+    from resbench.models import build_model
+    from resbench.train.engine import make_optimizer
+    from resbench.train.graphs import CapturedStep
+
+    calls = []
+
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+        def synchronize(self):
+            calls.append("stream.synchronize")
+
+    class Graph:
+        def capture_begin(self, *args, **kwargs):
+            calls.append("capture_begin")
+
+        def capture_end(self):
+            calls.append("capture_end")
+
+        def replay(self):
+            calls.append("replay")
+
+    def whole_device(*args, **kwargs):
+        raise AssertionError("the whole device waited")
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    for name in ("synchronize", "empty_cache", "graph"):
+        monkeypatch.setattr(torch.cuda, name, whole_device)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *args: Stream())
+    torch.manual_seed(0)
+    model = build_model("resnet8")
+    step = CapturedStep(model, make_optimizer(model, 0.1, 0.9, 1e-4, "cpu"), 2, DRY)
+    step.capture, step.stream = True, Stream()
+    x, y = tiny_data.train_x[:32].float().div(255), tiny_data.train_y[:32]
+    for _ in range(5):
+        step(x, y, 0.1)
+    assert step.path == "cuda graph"
+    assert calls == ["stream.synchronize", "capture_begin", "capture_end", "replay", "replay"]
