@@ -13,7 +13,6 @@ the interleaving differs. The runs may differ in depth, recipe and seed.
   streams long before 32 slots; beyond 32 slots they share anyway.
 * A run that joins a running pack waits for its own stream only (its capture too:
   `graphs.CapturedStep`), never for the whole device.
-
 * One copy of the data on the device, read by every run.
 * The host never waits in the hot loop: losses and errors add up on the device (`member.Window`);
   a run waits for its own stream only at its due points (log, test, checkpoint).
@@ -58,14 +57,10 @@ class SlotStreams:
     that ends to the next run admitted."""
 
     def __init__(self, device: str):
-        self.device, self.free, self.made = device, [], 0
+        self.device, self.free = device, []
 
     def take(self) -> torch.cuda.Stream | None:
-        if self.free:
-            return self.free.pop()
-        stream = new_stream(self.device)
-        self.made += stream is not None
-        return stream
+        return self.free.pop() if self.free else new_stream(self.device)
 
     def give(self, stream: torch.cuda.Stream | None) -> None:
         if stream is not None:
