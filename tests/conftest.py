@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.fixture(autouse=True)
+def no_stop_request():
+    """Each test starts as a new process does: no SIGTERM of an earlier test holds (resbench.train.stop)."""
+    from resbench.train import stop
+
+    stop.reset()
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

@@ -127,3 +127,107 @@ def test_the_compiled_captured_step_computes_what_the_captured_one_does(tiny_dat
     assert captured["dynamo_graphs"] == 0 and compiled["dynamo_graphs"] >= 1  # it did compile: no silent fallback
     assert compiled["max_loss_diff"] < 1e-4 and compiled["img_per_s"] > 0 and captured["speedup"] == 1.0
     assert compiled["pays_after_iterations"] is None or compiled["pays_after_iterations"] > 0
+
+
+def test_a_capture_that_fails_with_an_empty_message_goes_on_eager_and_says_so(tiny_data, monkeypatch):
+    """The fallback meant to save a run must not itself raise (an AssertionError() has no message).
+    CPU: streams are stand-ins, and the graph's capture fails as some ops make it fail on a GPU."""
+    import contextlib
+
+    from resbench.models import build_model
+    from resbench.train.engine import make_optimizer
+    from resbench.train.graphs import CapturedStep
+
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+        def synchronize(self):
+            pass
+
+    class Graph:
+        def capture_begin(self, *args, **kwargs):
+            raise AssertionError()
+
+    def no_capture(*args, **kwargs):
+        raise AssertionError()
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", no_capture)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *args: Stream())
+    torch.manual_seed(0)
+    model = build_model("resnet8")
+    step = CapturedStep(model, make_optimizer(model, 0.1, 0.9, 1e-4, "cpu"), 2, DRY)
+    step.capture, step.stream = True, Stream()  # as on a GPU: the step after the warm-up records
+    x, y = tiny_data.train_x[:32].float().div(255), tiny_data.train_y[:32]
+    for _ in range(5):
+        loss, _ = step(x, y, 0.1)
+    assert step.path == "eager: capture failed: AssertionError" and step.graph is None and torch.isfinite(loss)
+
+
+def test_bench_step_writes_each_way_as_it_is_measured(bench_root, tmp_path, monkeypatch):
+    """A cut while the second way compiles (a walltime, a kill) keeps the first way's row in --out."""
+    from typer.testing import CliRunner
+
+    from resbench.bench import step
+    from resbench.cli import app
+
+    real = step.one_way
+
+    def killed_while_compiling(name, data, engine, *args, **kwargs):
+        if engine.compile:
+            raise RuntimeError("killed during compilation")
+        return real(name, data, engine, *args, **kwargs)
+    monkeypatch.setattr(step, "one_way", killed_while_compiling)
+    out = tmp_path / "step.json"
+    result = CliRunner().invoke(app, ["bench", "step", "--models", "resnet8", "--iterations", "2", "--device", "cpu",
+                                      "--data-root", str(bench_root), "--out", str(out)])
+    assert isinstance(result.exception, RuntimeError)
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["model"], r["way"]) for r in rows] == [("resnet8", "captured")] and rows[0]["img_per_s"] > 0
+
+
+def test_a_capture_waits_for_its_own_stream_only_never_the_whole_device(tiny_data, monkeypatch):
+    """A run joining a running pack captures its step: torch.cuda.graph would synchronise the device and
+    empty the allocator's cache under the pack's other runs. CPU: the stream and graph are stand-ins."""
+    import contextlib
+
+    from resbench.models import build_model
+    from resbench.train.engine import make_optimizer
+    from resbench.train.graphs import CapturedStep
+
+    calls = []
+
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+        def synchronize(self):
+            calls.append("stream.synchronize")
+
+    class Graph:
+        def capture_begin(self, *args, **kwargs):
+            calls.append("capture_begin")
+
+        def capture_end(self):
+            calls.append("capture_end")
+
+        def replay(self):
+            calls.append("replay")
+
+    def whole_device(*args, **kwargs):
+        raise AssertionError("the whole device waited")
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    for name in ("synchronize", "empty_cache", "graph"):
+        monkeypatch.setattr(torch.cuda, name, whole_device)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *args: Stream())
+    torch.manual_seed(0)
+    model = build_model("resnet8")
+    step = CapturedStep(model, make_optimizer(model, 0.1, 0.9, 1e-4, "cpu"), 2, DRY)
+    step.capture, step.stream = True, Stream()
+    x, y = tiny_data.train_x[:32].float().div(255), tiny_data.train_y[:32]
+    for _ in range(5):
+        step(x, y, 0.1)
+    assert step.path == "cuda graph"
+    assert calls == ["stream.synchronize", "capture_begin", "capture_end", "replay", "replay"]

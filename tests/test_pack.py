@@ -81,6 +81,51 @@ def test_a_deadline_pauses_every_run_in_flight_and_they_resume_to_the_same_end(t
         assert [r for r in records(run_dir) if r["split"] != "event"] == records(tmp_path / f"a{run.seed}")
 
 
+def test_a_sigterm_during_one_pack_holds_for_the_next_pack_of_the_process(tiny_data, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from resbench.data.pipeline import DeviceLoader
+
+    real_batch = DeviceLoader.batch
+
+    def sigterm_at_5(self, iteration):
+        if iteration == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_batch(self, iteration)
+    monkeypatch.setattr(DeviceLoader, "batch", sigterm_at_5)
+    first = dict(train_packed([(RUNS[0], tmp_path / "first")], tiny_data, CPU, 2, False))
+    assert first[tmp_path / "first"]["status"] == "paused" and "SIGTERM" in first[tmp_path / "first"]["reason"]
+    monkeypatch.setattr(DeviceLoader, "batch", real_batch)
+    assert dict(train_packed([(RUNS[1], tmp_path / "next")], tiny_data, CPU, 2, False)) == {}  # the process is ending
+    assert not (tmp_path / "next").exists() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_pack_makes_one_stream_per_slot_and_hands_it_to_the_next_run(tiny_data, tmp_path, monkeypatch):
+    """CUDA hands streams out from a pool of 32: a stream per run (two, with the capture's) made a pack of 32
+    at most 16-way. CPU: the streams are stand-ins, counted as they are made and entered."""
+    import contextlib
+
+    from resbench.train import pack
+
+    made, entered = [], []
+
+    class Stream:
+        def synchronize(self):
+            pass
+
+    def on(stream):
+        entered.append(stream)
+        return contextlib.nullcontext()
+    monkeypatch.setattr(pack, "new_stream", lambda device: made.append(Stream()) or made[-1])
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    short = recipe(iterations=4, milestones=(2,), log_every=2, eval_every=4, checkpoint_every=4)
+    runs = [(CifarRun("resnet8", short, seed), tmp_path / f"r{seed}") for seed in range(3)]
+    ended = dict(train_packed(runs, tiny_data, CPU, 2, False))
+    assert [s["status"] for s in ended.values()] == ["done"] * 3
+    assert len(made) == 2 and set(map(id, entered)) == set(map(id, made))  # the third run took a freed slot's
+
+
 def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tiny_data, tmp_path):
     broken = CifarRun("resnet9", recipe(), 0)  # 6n+2 layers only: fails as its Member is built
     runs = [(broken, tmp_path / "broken"), (RUNS[0], tmp_path / "fine")]
@@ -124,7 +169,7 @@ def test_bench_pack_measures_each_size_against_the_first_and_the_peak_in_one_run
     assert "share of peak" in proc.stdout
 
 
-def test_the_preflights_check_finds_a_pack_computing_what_its_runs_alone_do(tiny_data, tmp_path):
+def test_the_pack_check_finds_a_pack_computing_what_its_runs_alone_do(tiny_data, tmp_path):
     from resbench.bench.packs import chosen_size, pack_agrees
 
     check = pack_agrees(tiny_data, CPU, tmp_path, steps=6, batch_size=32, model="resnet8")

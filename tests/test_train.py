@@ -136,6 +136,7 @@ def test_sigterm_checkpoints_pauses_and_resume_equals_an_uninterrupted_run(tiny_
     import signal
 
     from resbench.data.pipeline import DeviceLoader
+    from resbench.train import stop
 
     run = CifarRun("resnet8", tiny_recipe(), seed=2)
     real_batch = DeviceLoader.batch
@@ -150,6 +151,7 @@ def test_sigterm_checkpoints_pauses_and_resume_equals_an_uninterrupted_run(tiny_
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 12
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the loop
     monkeypatch.setattr(DeviceLoader, "batch", real_batch)
+    stop.reset()  # the rerun is a new process: the SIGTERM was for this one
     resumed = train_cifar(run, tiny_data, tmp_path / "resumed", engine(), progress=False)
     assert resumed["status"] == "done"
     assert [r["event"] for r in records(tmp_path / "resumed", "event")] == ["resumed"]

@@ -1,4 +1,4 @@
-"""How full a pack keeps the device: `resbench bench pack`, and the preflight's choice of K.
+"""How full a pack keeps the device: `resbench bench pack`, and what `resbench tune` measures of packs.
 
 For each pack size K, K runs of the paper's recipe (`bench._bench_recipe`: iterations steps,
 tested once at the end) train side by side (`resbench.train.pack`) and their steady img/s add
@@ -60,12 +60,13 @@ def peak_tflops(device: str) -> float:
 
 
 def pack_throughput(models: list[str], slots: int, iterations: int, data: CifarData, engine: Engine,
-                    out: Path, batch_size: int = 128) -> dict:
-    """Aggregate img/s of `slots` runs packed (the models taken in turn: mixed depths if several)."""
+                    out: Path, batch_size: int = 128, time_limit_s: float | None = None) -> dict:
+    """Aggregate img/s of `slots` runs packed (the models taken in turn: mixed depths if several); raises
+    RuntimeError where a run did not end done (paused by `time_limit_s` or a signal, failed, out of memory)."""
     recipe = _bench_recipe(iterations, batch_size)
     runs = [(CifarRun(models[i % len(models)], recipe, i, "bench"), out / f"pack{slots}-{i}") for i in range(slots)]
     started = time.perf_counter()
-    ended = dict(train_packed(runs, data, engine, slots, progress=False))
+    ended = dict(train_packed(runs, data, engine, slots, progress=False, time_limit_s=time_limit_s))
     wall = time.perf_counter() - started
     if any(s["status"] != "done" for s in ended.values()):
         raise RuntimeError(f"a pack of {slots} ended {[s.get('error', s['status']) for s in ended.values()]}")
@@ -107,7 +108,7 @@ def pack_agrees(data: CifarData, engine: Engine, out: Path, steps: int = 12, bat
     {"bitwise": every loss and weight equal, "max_loss_diff", "max_weight_diff", "agree": within 1e-3}."""
     recipe = CifarRecipe().with_options(iterations=steps, milestones=(steps // 2,), log_every=1, eval_every=steps,
                                         checkpoint_every=steps, test_subset=1000, batch_size=batch_size)
-    runs = [CifarRun(model, recipe, seed, "preflight") for seed in (0, 1)]
+    runs = [CifarRun(model, recipe, seed, "check") for seed in (0, 1)]
     for run in runs:
         train_cifar(run, data, out / f"alone-{run.seed}", engine, progress=False)
     list(train_packed([(run, out / f"packed-{run.seed}") for run in runs], data, engine, 2, progress=False))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Iterator
 
 import torch
 
@@ -30,13 +31,19 @@ from resbench.train.engine import Engine, graphs_compiled, make_optimizer, sync
 from resbench.train.graphs import WARMUP_STEPS
 from resbench.paper.recipes import CifarRecipe
 from resbench.train.steps import make_train_step
+from resbench.train.stop import Deadline
 
-WAYS = {"captured": False, "compiled": True}  # way -> the forward torch.compile'd before the capture
+WAYS = {"captured": False, "compiled": True}
+
+
+class Cut(Exception):
+    """A measurement stopped by its deadline (time limit, SIGTERM, Ctrl-C) before it ended: no figure."""  # way -> the forward torch.compile'd before the capture
 
 
 def one_way(model_name: str, data: CifarData, engine: Engine, iterations: int,
-            recipe: CifarRecipe = CifarRecipe()) -> dict:
-    """A network's step one way: set-up seconds (the steps up to and including the capture), steady img/s, losses."""
+            recipe: CifarRecipe = CifarRecipe(), deadline: Deadline | None = None) -> dict:
+    """A network's step one way: set-up seconds (the steps up to and including the capture), steady img/s, losses.
+    Raises `Cut` as soon as `deadline` says to stop."""
     engine.apply_global_settings()
     torch.manual_seed(0)
     model = build_model(model_name).to(engine.device, memory_format=torch.channels_last)
@@ -46,6 +53,8 @@ def one_way(model_name: str, data: CifarData, engine: Engine, iterations: int,
     losses, setup, graphs = [], WARMUP_STEPS + 1, graphs_compiled()
     started = time.perf_counter()
     for it in range(setup + iterations):
+        if deadline is not None and (reason := deadline.reason()):
+            raise Cut(reason)
         if it == setup:  # compiled, warmed up and captured: what follows is the steady step
             sync(engine.device)
             setup_s, started = time.perf_counter() - started, time.perf_counter()
@@ -56,22 +65,29 @@ def one_way(model_name: str, data: CifarData, engine: Engine, iterations: int,
             "losses": [float(v) for v in losses]}
 
 
+def step_rows(models: list[str], data: CifarData, engine: Engine, iterations: int,
+              recipe: CifarRecipe = CifarRecipe()) -> Iterator[dict]:
+    """Both ways for each network, and how they compare (see the module docstring), each row as soon as it
+    is measured: a cut during the compiled way's compilation keeps the captured way's row."""
+    graph = "cuda" if engine.device.startswith("cuda") else "dry"
+    for name in models:
+        base = one_way(name, data, replace(engine, graph=graph, compile=WAYS["captured"]), iterations, recipe)
+        yield _row(base, "captured", graph, base, recipe)
+        fast = one_way(name, data, replace(engine, graph=graph, compile=WAYS["compiled"]), iterations, recipe)
+        yield _row(fast, "compiled", graph, base, recipe)
+
+
 def step_table(models: list[str], data: CifarData, engine: Engine, iterations: int,
                recipe: CifarRecipe = CifarRecipe()) -> list[dict]:
-    """Both ways for each network, and how they compare (see the module docstring)."""
-    graph = "cuda" if engine.device.startswith("cuda") else "dry"
-    rows = []
-    for name in models:
-        ways = {way: one_way(name, data, replace(engine, graph=graph, compile=compiled), iterations, recipe)
-                for way, compiled in WAYS.items()}
-        base, fast = ways["captured"], ways["compiled"]
-        per_image_saved = 1 / base["img_per_s"] - 1 / fast["img_per_s"]  # seconds
-        pays_after = (fast["setup_s"] - base["setup_s"]) / (per_image_saved * recipe.batch_size) \
+    return list(step_rows(models, data, engine, iterations, recipe))
+
+
+def _row(measured: dict, way: str, graph: str, base: dict, recipe: CifarRecipe) -> dict:
+    row = {**{k: v for k, v in measured.items() if k != "losses"}, "way": way, "graph": graph,
+           "speedup": measured["img_per_s"] / base["img_per_s"], "pays_after_iterations": None, "max_loss_diff": None}
+    if measured is not base:
+        per_image_saved = 1 / base["img_per_s"] - 1 / measured["img_per_s"]  # seconds
+        row["pays_after_iterations"] = (measured["setup_s"] - base["setup_s"]) / (per_image_saved * recipe.batch_size) \
             if per_image_saved > 0 else None  # never: it is not faster
-        diff = max(abs(a - b) for a, b in zip(base["losses"], fast["losses"]))
-        for way, row in ways.items():
-            rows.append({**{k: v for k, v in row.items() if k != "losses"}, "way": way, "graph": graph,
-                         "speedup": row["img_per_s"] / base["img_per_s"],
-                         "pays_after_iterations": None if way == "captured" else pays_after,
-                         "max_loss_diff": None if way == "captured" else diff})
-    return rows
+        row["max_loss_diff"] = max(abs(a - b) for a, b in zip(base["losses"], measured["losses"]))
+    return row

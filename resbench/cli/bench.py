@@ -38,7 +38,7 @@ def _counts(text: str) -> list[int]:
         fail(f"expected comma-separated numbers, got {text!r}")
 
 
-def _write(out: Optional[Path], results: list, engine, data) -> None:
+def _write(out: Optional[Path], results: list, engine, data, quiet: bool = False) -> None:
     """The results and the machine they were measured on (GPU name, versions, data) as JSON."""
     if out:
         import torch
@@ -47,7 +47,8 @@ def _write(out: Optional[Path], results: list, engine, data) -> None:
         from resbench.runs.provenance import environment
 
         write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
-        console.print(f"wrote {out}")
+        if not quiet:
+            console.print(f"wrote {out}")
 
 
 @bench_app.command("cifar")
@@ -241,10 +242,13 @@ def bench_step(
 ) -> None:
     """A deep net's captured step, eager kernels vs torch.compile'd ones (on a CPU: the graph's dry mode):
     img/s, set-up seconds, the iterations before compiling pays, the largest loss difference."""
-    from resbench.bench.step import step_table
+    from resbench.bench.step import step_rows
 
     engine, data = _setup(device, False, "default", data_root, compile_backend=compile_backend)
-    rows = step_table(_split(models) or [], data, engine, iterations)
+    rows = []
+    for row in step_rows(_split(models) or [], data, engine, iterations):
+        rows.append(row)
+        _write(out, rows, engine, data, quiet=True)  # each way as it is measured: a cut keeps what was
     table = Table(title=f"a captured step on {engine.device} ({engine.precision}), batch 128, "
                         f"{iterations} timed iterations")
     for col in ("model", "way", "img/s", "speed-up", "set-up s", "pays after", "loss diff"):
@@ -260,8 +264,9 @@ def bench_step(
     console.print(f"steps: {rows[0]['path']}; graphs compiled by dynamo: "
                   f"{', '.join(str(r['dynamo_graphs']) for r in rows if r['way'] != 'captured')}")
     console.print("The paper's recipe is 64,000 iterations; a compiled step rounds differently, so it becomes a "
-                  "default only after a control over seeds (module docstring of resbench/bench_step.py).")
-    _write(out, rows, engine, data)
+                  "default only after a control over seeds (module docstring of resbench/bench/step.py).")
+    if out:
+        console.print(f"wrote {out}")
 
 
 @bench_app.command("imagenet")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,6 +13,7 @@ from resbench.cli.bench import bench_app
 from resbench.cli.calibrate import calibrate_cmd
 from resbench.cli.common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
 from resbench.cli.runs import runs_app
+from resbench.cli.tune import tune_cmd
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -115,9 +117,15 @@ def run(
     fuse: str = typer.Option("auto", rich_help_panel=SPEED,
                              help="train N seeds of a row together in one process (vmap over the runs); auto: "
                                   "the GPU measurement's choice, 1 on CPU"),
-    pack: int = typer.Option(1, min=1, rich_help_panel=SPEED,
-                             help="train N CIFAR runs side by side in this process, each on its own CUDA stream and "
-                                  "computing what it does alone; a finished run's slot takes the next"),
+    pack: str = typer.Option("auto", rich_help_panel=SPEED,
+                             help="train N CIFAR runs side by side in this process, each computing what it does "
+                                  "alone, on its slot's CUDA stream; a finished run's slot takes the next. auto: the "
+                                  "size `resbench tune` measured best on this GPU (measured briefly first where the "
+                                  "profile lacks it), 1 on a CPU"),
+    graph: Optional[bool] = typer.Option(None, "--graph/--no-graph", rich_help_panel=SPEED,
+                                         help="CIFAR: each step captured in a CUDA graph (default: in packs on CUDA)"),
+    profile: Optional[Path] = typer.Option(None, rich_help_panel=SPEED,
+                                           help="the machine profile --pack auto reads (default: resbench tune's)"),
     time_limit: Optional[str] = typer.Option(None, help="a duration (90s, 45m, 2h, 1h30m): checkpoint and stop "
                                              "(status paused) after it"),
     deadline: Optional[str] = typer.Option(None, help="a duration (45m, 2h) or an end time (14:30, "
@@ -136,6 +144,7 @@ def run(
                               rich_help_panel=SLURM),
 ) -> None:
     """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
+    from resbench.bench.tune import auto_pack
     from resbench.data import DataError
     from resbench.sweep.launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
     from resbench.sweep.jobs import resolve_fuse, train_jobs
@@ -150,7 +159,7 @@ def run(
         device, launcher = rank_device, "inline"
     precision = "fp32" if fp32 else precision
     engine = Engine(device=device, precision=precision, compile=compile, compile_mode=compile_mode,
-                    deterministic=deterministic, one_forward=one_forward)
+                    deterministic=deterministic, one_forward=one_forward, graph="cuda" if graph else "off")
     if launcher == "slurm" and gpus_per_task:  # resolved for the GPU nodes, not this one
         engine = engine.resolve(cuda_available=True)
     try:
@@ -162,7 +171,9 @@ def run(
             raise ValueError("--deadline plans the runs of this process; with --jobs or --launcher use --time-limit")
         if launcher not in LAUNCHERS:
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-        if pack > 1 and launcher != "inline":
+        if pack != "auto" and (not pack.isdigit() or int(pack) < 1):
+            raise ValueError(f"--pack takes a number of runs (1 or more) or auto, got {pack!r}")
+        if pack not in ("auto", "1") and launcher != "inline":
             raise ValueError("--pack trains its runs in this process: use it without --jobs or --launcher")
         todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
@@ -171,6 +182,10 @@ def run(
         root = data.source  # workers read the very folder the plan was made on
         decode = getattr(data, "decode", "workers")  # and decode where the plan said
         fuse_n = resolve_fuse(fuse, engine)
+        pack_n = int(pack) if pack != "auto" else auto_pack(engine, todo, data, launcher == "inline" and fuse_n == 1,
+                                                            profile, graph, say=console.print)
+        if graph is None and pack_n > 1 and engine.device.startswith("cuda"):
+            engine = replace(engine, graph="cuda")  # a pack cannot torch.compile: its runs step captured
         if launcher == "slurm":
             options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, nodes=nodes)
             ids = submit_slurm(todo, jobs, root, engine, out, options, fuse_n, decode)
@@ -181,8 +196,8 @@ def run(
             results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fuse_n,
                                    decode)
         else:
-            box = time_box(end, engine, pack) if end is not None else None
-            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n, pack, box)
+            box = time_box(end, engine, pack_n) if end is not None else None
+            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n, pack_n, box)
     except (DataError, ValueError, KeyError) as err:
         fail(message(err))
     except OSError as err:
@@ -332,3 +347,4 @@ def report(
 
 
 app.command("calibrate")(calibrate_cmd)  # after the others: `resbench --help` lists commands in this order
+app.command("tune")(tune_cmd)

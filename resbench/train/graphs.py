@@ -18,12 +18,20 @@ The eager steps use the same code, and a step that cannot be captured runs eager
 on; `path` says which ("cuda graph", "eager: capture failed: ..."). With `graph="dry"` (tests,
 CPU) the code never captures: the same arithmetic, run eagerly each step.
 
+In a pack (`resbench.train.pack`) the eager steps and the capture run on the pack slot's stream,
+created once per slot (CUDA hands out streams from a pool of 32: a stream per run would make
+packed runs share them), and the capture waits for that stream only, not the whole device:
+`torch.cuda.graph` synchronises the device and empties the allocator's cache, which would stall
+every other run of the pack whenever one joins it.
+
 With `engine.compile` the forward is torch.compile'd first (inductor's default mode: its kernels,
 not its CUDA graphs) and its kernels are what the graph records: fewer, fused kernels for deep
 nets, whose captured step is bound by the kernels themselves. It rounds differently, and costs a
 compilation: `resbench bench step` measures both; it is not a default.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -51,7 +59,7 @@ class CapturedStep:
         device = self.params[0].device
         self.lr = torch.zeros((), device=device, dtype=torch.float32)
         self.capture = engine.graph == "cuda"
-        self.stream = torch.cuda.Stream(device) if self.capture else None
+        self.stream = side_stream(device) if self.capture else None
         self.graph, self.static, self.steps = None, None, 0
         self.path = "cuda graph (not captured yet)" if self.capture else "eager (graph dry run: never captured)"
 
@@ -85,13 +93,41 @@ class CapturedStep:
 
     def _record(self, x: torch.Tensor, y: torch.Tensor) -> None:
         static_x, static_y = x.clone(), y.clone()
-        graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
-                loss, wrong = self._step(static_x, static_y)
+            graph = torch.cuda.CUDAGraph()
+            loss, wrong = self._capture(graph, static_x, static_y)
         except Exception as err:  # an op that cannot be captured: go on eager, and say so
             self.capture, self.stream = False, None
-            self.path = f"eager: capture failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            self.path = f"eager: capture failed: {first_line(err)}"
             return
         self.graph, self.static = graph, (static_x, static_y, loss, wrong)
         self.path = "cuda graph of compiled kernels" if self.compiled else "cuda graph"
+
+    def _capture(self, graph: torch.cuda.CUDAGraph, x: torch.Tensor, y: torch.Tensor):
+        """One step recorded on this step's stream, waiting for that stream only (not `torch.cuda.graph`)."""
+        self.stream.wait_stream(torch.cuda.current_stream())
+        self.stream.synchronize()  # this run's warm-up is done; a pack's other runs go on
+        with torch.cuda.stream(self.stream):
+            graph.capture_begin(capture_error_mode="thread_local")  # other threads (a progress bar) may run
+            try:
+                out = self._step(x, y)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the capture is broken: end it, say the first error
+                    graph.capture_end()
+                raise
+            graph.capture_end()
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return out
+
+
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """The stream of the eager steps and the capture, which needs one other than the default: the current
+    stream where it is not the default (a pack slot's, made once per slot), else a new one."""
+    current = torch.cuda.current_stream(device)
+    return current if current != torch.cuda.default_stream(device) else torch.cuda.Stream(device)
+
+
+def first_line(err: BaseException) -> str:
+    """'TypeName: first line of its message', or the type's name alone where the message is empty."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__

@@ -16,6 +16,8 @@ from typing import Iterator
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _requested = threading.Event()
+# a SIGTERM came: the process is ending, so its request holds for the next pack or run (a Ctrl-C's, for its loop)
+_terminated = threading.Event()
 _installed = 0  # nesting depth of stop_on_signals in the main thread
 
 
@@ -26,6 +28,12 @@ def requested() -> bool:
 def request() -> None:
     """Ask every loop of this process to checkpoint and pause (what the signal handler does)."""
     _requested.set()
+
+
+def reset() -> None:
+    """Forget every stop request, a SIGTERM's too (what a new process starts with: tests)."""
+    _terminated.clear()
+    _requested.clear()
 
 
 @contextlib.contextmanager
@@ -41,7 +49,8 @@ def stop_on_signals() -> Iterator[None]:
         return
     previous = {}
     if _installed == 0:
-        _requested.clear()
+        if not _terminated.is_set():  # a SIGTERM holds for the process: the next pack or run starts none
+            _requested.clear()
 
         def on_signal(signum, frame):
             request()
@@ -53,6 +62,8 @@ def stop_on_signals() -> Iterator[None]:
         yield
     finally:
         _installed -= 1
+        if previous and signal.getsignal(signal.SIGTERM) is not on_signal:
+            _terminated.set()  # a SIGTERM came (its handler is spent): it holds for the rest of the process
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
