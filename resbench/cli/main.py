@@ -11,10 +11,12 @@ from rich.table import Table
 from resbench.cli.bench import bench_app
 from resbench.cli.calibrate import calibrate_cmd
 from resbench.cli.common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
+from resbench.cli.data import data_app
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(bench_app, name="bench")
+app.add_typer(data_app, name="data")
 
 
 @app.command("list")
