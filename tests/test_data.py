@@ -181,3 +181,20 @@ def test_an_unwritable_cache_only_costs_the_decoding(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv("RESBENCH_CACHE", str(tmp_path / "file"))
     assert load_cifar10(tmp_path).train_x.shape == (10, 3, 32, 32)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "table6", "--fuse", "0", "--device", "cpu"], "--fuse takes a number"),
+    (["run", "table6", "--models", "nonsense"], "table6 has no rows for nonsense"),
+    (["run", "table6", "--precision", "fp8", "--device", "cpu"], "precision must be"),
+    (["calibrate", "nonsense:3"], "nonsense"),
+])
+def test_options_are_checked_before_the_data_is_looked_for(no_default_data, args, message):
+    """In a fresh clone without CIFAR-10, a wrong option is named, not 'CIFAR-10 not found'."""
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert "not found" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

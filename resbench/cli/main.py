@@ -148,13 +148,13 @@ def run(
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
         if pack > 1 and launcher != "inline":
             raise ValueError("--pack trains its runs in this process: use it without --jobs or --launcher")
+        fuse_n = resolve_fuse(fuse, engine)  # every option is checked before the data is looked for
         todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
                                      overrides=overrides(set_), fresh=fresh, synthetic=synthetic,
                                      say=console.print, budget=budget, decode=decode)
         root = data.source  # workers read the very folder the plan was made on
         decode = getattr(data, "decode", "workers")  # and decode where the plan said
-        fuse_n = resolve_fuse(fuse, engine)
         if launcher == "slurm":
             options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, nodes=nodes)
             ids = submit_slurm(todo, jobs, root, engine, out, options, fuse_n, decode)
