@@ -20,14 +20,14 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from resbench.host import vision as _vision  # noqa: F401  (before torchvision: see resbench/host/vision.py)
+from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
 from resbench.data import DataError
 from resbench.data.cifar import JPEG_DIR, LAYOUT_FILES, ORIGINAL_DIR, fetched_root
 
-ARCHIVE = "cifar-10-python.tar.gz"
-CIFAR10_URL = f"https://www.cs.toronto.edu/~kriz/{ARCHIVE}"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # as torchvision's CIFAR10 dataset checks it
+# the original archive as torchvision's own CIFAR10 dataset downloads and checks it
+ARCHIVE, CIFAR10_URL, CIFAR10_MD5 = CIFAR10.filename, CIFAR10.url, CIFAR10.tgz_md5
 ARCHIVE_MB = 163
 
 
