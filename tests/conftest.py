@@ -62,6 +62,19 @@ def write_jpeg_root(root: Path, n_train: int, n_test: int = 20) -> Path:
     return root
 
 
+def write_original_root(root: Path, n: int = 10) -> Path:
+    """A data root holding a tiny CIFAR-10 in the original layout (cifar-10-batches-py/, pickled batches)."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        images, labels = make_images(n)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": images.reshape(n, -1).numpy(), b"labels": labels.tolist()}, f)
+    return root
+
+
 @pytest.fixture(scope="session")
 def jpeg_root(tmp_path_factory) -> Path:
     """64 training images: for CLI and worker tests at the smoke preset's batch of 32."""

@@ -6,7 +6,7 @@ from resbench.data import DataError
 from resbench.data.cifar import find_cifar10, load_cifar10, stratified_split, write_jpeg_npz
 from resbench.data.pipeline import DeviceLoader, augment, epoch_plan
 
-from conftest import make_images
+from conftest import make_images, write_jpeg_root, write_original_root
 
 
 def reference_augment(img, mean, dx, dy, flip):
@@ -84,17 +84,38 @@ def test_reads_the_jpeg_archive_format(tmp_path):
 
 
 def test_reads_the_original_python_batches(tmp_path):
-    import pickle
-
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        images, labels = make_images(10)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"data": images.reshape(10, -1).numpy(), b"labels": labels.tolist()}, f)
-    data = load_cifar10(tmp_path)
+    data = load_cifar10(write_original_root(tmp_path, 10))
     assert data.variant == "cifar10-original" and len(data.train_y) == 50
     assert torch.equal(data.test_x, make_images(10)[0])
+
+
+@pytest.fixture
+def no_default_data(tmp_path, monkeypatch):
+    """A working directory and cache without CIFAR-10 (as in a fresh clone), RESBENCH_DATA unset."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RESBENCH_DATA", raising=False)
+    monkeypatch.setenv("RESBENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_the_original_wins_over_the_jpeg_wherever_both_are_found(no_default_data, monkeypatch):
+    jpeg = write_jpeg_root(no_default_data / "jpeg", 10)
+    monkeypatch.setenv("RESBENCH_DATA", str(jpeg))  # found first, but re-encoded
+    assert find_cifar10() == ("cifar10-jpeg", jpeg / "cifar10-jpeg")
+    original = write_original_root(no_default_data / "cache" / "data")  # where `resbench data fetch` puts it
+    assert find_cifar10() == ("cifar-10-batches-py", original / "cifar-10-batches-py")
+    assert find_cifar10(jpeg) == ("cifar10-jpeg", jpeg / "cifar10-jpeg")  # a root named with --data-root is kept
+
+
+def test_a_partial_batches_folder_is_no_data_and_a_one_line_error(no_default_data):
+    folder = write_original_root(no_default_data / "data") / "cifar-10-batches-py"
+    (folder / "data_batch_3").unlink()
+    write_jpeg_root(no_default_data / "cache" / "data", 10)  # not silently used instead
+    with pytest.raises(DataError, match="data_batch_3 missing.*resbench data fetch") as err:
+        find_cifar10()
+    assert "\n" not in str(err.value)
+    with pytest.raises(DataError, match="data_batch_3 missing"):
+        find_cifar10(folder)
 
 
 def test_missing_data_lists_where_it_looked(tmp_path, monkeypatch):
@@ -160,3 +181,20 @@ def test_an_unwritable_cache_only_costs_the_decoding(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv("RESBENCH_CACHE", str(tmp_path / "file"))
     assert load_cifar10(tmp_path).train_x.shape == (10, 3, 32, 32)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "table6", "--fuse", "0", "--device", "cpu"], "--fuse takes a number"),
+    (["run", "table6", "--models", "nonsense"], "table6 has no rows for nonsense"),
+    (["run", "table6", "--precision", "fp8", "--device", "cpu"], "precision must be"),
+    (["calibrate", "nonsense:3"], "nonsense"),
+])
+def test_options_are_checked_before_the_data_is_looked_for(no_default_data, args, message):
+    """In a fresh clone without CIFAR-10, a wrong option is named, not 'CIFAR-10 not found'."""
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert "not found" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,6 +1,7 @@
 """The result store and sweeps: locks, status, workers, and runs that die, fail or share a folder."""
 import errno
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -199,6 +200,21 @@ def test_slurm_launcher_submits_an_array_with_the_options(fake_slurm, tiny_data,
     for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --array=0-3%3",
                  "#SBATCH --gpus-per-node=1", "#SBATCH --time=90", "#SBATCH --cpus-per-task=8"):
         assert line in script
+
+
+@pytest.mark.parametrize("fuse, tasks", [("auto", 2), ("2", 1)])
+def test_slurm_submits_from_a_login_node_without_a_gpu(fake_slurm, jpeg_root, tmp_path, monkeypatch, fuse, tasks):
+    """The submitting machine does not decide for the GPU nodes: runs are planned for them, and
+    whether CUDA is there is found out on the node, where the run trains."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(app, ["run", "table6", "--preset", "smoke", "--models", "resnet20", "--seeds", "2",
+                                      "--launcher", "slurm", "--fuse", fuse, "--data-root", str(jpeg_root),
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert f"submitted {tasks} Slurm tasks" in result.stdout and "#SBATCH --gpus-per-node=1" in fake_slurm.read_text()
+    workers = [pickle.loads(p.read_bytes()).function for p in (tmp_path / "runs").glob(".submitit/*/*_submitted.pkl")]
+    assert [w.engine.device for w in workers] == ["cuda"] * tasks  # planned for the GPU, not for this machine
+    assert [j.config["precision"] for w in workers for j in w.jobs] == ["bf16", "bf16"]
 
 
 @pytest.mark.parametrize("args, message", [

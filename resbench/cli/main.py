@@ -14,11 +14,13 @@ from resbench.cli.calibrate import calibrate_cmd
 from resbench.cli.common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
 from resbench.cli.runs import runs_app
 from resbench.cli.tune import tune_cmd
+from resbench.cli.data import data_app
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(bench_app, name="bench")
 app.add_typer(runs_app, name="runs")
+app.add_typer(data_app, name="data")
 
 
 @app.command("list")
@@ -175,13 +177,13 @@ def run(
             raise ValueError(f"--pack takes a number of runs (1 or more) or auto, got {pack!r}")
         if pack not in ("auto", "1") and launcher != "inline":
             raise ValueError("--pack trains its runs in this process: use it without --jobs or --launcher")
+        fuse_n = resolve_fuse(fuse, engine)  # every option is checked before the data is looked for
         todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
                                      overrides=overrides(set_), fresh=fresh, synthetic=synthetic,
                                      say=console.print, budget=budget, decode=decode)
         root = data.source  # workers read the very folder the plan was made on
         decode = getattr(data, "decode", "workers")  # and decode where the plan said
-        fuse_n = resolve_fuse(fuse, engine)
         pack_n = int(pack) if pack != "auto" else auto_pack(engine, todo, data, launcher == "inline" and fuse_n == 1,
                                                             profile, graph, say=console.print)
         if graph is None and pack_n > 1 and engine.device.startswith("cuda"):

@@ -28,6 +28,10 @@ from resbench.host.machine import cache_dir
 JPEG_DIR = "cifar10-jpeg"
 ORIGINAL_DIR = "cifar-10-batches-py"
 VARIANTS = {ORIGINAL_DIR: "cifar10-original", JPEG_DIR: "cifar10-jpeg-q75"}
+# each layout's files, the original first: it is preferred wherever both are found
+LAYOUT_FILES = {ORIGINAL_DIR: ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+                               "test_batch"),
+                JPEG_DIR: ("train.npz", "test.npz")}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -84,41 +88,53 @@ class CifarFiles:
 
 
 def candidate_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
-    """Where CIFAR-10 is looked for, in order (documented in README.md)."""
-    roots = [data_root, os.environ.get("RESBENCH_DATA"), "data", "../shared/data",
-             Path.home() / ".cache" / "resbench"]
+    """Where CIFAR-10 is looked for, in order (documented in README.md); the last is where
+    `resbench data fetch` puts it (`resbench.data.download`)."""
+    roots = [data_root, os.environ.get("RESBENCH_DATA"), "data", "../shared/data", fetched_root()]
     return [Path(r).expanduser() for r in roots if r]
 
 
+def fetched_root() -> Path:
+    """Where `resbench data fetch` puts CIFAR-10 by default: ~/.cache/resbench/data ($RESBENCH_CACHE/data)."""
+    return cache_dir("data")
+
+
 def find_cifar10(data_root: str | os.PathLike | None = None) -> tuple[str, Path]:
-    """(layout, folder) of the first CIFAR-10 found; the lossless original wins in a root."""
-    explicit = Path(data_root).expanduser() if data_root else None
-    for root in candidate_roots(data_root):
-        for layout in (ORIGINAL_DIR, JPEG_DIR):
+    """(layout, folder) of CIFAR-10. A `data_root` the user named must hold it; else the roots of
+    `candidate_roots` in order, the lossless original anywhere before the JPEG re-encoding anywhere
+    (a run on the original is the paper's data; one on the JPEG is a proxy)."""
+    roots = candidate_roots(data_root)[:1] if data_root else candidate_roots()
+    for layout in LAYOUT_FILES:
+        for root in roots:
             for folder in (root / layout, root):
                 if _has_layout(folder, layout):
                     return layout, folder
-        if root == explicit:  # a root the user named must hold the data: don't look elsewhere
-            raise DataError(f"no CIFAR-10 in {root}: expected {ORIGINAL_DIR}/ or {JPEG_DIR}/ "
-                            f"(train.npz, test.npz) there")
-    looked = ", ".join(str(r) for r in candidate_roots(data_root))
-    raise DataError(f"CIFAR-10 not found (looked in {looked}); pass --data-root DIR or set "
-                    f"RESBENCH_DATA to a folder holding {ORIGINAL_DIR}/ or {JPEG_DIR}/")
+    if data_root:
+        raise DataError(f"no CIFAR-10 in {roots[0]}: expected {ORIGINAL_DIR}/ (the python version's batches) "
+                        f"or {JPEG_DIR}/ (train.npz, test.npz) there")
+    looked = ", ".join(str(r) for r in roots)
+    raise DataError(f"CIFAR-10 not found (looked in {looked}); run `resbench data fetch`, or pass --data-root "
+                    f"DIR or set RESBENCH_DATA to a folder holding {ORIGINAL_DIR}/ or {JPEG_DIR}/")
 
 
 def _has_layout(folder: Path, layout: str) -> bool:
-    if layout == ORIGINAL_DIR:
-        return (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file()
-    return (folder / "train.npz").is_file() and (folder / "test.npz").is_file()
+    """Whether `folder` holds every file of `layout`. Some of them only is no data: a one-line error
+    (an interrupted copy or unpacking, which would otherwise fail later or train on other data)."""
+    present = [name for name in LAYOUT_FILES[layout] if (folder / name).is_file()]
+    if present and len(present) < len(LAYOUT_FILES[layout]):
+        missing = ", ".join(n for n in LAYOUT_FILES[layout] if n not in present)
+        again = ("unpack cifar-10-python.tar.gz there again, or remove the folder and run `resbench data fetch`"
+                 if layout == ORIGINAL_DIR else "copy the folder again")
+        raise DataError(f"{folder} holds part of CIFAR-10 only ({missing} missing): {again}")
+    return bool(present)
 
 
 def cifar10_files(data_root: str | os.PathLike | None = None, val_split: bool = False,
                   split_seed: int = 0) -> CifarFiles:
     """The first CIFAR-10 found (see `candidate_roots`), hashed but not decoded."""
     layout, folder = find_cifar10(data_root)
-    files = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-             "test_batch"] if layout == ORIGINAL_DIR else ["train.npz", "test.npz"]
-    return CifarFiles(layout, folder, {f: sha256_file(folder / f) for f in files}, val_split, split_seed)
+    return CifarFiles(layout, folder, {f: sha256_file(folder / f) for f in LAYOUT_FILES[layout]}, val_split,
+                      split_seed)
 
 
 def load_cifar10(data_root: str | os.PathLike | None = None, val_split: bool = False,

@@ -83,11 +83,13 @@ def make_groups(jobs: list[Job], fuse: int) -> list[list[Job]]:
 
 def resolve_fuse(fuse: int | str, engine: Engine) -> int:
     """--fuse: a number, or auto: what the GPU measurement chose (FUSE_AUTO), 1 off the GPU and where
-    runs cannot be fused (`fused.fusable`)."""
+    runs cannot be fused (`fused.fusable`). An engine resolved already is the one the runs train with
+    (for Slurm's GPU nodes, from a login node without one): it is judged as it is, not for this machine."""
     from resbench.train.fused import fusable
 
+    engine = engine if engine.is_resolved else engine.resolve()
     if fuse == "auto":
-        return FUSE_AUTO if engine.resolve().device.startswith("cuda") and not fusable(engine) else 1
+        return FUSE_AUTO if engine.device.startswith("cuda") and not fusable(engine) else 1
     if not str(fuse).isdigit() or int(fuse) < 1:
         raise ValueError(f"--fuse takes a number of runs >= 1 or auto, got {fuse!r}")
     if int(fuse) > 1 and (why := fusable(engine)):

@@ -106,7 +106,7 @@ def fusable(engine: Engine) -> str | None:
     whether its input is channels_last-contiguous, which torch's vmap does not implement ("NYI:
     querying is_contiguous inside of vmap ...", seen on an H200 with torch 2.11): packing
     (`resbench.train.pack`) trains such runs side by side instead."""
-    engine = engine.resolve()
+    engine = engine if engine.is_resolved else engine.resolve()  # resolved: maybe for other machines (Slurm)
     if engine.device.startswith("cuda") and engine.precision == "fp32":
         return "fused runs cannot train in fp32 on CUDA (torch's vmap cannot run its batch norm); pack them (--pack)"
     return None
