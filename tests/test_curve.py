@@ -1,5 +1,6 @@
 """The budget curve (fit, bootstrap, turns, validation), the pooled one-seed spread, Fig. 7's primary reading."""
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,32 @@ def test_fig7_judges_one_primary_reading_and_labels_the_others_exploratory():
     counts = count_claims(table["status"])
     assert (counts["pass"], counts["inconclusive"], counts["exploratory"]) == (0, 2, 16)
     assert claims_line(table["status"]) == "2 inconclusive, 16 exploratory"
+
+
+def budget_runs(errors: dict) -> pd.DataFrame:
+    """(model, family, budget) -> test errors, as load_runs gives the columns the curve reads."""
+    return pd.DataFrame([{"model": m, "family": f, "budget": b, "test_error": e, "status": "done", "preset": "paper"}
+                         for (m, f, b), es in errors.items() for e in es])
+
+
+def test_a_report_shows_curves_turns_and_the_validation_as_extrapolations_and_says_what_is_missing():
+    from resbench.report.curve_section import CurveSection
+
+    bf16, gpu = "proxy: JPEG q75 data (bf16)", "proxy: JPEG q75 data (bf16+TF32)"
+    deep, shallow = curve.Fit(5.0, 1.0, 1.0), curve.Fit(8.0, 0.25, 1.0)  # cross at b = 1/4
+    errors = {("resnet56", bf16, b): [deep(float(Fraction(b))) + d for d in (-0.01, 0.01)] for b in ("1/32", "1/16", "1/8")}
+    errors.update({("resnet20", bf16, b): [shallow(float(Fraction(b))) + d for d in (-0.01, 0.01)]
+                   for b in ("1/32", "1/16", "1/8")})
+    errors.update({("resnet20", gpu, "1"): [8.2, 8.3], ("plain20", bf16, "1/32"): [30.0, 31.0]})
+    section = CurveSection.build(load_experiment("table6"), budget_runs(errors), draws=40)
+    assert [c.model for c in section.curves] == ["resnet20", "resnet56"]
+    table = section.table()
+    assert table.filter(like="extrapolation").shape[1] == 2 and "verdict" not in " ".join(table.columns)
+    turn = section.turns.set_index("ordering").loc["resnet56 < resnet20"]
+    assert turn["extrapolation: turns at budget"].startswith("0.25")
+    check = section.validation.set_index("network").loc["resnet20"]
+    assert check["validation"] == "inconclusive" and "differ from the curve's" in check["departure"]
+    text = section.markdown("table6")
+    assert "No curve for plain20 in `proxy: JPEG q75 data (bf16)`: needs 3 budgets" in text
+    assert "![budget curves](table6-curve.png)" in text and section.figure() is not None
+
