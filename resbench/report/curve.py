@@ -117,8 +117,9 @@ class Curve:
 
     def predict(self, b: float = 1.0, level: float = LEVEL) -> tuple[float, float, float]:
         """The fitted error at budget b and its bootstrap interval."""
-        values = error_at(b, *self.draws.T)
-        low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+        if not len(self.draws):  # every resample failed to fit: no interval
+            return float(self.fit(b)), math.nan, math.nan
+        low, high = np.quantile(error_at(b, *self.draws.T), [(1 - level) / 2, (1 + level) / 2])
         return float(self.fit(b)), float(low), float(high)
 
 
@@ -169,7 +170,7 @@ def curves(runs: pd.DataFrame, draws: int = DRAWS) -> tuple[list[Curve], dict[tu
 
 def turn(low: Curve, high: Curve, level: float = LEVEL, grid: int = 513) -> dict:
     """Where `low`'s error is predicted to fall below `high`'s: the smallest budget from the first measured
-    one up to 1 from which high - low stays > 0 (nan: not by budget 1), for the fit and for each pair of
+    one up to 1 from which high - low stays > 0 (inf: not by budget 1), for the fit and for each pair of
     bootstrap resamples; the interval's upper end is inf where more than its share of resamples never turn."""
     start = max(min(low.budgets), min(high.budgets))
     b = np.exp2(np.linspace(math.log2(start), 0.0, grid))

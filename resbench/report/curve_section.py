@@ -124,8 +124,9 @@ def _draw(ax, c: Curve, color: str, full: dict[str, list[float]]) -> None:
         ax.plot([b] * len(errors), errors, "o", color=color, ms=4, alpha=0.8)
     last = max(c.budgets)
     grid = np.exp2(np.linspace(math.log2(min(c.budgets)), 0.0, 200))
-    band = np.quantile(fits.error_at(grid, *c.draws.T[:, :, None]), [0.025, 0.975], axis=0)
-    ax.fill_between(grid, band[0], band[1], color=color, alpha=0.15, lw=0)
+    if len(c.draws):
+        band = np.quantile(fits.error_at(grid, *c.draws.T[:, :, None]), [0.025, 0.975], axis=0)
+        ax.fill_between(grid, band[0], band[1], color=color, alpha=0.15, lw=0)
     inside = grid <= last
     ax.plot(grid[inside], c.fit(grid[inside]), "-", color=color, lw=1.4, label=f"{c.model} fit")
     ax.plot(grid[~inside], c.fit(grid[~inside]), "--", color=color, lw=1.2, label=f"{c.model} {EXTRAPOLATION}")
