@@ -320,6 +320,7 @@ def report(
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
     from resbench.report.build import ReportError, build_reports
+    from resbench.report.claims import claims_line
     from resbench.report.core import counts_line
     from resbench.report.index import build_index
     from resbench.paper.declarations import experiment_names
@@ -340,9 +341,7 @@ def report(
     for out_dir in built:
         summary = json.loads((out_dir / "summary.json").read_text())
         verdicts = counts_line(summary["trained"], summary["computed"])
-        statuses = [c["status"] for c in summary["claims"]]
-        claims = ", ".join(f"{statuses.count(s)} {s}" for s in ("pass", "fail", "inconclusive", "not run")
-                           if statuses.count(s))
+        claims = claims_line(c["status"] for c in summary["claims"])  # exploratory lines counted apart
         console.print(f"{out_dir.name}: {out_dir}/README.md  ({summary['runs']} runs, {summary['preset']}; {verdicts}"
                       + (f"; claims: {claims})" if claims else ")"))
     console.print(f"index: {out}/README.md")

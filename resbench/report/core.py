@@ -20,16 +20,16 @@ from resbench.report import calibration as calibrations
 from resbench.report import budgets as budgets_module
 from resbench.report.arithmetic import ARITHMETIC_COLUMNS, arithmetic_control
 from resbench.report import claims as claim_checks
+from resbench.report import stats
 from resbench.report.budgets import BUDGET_COLUMNS, across_budgets, budgets_figure
-from resbench.report.claims import check_claims
+from resbench.report.claims import check_claims, count_claims
+from resbench.report.curve_section import CurveSection
 from resbench.report.figures import curves_figure, responses_figure, table_figure
+from resbench.report.markdown import counts_line, markdown_table as _markdown_table, ours as _ours, schedule_name
+from resbench.report.statement import statement
 
-
+__all__ = ["Report", "counts_line", "schedule_name", "one_run_each"]  # the CLI and the index import the helpers here
 PRESET_ORDER = ("paper", "demo", "smoke")  # which runs a report reads when not told
-TESTS_SENTENCE = ("*Tests: a row is reproduced when the 95% confidence interval of (ours - paper) lies inside "
-                  "±0.5 pp (two one-sided tests at 2.5% each; one seed is judged as two at an assumed 0.34 pp "
-                  "spread and is never reproduced); a claim's ordering passes by a one-sided Welch t-test at 5% "
-                  "with at least 3 seeds a side, and its bars are 90% Welch intervals, that test's own.*")
 
 
 @dataclass
@@ -48,6 +48,8 @@ class Report:
     arithmetic: pd.DataFrame  # the same runs in fp32 and bf16 compared, see report/arithmetic.py
     duplicates: list[str]  # run directories not read: another one has the same network, seed and tier
     calibration: pd.DataFrame  # what the data costs airbench (report/calibration.py), per peer and data variant
+    noise: stats.Noise  # the spread one seed is judged at, pooled over every run of the preset read
+    budget_curve: CurveSection  # the budget curve (report/curve_section.py): extrapolations, never verdicts
 
     @classmethod
     def build(cls, name: str, runs_dir: str | Path = "runs", preset: str | None = None,
@@ -63,7 +65,9 @@ class Report:
         curves = load_curves(runs_dir) if len(mine) else pd.DataFrame()
         responses = load_responses(runs_dir) if len(mine) else pd.DataFrame()
         cx = {model: counted(model) for model in counted_models(exp)}
-        diff = diffs.diff_table(exp, mine, preset, cx)
+        pool, _ = one_run_each(runs[runs["preset"] == preset].drop_duplicates("run"))  # every network, not only ours
+        noise = stats.seed_noise(pool)
+        diff = diffs.diff_table(exp, mine, preset, cx, noise_runs=pool)
         gap, gap_verdict = (pd.DataFrame(columns=gaps.GAP_COLUMNS), "")
         if preset == "paper" and gaps.applies(exp):  # full-schedule tiers only: a budget's gap says nothing
             full = set(mine.loc[mine["budget"].fillna("1") == "1", "tier"])
@@ -74,8 +78,9 @@ class Report:
         arithmetic = arithmetic_control(mine, exp.tolerance["reproduced"]) if exp.dataset == "cifar" \
             else pd.DataFrame(columns=ARITHMETIC_COLUMNS)
         calibration = calibrations.calibration_table(calibrations.load_calibration(runs_dir))
+        budget_curve = CurveSection.build(exp, mine) if preset == "paper" and "error" in exp.metrics else CurveSection()
         return cls(exp, preset, mine, curves, responses, cx, diff, claims, gap, gap_verdict, budgets, arithmetic,
-                   duplicates, calibration)
+                   duplicates, calibration, noise, budget_curve)
 
     @property
     def run_names(self) -> list[str]:
@@ -160,6 +165,7 @@ class Report:
             self.gap.to_csv(out / "gap.csv", index=False)
         if not self.calibration.empty:
             self.calibration.to_csv(out / "calibration.csv", index=False)
+        self.budget_curve.save(out, self.exp.name)
         self.runs.drop(columns=["dir"]).to_csv(out / "runs.csv", index=False)
         fig = self.figure()
         if fig is not None:
@@ -172,7 +178,8 @@ class Report:
                                           "computed": self.verdicts(computed=True),
                                           "tiers": self.tiers(), "budgets": self.budgets_read(),
                                           "where": self.where(),
-                                          "claims": self.claims[["claim", "definition", "status"]].to_dict("records"),
+                                          "claims": self.claims[["claim", "definition", "status", "outcome"]]
+                                          .to_dict("records"), "claim_counts": count_claims(self.claims["status"]),
                                           "gap": self.gap_verdict})
         return out
 
@@ -193,7 +200,7 @@ class Report:
         """What was run: runs and seeds per network, tier, data, code versions, devices; and warnings."""
         counts = counts_line(self.verdicts(computed=False), self.verdicts(computed=True))
         lines = [f"Runs read: {len(self.run_names)} ({self.preset} preset). {counts[0].upper() + counts[1:]}.", "",
-                 TESTS_SENTENCE, ""]
+                 statement(self.exp, self.noise, bool(self.budget_curve.curves)), ""]
         if self.run_names:
             done = self.runs[self.runs["status"] == "done"]
             per_tier = [f"{', '.join(f'{m} ×{n}' for m, n in group['model'].value_counts(sort=False).items())} "
@@ -250,6 +257,8 @@ class Report:
         if not self.budgets.empty:
             lines += ["## Claims across budgets", "", budgets_doc(), "", f"![claims across budgets]"
                       f"({self.exp.name}-budgets.png)", "", _markdown_table(self.budgets), ""]
+        if self.budget_curve.shown:
+            lines += [self.budget_curve.markdown(self.exp.name), ""]
         if not self.arithmetic.empty:
             lines += ["## Does the arithmetic move the result?", "", arithmetic_doc(), "",
                       _markdown_table(self.arithmetic), ""]
@@ -262,24 +271,6 @@ class Report:
             if not self.gap.empty:
                 lines += [_markdown_table(self.gap), ""]
         return "\n".join(lines + [self.rules()])
-
-
-def schedule_name(where: dict) -> str:
-    """'the full recipe', 'budget 1/32', or 'the demo preset' for one entry of `Report.where`."""
-    if where.get("preset", "paper") != "paper":
-        return f"the {where['preset']} preset"
-    return "the full recipe" if where["budget"] == "1" else f"budget {where['budget']}"
-
-
-def counts_line(trained: dict[str, int], computed: dict[str, int]) -> str:
-    """"trained rows: proxy 3, not run 10; computed (params, FLOPs): reproduced 6": a computed verdict
-    is about the model's definition, never about a training result, so the two are counted apart."""
-    def listed(counts: dict[str, int]) -> str:
-        return ", ".join(f"{k} {n}" for k, n in counts.items() if n)
-
-    parts = [f"trained rows: {listed(trained)}" if any(trained.values()) else "",
-             f"computed (params, FLOPs): {listed(computed)}" if any(computed.values()) else ""]
-    return "; ".join(p for p in parts if p) or "no paper numbers"
 
 
 def one_run_each(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -303,23 +294,3 @@ def budgets_doc() -> str:
 
 def claims_rule() -> str:
     return claim_checks.__doc__.split("\n\n", 1)[1].strip()
-
-
-def _ours(d) -> str:
-    if pd.isna(d.ours_mean):
-        return "—"
-    if d.n and d.n > 1:
-        best = "" if pd.isna(d.ours_best) else f"{d.ours_best:.2f} (best), "
-        return f"{best}{d.ours_mean:.2f}±{d.ours_std:.2f} (n={int(d.n)})"
-    return f"{d.ours_mean:.3g}"
-
-
-def _markdown_table(df: pd.DataFrame) -> str:
-    def cell(v) -> str:
-        if isinstance(v, float):
-            return "" if pd.isna(v) else f"{v:.4g}"
-        return str(v).replace("|", "\\|")
-    head = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *body])

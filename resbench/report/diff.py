@@ -14,13 +14,16 @@
   reproduced when it lies wholly outside, otherwise inconclusive**, with about how many seeds
   at the same mean and std would decide, or that none can.
   The interval over n >= 2 seeds is t-based (mean +- t(0.975, n-1) * std / sqrt(n)). One seed
-  cannot show its own spread, so it is judged as two seeds at an assumed seed-to-seed std of
-  0.34 pp (ResNet-20's two full-recipe seeds here; +-3.05 pp): it can be far enough off to be
-  not reproduced, and is never reproduced. Where the paper's number is itself a mean over runs
+  cannot show its own spread: its interval is the t interval at the seed-to-seed std pooled over
+  every group of >= 2 runs that differ only in seed among the runs read (a network in one tier,
+  `stats.Noise`; the report names the std, its groups and degrees of freedom), on those degrees
+  of freedom. It can be far enough off to be not reproduced, and is never reproduced; with no
+  group to pool from it has no interval and is inconclusive. Where the paper's number is itself a mean over runs
   (ResNet-110: 6.61 +- 0.16 over 5), its own 95% half-width (0.20 pp) adds to ours in
   quadrature: a floor no number of our seeds removes, so a mean within 0.20 pp of the margin
   stays inconclusive. At a fixed mean and std the interval narrows as n grows (from one seed on
-  where the std is at most the assumed 0.34 pp, else from two), so more seeds can move a verdict
+  where two seeds at that std give no wider an interval than the pooled one, else from two:
+  a second seed replaces the borrowed spread by its own, on 1 degree of freedom), so more seeds can move a verdict
   out of inconclusive, never back into it and never across (a property test checks it for every
   declared row over a grid of means, stds and n).
   `ours_best` is the best of exactly our seeds 0-4 for ResNet-110 (`best of 5` needs all five).
@@ -92,15 +95,16 @@ def _empty(verdict: str = "not run", **extra) -> dict:
             "check": "", **extra}
 
 
-def error_verdict(exp: Experiment, row: Row, metric: str, spread: dict) -> dict:
-    """delta, its 95% interval, verdict and the check that decided it (see the module docstring)."""
+def error_verdict(exp: Experiment, row: Row, metric: str, spread: dict, noise: stats.Noise = stats.NO_NOISE) -> dict:
+    """delta, its 95% interval, verdict and the check that decided it (see the module docstring); `noise`:
+    the pooled spread one seed is judged at."""
     tol, n, mean, std = exp.tolerance["reproduced"], spread["n"], spread["ours_mean"], spread["ours_std"]
     reference, reference_std = row.paper.get(f"{metric}_mean"), row.paper.get(f"{metric}_std")
     paired = row.seeds > 1 and reference is not None and reference_std is not None
     reference = reference if paired else row.paper[metric]
-    low, high = stats.difference_ci(mean - reference, std, n, reference_std if paired else None, row.seeds)
-    how = f"95% CI over our {n} seeds" if n >= 2 else \
-        f"one seed, judged as two at the assumed seed spread {stats.SEED_STD} pp"
+    low, high = stats.difference_ci(mean - reference, std, n, reference_std if paired else None, row.seeds,
+                                    noise=noise)
+    how = f"95% CI over our {n} seeds" if n >= 2 else f"one seed, 95% t interval at {noise}"
     if paired:
         how += f", with the paper's {reference}+-{reference_std} over {row.seeds} runs"
     delta = mean - reference
@@ -113,8 +117,9 @@ def error_verdict(exp: Experiment, row: Row, metric: str, spread: dict) -> dict:
         check = f"delta {delta:+.2f} against {reference}, {how}: [{low:+.2f}, {high:+.2f}] vs +-{tol}"
     if verdict == "inconclusive" and row.bound is None:
         paper_floor = stats.floor(reference_std, row.seeds) if paired else 0.0
-        needed = stats.seeds_needed(delta, std if n >= 2 else stats.SEED_STD, tol, paper_floor)
-        check += f": inconclusive (n = {n}, " + (
+        needed = stats.seeds_needed(delta, std if n >= 2 else noise.std, tol, paper_floor)
+        check += ": inconclusive (n = 1: no spread to judge it at; a second seed gives one)" if n == 1 and \
+            not noise.dof else f": inconclusive (n = {n}, " + (
             f"need about {needed} seeds)" if needed and needed > n else
             "no number of seeds can decide: the paper's own spread reaches past the margin)"
             if paper_floor >= abs(abs(delta) - tol) else "a mean this close to the tolerance needs many more seeds)")
@@ -132,8 +137,9 @@ def computed_verdict(metric: str, paper: float, ours: float) -> str:
 
 
 def diff_table(exp: Experiment, runs: pd.DataFrame, preset: str = "paper",
-               complexity: dict | None = None) -> pd.DataFrame:
-    """One line per (row, paper metric, tier). `complexity`: model -> Complexity, for params/FLOPs."""
+               complexity: dict | None = None, noise_runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One line per (row, paper metric, tier). `complexity`: model -> Complexity, for params/FLOPs;
+    `noise_runs`: the runs one seed's spread is pooled from (`stats.seed_noise`; default: `runs`)."""
     lines = []
     for row in exp.rows:
         for metric, paper in row.paper.items():
@@ -150,7 +156,8 @@ def diff_table(exp: Experiment, runs: pd.DataFrame, preset: str = "paper",
                 lines.append({**base, "tier": "", **_empty(), "note": _join(
                     row.note, "quoted from the paper for comparison; not a model resbench trains")})
             else:
-                lines += [{**base, **line} for line in _run_lines(exp, row, metric, runs, preset)]
+                noise = stats.seed_noise(runs if noise_runs is None else noise_runs, metric_column(exp, metric))
+                lines += [{**base, **line} for line in _run_lines(exp, row, metric, runs, preset, noise)]
     return pd.DataFrame(lines, columns=DIFF_COLUMNS)
 
 
@@ -163,7 +170,8 @@ def _computed_line(row: Row, metric: str, paper: float, complexity: dict) -> dic
             "delta": ours - paper, "note": _join(row.note, "computed from the model (fvcore), not trained")}
 
 
-def _run_lines(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, preset: str) -> list[dict]:
+def _run_lines(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, preset: str,
+               noise: stats.Noise = stats.NO_NOISE) -> list[dict]:
     """One line per tier of the row's finished runs (exact tiers first), or one 'not run' line."""
     mine = row_runs(exp, row, runs, preset)
     if exp.dataset == "imagenet" and not (mine["status"] == "done").any():
@@ -174,11 +182,11 @@ def _run_lines(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, prese
         return [{"tier": "", **_empty(), "note": _join(
             row.note, f"no finished {preset} run", diverged and f"{diverged} diverged run(s) excluded")}]
     tiers = sorted(finished["tier"].unique(), key=lambda t: (not is_exact(t), t))
-    return [_tier_line(exp, row, metric, finished[finished["tier"] == t], t, preset, diverged) for t in tiers]
+    return [_tier_line(exp, row, metric, finished[finished["tier"] == t], t, preset, diverged, noise) for t in tiers]
 
 
 def _tier_line(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, tier: str, preset: str,
-               diverged: int) -> dict:
+               diverged: int, noise: stats.Noise = stats.NO_NOISE) -> dict:
     notes = [row.note]
     versions = code_versions(runs)
     if len(versions) > 1:
@@ -190,7 +198,7 @@ def _tier_line(exp: Experiment, row: Row, metric: str, runs: pd.DataFrame, tier:
     notes.extend(DATA_NOTES.get(v, v) for v in sorted(set(runs["data_variant"])))
     values = runs.sort_values("seed")[metric_column(exp, metric)]
     spread = stats.spread(values)
-    line = {"tier": tier, **spread, **error_verdict(exp, row, metric, spread)}
+    line = {"tier": tier, **spread, **error_verdict(exp, row, metric, spread, noise)}
     if row.seeds > 1 and row.bound is None:  # the paper's best of N: ours over exactly seeds 0..N-1
         first = runs[runs["seed"] < BEST_OF].sort_values("seed")[metric_column(exp, metric)].dropna()
         if len(first) == BEST_OF:

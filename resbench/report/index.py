@@ -16,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from resbench.paper.declarations import load_experiment
+from resbench.report.claims import CLAIM_STATUSES
 
 TRAINED_ORDER = ("reproduced", "not reproduced", "inconclusive", "proxy", "demo", "smoke", "not run")
 COMPUTED_ORDER = ("reproduced", "close", "not reproduced")  # params and FLOPs: the models' definition
 VERDICT_ORDER = tuple(dict.fromkeys(COMPUTED_ORDER + TRAINED_ORDER))
-CLAIM_ORDER = ("pass", "fail", "inconclusive", "not run")
+CLAIM_ORDER = CLAIM_STATUSES  # exploratory lines (Fig. 7's other readings) counted apart, never as verdicts
 INTRO = ("Each folder regenerates one table or figure of He et al. (2015) from run directories and diffs it "
          "against the paper: `README.md`, `diff.csv`, `claims.csv`, the figure, the executed notebook and its "
          "HTML. Rebuild with `resbench report --all --runs DIR`.")

@@ -5,18 +5,60 @@ Everything is over runs that differ only in seed. Test errors are in percent.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterable
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 LEVEL = 0.95  # of the confidence intervals verdicts read: two one-sided tests at 2.5% each
 ALPHA = 0.05  # of the one-sided tests of orderings (claims); their intervals are 1 - 2 * ALPHA = 90% CIs
 MIN_SEEDS = 3  # per side, before an ordering is tested at all
-# The noise model of one seed, which cannot show its own spread: the std between seeds of one
-# network, in pp. 0.34: ResNet-20's two full-recipe seeds here (11.85, 12.33; the paper's ResNet-110
-# five: 0.16). Not the test set's binomial error: every run is tested on the same 10,000 images.
-SEED_STD = 0.34
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The spread one seed is judged at, since it cannot show its own: the std between seeds pooled over
+    every group of runs that differ only in seed (a network in one tier: data, budget, arithmetic) with at
+    least 2 of them, and its degrees of freedom (the sum of each group's n - 1). Not the test set's
+    binomial error: every run is tested on the same 10,000 images."""
+    std: float = math.nan  # pp
+    dof: int = 0
+    groups: int = 0
+
+    def half_width(self, level: float = LEVEL) -> float:
+        """Half the `level` t interval of one seed at this spread (nan where nothing was pooled)."""
+        return t_quantile(level, self.dof) * self.std if self.dof else math.nan
+
+    def __str__(self) -> str:
+        if not self.dof:
+            return "no group of runs with >= 2 seeds to pool a spread from"
+        return (f"the seed-to-seed std pooled over {self.groups} groups of >= 2 seeds, "
+                f"{self.std:.2f} pp on {self.dof} degrees of freedom")
+
+
+NO_NOISE = Noise()
+
+
+def pooled_noise(groups: Iterable) -> Noise:
+    """Noise from groups of values (runs that differ only in seed): sqrt(sum of squared deviations from each
+    group's mean / sum of (n - 1)) over the groups of >= 2 values."""
+    squares, dof, counted = 0.0, 0, 0
+    for group in groups:
+        v = np.asarray([x for x in group if x == x], dtype=float)
+        if len(v) >= 2:
+            squares, dof, counted = squares + float(((v - v.mean()) ** 2).sum()), dof + len(v) - 1, counted + 1
+    return Noise(math.sqrt(squares / dof), dof, counted) if dof else NO_NOISE
+
+
+def seed_noise(runs: pd.DataFrame, column: str = "test_error") -> Noise:
+    """Noise of `column` over the finished `runs`, grouped by network, options and tier."""
+    if runs.empty or column not in runs:
+        return NO_NOISE
+    done = runs[runs["status"] == "done"]
+    return pooled_noise(group for _, group in done.groupby(["model", "options", "tier"])[column])
 
 
 def spread(values) -> dict:
@@ -66,24 +108,24 @@ def t_quantile(level: float, dof: float) -> float:
     return float(stats.t.ppf(0.5 + level / 2, dof))
 
 
-def half_width(std: float, n: int, level: float = LEVEL) -> float:
-    """Half the `level` CI of a mean over n >= 2 seeds (t, n - 1 degrees of freedom); one seed is judged
-    as two seeds at the noise model's spread (SEED_STD), which makes the half-width fall with n from one
-    seed on at a fixed std: at n = 2, std = SEED_STD, the two are the same."""
+def half_width(std: float, n: int, level: float = LEVEL, noise: Noise = NO_NOISE) -> float:
+    """Half the `level` CI of a mean over n >= 2 seeds (t, n - 1 degrees of freedom); one seed's is the
+    t interval at the pooled spread `noise`, on its degrees of freedom (nan where nothing was pooled)."""
     if n < 1:
         return math.nan
     if n == 1:
-        std, n = SEED_STD, 2
+        return noise.half_width(level)
     return t_quantile(level, n - 1) * std / math.sqrt(n) if std == std else math.nan
 
 
 def difference_ci(delta: float, std: float, n: int, reference_std: float | None = None,
-                  reference_n: int | None = None, level: float = LEVEL) -> tuple[float, float]:
+                  reference_n: int | None = None, level: float = LEVEL,
+                  noise: Noise = NO_NOISE) -> tuple[float, float]:
     """The `level` CI of (our mean - the paper's number). Where the paper's number is itself a mean over
     `reference_n` runs with std `reference_std` (ResNet-110: 6.61 +- 0.16 over 5), the two sides' half-widths
     add in quadrature: the paper's part is a fixed floor, so the whole narrows with our n at a fixed std
     (Welch's interval does not: its degrees of freedom move with n)."""
-    half = math.hypot(half_width(std, n, level), floor(reference_std, reference_n, level))
+    half = math.hypot(half_width(std, n, level, noise), floor(reference_std, reference_n, level))
     return delta - half, delta + half
 
 
