@@ -10,7 +10,8 @@ from rich.table import Table
 
 from resbench.cli.bench import bench_app
 from resbench.cli.calibrate import calibrate_cmd
-from resbench.cli.common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
+from resbench.cli.common import (OLD_OUT_HELP, RUNS_HELP, check_device, console, duration, fail, is_missing, message,
+                                 name_list, one, outcome, overrides, runs_folder)
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -84,7 +85,8 @@ def run(
     jobs: int = typer.Option(1, min=1, help="runs trained at once (worker processes, or Slurm tasks)"),
     launcher: Optional[str] = typer.Option(None, help="inline (jobs=1), local (submitit, jobs>1) or slurm"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
-    out: Path = typer.Option(Path("runs"), help="results folder: one run directory per run"),
+    runs_: Optional[List[Path]] = typer.Option(None, "--runs", show_default="runs", help=RUNS_HELP),
+    old_out: Optional[List[Path]] = typer.Option(None, "--out", hidden=True, help=OLD_OUT_HELP),
     data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10 (else $RESBENCH_DATA, ...) "
                                              "or ImageNet (train/, val/; else $RESBENCH_IMAGENET)"),
     synthetic: bool = typer.Option(False, "--synthetic", help="ImageNet experiments: a small generated image "
@@ -132,6 +134,7 @@ def run(
     from resbench.train.distributed import init_from_env
     from resbench.train.engine import Engine
 
+    out, device, model_names = runs_folder(runs_, old_out), check_device(device), name_list(models, "--models")
     launcher = launcher or ("inline" if jobs == 1 else "local")
     if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
         device, launcher = rank_device, "inline"
@@ -146,7 +149,7 @@ def run(
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
         if pack > 1 and launcher != "inline":
             raise ValueError("--pack trains its runs in this process: use it without --jobs or --launcher")
-        todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
+        todo, data, engine = prepare(experiment, preset, model_names, seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
                                      overrides=overrides(set_), fresh=fresh, synthetic=synthetic,
                                      say=console.print, budget=budget, decode=decode)
@@ -157,7 +160,7 @@ def run(
             options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, nodes=nodes)
             ids = submit_slurm(todo, jobs, root, engine, out, options, fuse_n, decode)
             console.print(f"submitted {len(ids)} Slurm tasks ({ids[0] if ids else '-'} ...); "
-                          f"follow them with: resbench status {experiment} --out {out}")
+                          f"follow them with: resbench status {experiment} --runs {out}")
             return
         if launcher == "local":
             results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fuse_n,
@@ -168,7 +171,7 @@ def run(
         fail(message(err))
     except OSError as err:
         fail(f"cannot write results to {out}: {err.strerror or err}")
-    console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --out {out}; "
+    console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --runs {out}; "
                   f"report: resbench report --{experiment.rstrip('0123456789')} "
                   f"{experiment.lstrip('tablefigure')} --runs {out})")
     if any(r["status"] == "failed" for r in results):
@@ -182,14 +185,19 @@ STATE_STYLE = {"done": "green", "running": "cyan", "paused": "yellow", "stopped"
 @app.command()
 def status(
     experiment: Optional[str] = typer.Argument(None, help="only the runs of this experiment's rows"),
-    out_: List[Path] = typer.Option([Path("runs")], "--out", help="results folder (resbench run --out)"),
+    runs_: Optional[List[Path]] = typer.Option(None, "--runs", show_default="runs", help=RUNS_HELP),
+    old_out: Optional[List[Path]] = typer.Option(None, "--out", hidden=True, help=OLD_OUT_HELP),
 ) -> None:
     """Every run in a results folder: done, running, paused, stopped, failed or diverged, with progress."""
     from resbench.paper.declarations import load_experiment
     from resbench.report.runs import load_runs
     from resbench.runs.store import RunDirError
 
-    out = one(out_, "--out")
+    out = runs_folder(runs_, old_out)
+    if not out.exists():
+        fail(f"no results folder {out}/: train some runs first (resbench run ... --runs {out})")
+    if not out.is_dir():
+        fail(f"{out} is a file, not a results folder: give --runs the folder that `resbench run` wrote")
     try:
         runs = load_runs(out)
     except RunDirError as err:
@@ -234,7 +242,7 @@ def ensemble(
     runs: List[Path] = typer.Argument(..., help="finished ImageNet run directories"),
     test: str = typer.Option("multiscale", help="center, 10crop or multiscale (Table 5: multiscale)"),
     data_root: Optional[Path] = typer.Option(None, help="the ImageNet folder the runs trained on"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
 ) -> None:
     """Table 5: test several ImageNet runs alone and as an ensemble (softmax averaged)."""
@@ -247,7 +255,7 @@ def ensemble(
     try:
         if test not in ("center", "10crop", "multiscale"):
             raise ValueError(f"unknown test {test!r}; choose center, 10crop or multiscale")
-        engine = Engine(device=device).resolve()
+        engine = Engine(device=check_device(device)).resolve()
         root = data_root or next((json.loads((r / "config.json").read_text())["data"]["source"]
                                   for r in runs if (r / "config.json").exists()), None)
         result = ensemble_of_runs(runs, find_imagenet(root), engine, test)
