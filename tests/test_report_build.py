@@ -78,3 +78,56 @@ def test_the_committed_repeat_of_resnet20_s0_on_a_second_h200_trained_bit_for_bi
 
     line = load_repeats(runs).set_index("run").loc["resnet20-paper-3310c7e758-s0"]
     assert line.train_points == line.train_identical == 640 and line.test_error == line.repeat_test_error == 11.85
+
+
+def test_reports_of_other_runs_go_beside_those_runs_never_into_the_committed_reports(tmp_path, monkeypatch):
+    """`report --index --runs EMPTY` and a report of your own runs, without --out: the folder here named
+    reports/ (the committed evidence's, in a checkout) is left byte for byte; they land in <runs>/reports/."""
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "README.md").write_text("the committed index")
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["report", "--index", "--runs", "empty"])
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "reports") == {"README.md": b"the committed index"}
+    assert "No report is built here yet" in (tmp_path / "empty" / "reports" / "README.md").read_text()
+    assert "--runs folder" in CliRunner().invoke(app, ["report", "--help"], env={"COLUMNS": "200"}).stdout
+    assert build_reports.__defaults__[1] is None  # the library's default too: out=None, <runs>/reports
+
+
+def read_only(folder: Path, monkeypatch) -> None:
+    """A folder this process may not write in. As root the OS would let it, so make its mkdir refuse as the OS
+    refuses a user (the reports folder is made, or found, with mkdir before anything is written in it)."""
+    import errno
+    import os
+
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        mkdir = Path.mkdir
+
+        def refused(self, *args, **kwargs):
+            if self.resolve().is_relative_to(folder.resolve()):
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return mkdir(self, *args, **kwargs)
+        monkeypatch.setattr(Path, "mkdir", refused)
+
+
+def test_reports_into_a_read_only_folder_are_a_one_line_error(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
+
+    read_only(tmp_path / "locked", monkeypatch)
+    (tmp_path / "runs").mkdir()
+    for what in (["--index"], ["--table", "1"]):  # Table 1 is computed: refused before its kernel starts
+        result = CliRunner().invoke(app, ["report", *what, "--runs", str(tmp_path / "runs"), "--out",
+                                          str(tmp_path / "locked" / "reports")], env={"COLUMNS": "300"})
+        assert result.exit_code == 2, (what, result.output, result.exception)
+        assert result.stderr.startswith("error: cannot write reports to") and "Permission denied" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / "locked").iterdir())

@@ -280,8 +280,11 @@ def report(
     figure: Optional[List[int]] = typer.Option(None, "--figure", help="1, 4, 6 or 7 (repeat for several)"),
     all_: bool = typer.Option(False, "--all", help="every table and figure"),
     index: bool = typer.Option(False, "--index", help="only the index (OUT/README.md): reports there, runs owed"),
-    runs_: List[Path] = typer.Option([Path("runs")], "--runs", help="folder of run directories (resbench run --out)"),
-    out_: List[Path] = typer.Option([Path("reports")], "--out", help="reports folder"),
+    runs_: List[Path] = typer.Option([Path("runs")], "--runs", help="results folder: the run directories of "
+                                     "resbench run --runs"),
+    out_: Optional[List[Path]] = typer.Option(None, "--out", show_default="RUNS/reports", help="reports folder "
+                                              "(default: reports/ inside the --runs folder; the committed reports: "
+                                              "--runs reports/runs --out reports)"),
     preset: Optional[str] = typer.Option(None, help="paper, demo or smoke (default: paper runs if any, "
                                          "else demo, else smoke)"),
     data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),
@@ -290,24 +293,30 @@ def report(
     jobs: Optional[int] = typer.Option(None, min=1, help="reports built at once (default: one per core)"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
-    from resbench.report.build import ReportError, build_reports
+    from resbench.report.build import ReportError, build_reports, reports_folder, writable
     from resbench.report.core import counts_line
     from resbench.report.index import build_index
     from resbench.paper.declarations import experiment_names
     from resbench.runs.store import RunDirError
 
-    runs, out = one(runs_, "--runs"), one(out_, "--out")
-    if index:
-        console.print(f"index: {build_index(out, runs)}")
-        return
+    runs = one(runs_, "--runs")
+    out = reports_folder(runs, one(out_, "--out") if out_ else None)
     names = list(experiment_names()) if all_ else \
         [f"table{n}" for n in table or []] + [f"figure{n}" for n in figure or []]
-    if not names:
+    if not names and not index:
         fail("say what to report: --table N, --figure N or --all")
     try:
+        if index:
+            if not runs.is_dir():
+                fail(f"no results folder {runs}/: give --runs the folder that `resbench run` wrote")
+            writable(out)
+            console.print(f"index: {build_index(out, runs)}")
+            return
         built = build_reports(names, runs, out, preset, data_variant, replace, jobs)
     except (KeyError, RunDirError, ReportError) as err:
         fail(message(err))
+    except OSError as err:  # e.g. the disk filled up during a build
+        fail(f"cannot write reports to {out}/: {err.strerror or err}")
     for out_dir in built:
         summary = json.loads((out_dir / "summary.json").read_text())
         verdicts = counts_line(summary["trained"], summary["computed"])

@@ -1,4 +1,7 @@
-"""Execute report notebooks with papermill into reports/<name>/, export them to HTML, write the index.
+"""Execute report notebooks with papermill into <reports>/<name>/, export them to HTML, write the index.
+
+The reports folder defaults to <runs>/reports, beside the runs it reads: a report of your own runs never
+lands in a checkout's committed reports/ unless asked to (`out`).
 
 A report is built in a folder beside its own and then put in its place whole: no file of an earlier
 build stays beside a new one, and a build that fails leaves the old report as it was. A report
@@ -43,9 +46,25 @@ def runs_folder(runs: str | Path, out: str | Path) -> str:
     return os.path.relpath(Path(runs).resolve(), Path(out).resolve())
 
 
+def reports_folder(runs: str | Path, out: str | Path | None) -> Path:
+    """`out`, or by default the folder reports/ inside the runs folder."""
+    return Path(out) if out is not None else Path(runs) / "reports"
+
+
+def writable(out: Path) -> None:
+    """Refuse a reports folder this process cannot write in, before a kernel starts: one line, not a traceback
+    from deep inside a build."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ReportError(f"cannot write reports to {out}/: {err.strerror or err}; nothing written") from err
+
+
 def check(names: list[str], runs: str | Path, out: str | Path, replace: bool = False) -> None:
     """Everything that can refuse a build, before anything is written: unknown names, unreadable runs,
-    no runs where a report reads them, a report folder built from another runs folder."""
+    no runs where a report reads them, a report folder built from another runs folder, one not writable."""
     from resbench.runs.store import run_dirs
     from resbench.report.runs import load_runs
 
@@ -62,13 +81,16 @@ def check(names: list[str], runs: str | Path, out: str | Path, replace: bool = F
         if built_from is not None and built_from != here:
             raise ReportError(f"{Path(out) / name}/ is the report of {Path(out) / built_from}/, not of {runs}/: write "
                               f"yours elsewhere (--out DIR), or --replace it; nothing written")
+    writable(Path(out))
 
 
-def build_reports(names: list[str], runs: str | Path = "runs", out: str | Path = "reports", preset: str | None = None,
-                  data_variant: str | None = None, replace: bool = False, jobs: int | None = None) -> list[Path]:
-    """Each named report built (see `_build`), then the index. `jobs` kernels at once (default: one per core),
-    each building its share of the reports one after another: a kernel imports resbench's report code
-    once (3 s of the 6 s a report took in a kernel of its own)."""
+def build_reports(names: list[str], runs: str | Path = "runs", out: str | Path | None = None,
+                  preset: str | None = None, data_variant: str | None = None, replace: bool = False,
+                  jobs: int | None = None) -> list[Path]:
+    """Each named report built (see `_build`) into `out` (default: <runs>/reports), then the index. `jobs`
+    kernels at once (default: one per core), each building its share of the reports one after another: a
+    kernel imports resbench's report code once (3 s of the 6 s a report took in a kernel of its own)."""
+    out = reports_folder(runs, out)
     check(names, runs, out, replace)
     jobs = max(1, min(len(names), jobs or os.cpu_count() or 1))
     shares = [names[i::jobs] for i in range(jobs)]
@@ -86,9 +108,9 @@ def build_reports(names: list[str], runs: str | Path = "runs", out: str | Path =
     return built
 
 
-def build_report(name: str, runs: str | Path = "runs", out: str | Path = "reports",
+def build_report(name: str, runs: str | Path = "runs", out: str | Path | None = None,
                  preset: str | None = None, data_variant: str | None = None, replace: bool = False) -> Path:
-    """reports/<name>/: the executed notebook, its HTML (without the code), the figure, diff.csv,
+    """<out>/<name>/: the executed notebook, its HTML (without the code), the figure, diff.csv,
     claims.csv, summary.json and README.md; then the folder's index."""
     return build_reports([name], runs, out, preset, data_variant, replace, jobs=1)[0]
 

@@ -23,7 +23,7 @@ VERDICT_ORDER = tuple(dict.fromkeys(COMPUTED_ORDER + TRAINED_ORDER))
 CLAIM_ORDER = ("pass", "fail", "inconclusive", "not run")
 INTRO = ("Each folder regenerates one table or figure of He et al. (2015) from run directories and diffs it "
          "against the paper: `README.md`, `diff.csv`, `claims.csv`, the figure, the executed notebook and its "
-         "HTML. Rebuild with `resbench report --all --runs DIR`.")
+         "HTML. Rebuild with `resbench report --all --runs RUNS --out REPORTS` (its runs folder and this one).")
 
 
 def owed_runs(runs: str | Path) -> dict[str, list[str]]:
