@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +27,9 @@ from resbench.report.counts import cached, counted, counted_models
 from resbench.report.index import build_index
 
 ANALYSIS_DIR = PACKAGE_DIR.parent / "analysis"
+TIMINGS = ("start_time", "end_time", "duration")  # papermill's clock readings, per notebook and per cell
+STYLER_TABLE = re.compile(r'<table id="T_([0-9a-f]{5})"')  # pandas' Styler: T_ and 5 random hex digits
+ADDRESS = re.compile(r" at 0x[0-9a-f]+>")  # an object's default repr: where it happened to be in memory
 
 
 class ReportError(ValueError):
@@ -200,6 +204,7 @@ def _execute(kernel: Kernel, name: str, runs: str | Path, out_dir: Path, preset:
     notebook = nbformat.read(executed, as_version=4)
     notebook.metadata.papermill.update(input_path=f"{ANALYSIS_DIR.name}/{source.name}", output_path=executed.name)
     _number_from_one(notebook)
+    _same_every_build(notebook)
     nbformat.write(notebook, executed)
     # the page a reader reads: text, tables and figures, no code (the .ipynb beside it has the code)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
@@ -217,3 +222,24 @@ def _number_from_one(notebook) -> None:
             for output in cell.outputs:
                 if "execution_count" in output:
                     output.execution_count = count
+
+
+def _same_every_build(notebook) -> None:
+    """Nothing read off the clock and no random id: a rebuild from unchanged runs writes the same bytes, so a
+    committed report changes only where its runs did. Dropped: papermill's start, end and duration, Jupyter's
+    execution timestamps, the memory address in an object's repr ('<...Styler at 0x7f...>'); renamed: the
+    injected cell's random id, each pandas table's random id (its CSS names it too, all within the output)."""
+    for key in TIMINGS:
+        notebook.metadata.get("papermill", {}).pop(key, None)
+    for i, cell in enumerate(notebook.cells):
+        cell.metadata.pop("execution", None)
+        for key in TIMINGS:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"
+        for j, output in enumerate(cell.get("outputs", [])):
+            data = output.get("data", {})
+            if "text/plain" in data:
+                data["text/plain"] = ADDRESS.sub(">", data["text/plain"])
+            for k, uuid in enumerate(dict.fromkeys(STYLER_TABLE.findall(data.get("text/html", "")))):
+                data["text/html"] = data["text/html"].replace(f"T_{uuid}", f"T_cell{i}_{j}_{k}")
