@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resbench.report.build import ReportError, build_reports
+from resbench.report.build import ReportError, build_reports, reports_folder
 
 
 def report(*args: str) -> subprocess.CompletedProcess:
@@ -96,7 +96,7 @@ def test_reports_of_other_runs_go_beside_those_runs_never_into_the_committed_rep
     assert files(tmp_path / "reports") == {"README.md": b"the committed index"}
     assert "No report is built here yet" in (tmp_path / "empty" / "reports" / "README.md").read_text()
     assert "--runs folder" in CliRunner().invoke(app, ["report", "--help"], env={"COLUMNS": "200"}).stdout
-    assert build_reports.__defaults__[1] is None  # the library's default too: out=None, <runs>/reports
+    assert reports_folder("my-runs", None) == Path("my-runs") / "reports"  # what build_reports(out=None) takes
 
 
 def read_only(folder: Path, monkeypatch) -> None:

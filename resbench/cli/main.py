@@ -282,9 +282,9 @@ def report(
     index: bool = typer.Option(False, "--index", help="only the index (OUT/README.md): reports there, runs owed"),
     runs_: List[Path] = typer.Option([Path("runs")], "--runs", help="results folder: the run directories of "
                                      "resbench run --runs"),
-    out_: Optional[List[Path]] = typer.Option(None, "--out", show_default="RUNS/reports", help="reports folder "
-                                              "(default: reports/ inside the --runs folder; the committed reports: "
-                                              "--runs reports/runs --out reports)"),
+    out_: Optional[List[Path]] = typer.Option(None, "--out", help="reports folder (default: reports/ inside the "
+                                              "--runs folder; the committed reports: --runs reports/runs --out "
+                                              "reports)"),
     preset: Optional[str] = typer.Option(None, help="paper, demo or smoke (default: paper runs if any, "
                                          "else demo, else smoke)"),
     data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),

@@ -28,7 +28,7 @@ def load_calibration(runs_root: str | os.PathLike) -> pd.DataFrame:
 
 
 def load_calibration_runs(folder: str | os.PathLike) -> pd.DataFrame:
-    """One row per finished calibration run in `folder` (what `resbench calibrate --out` wrote)."""
+    """One row per finished calibration run in `folder` (`resbench calibrate --runs R` writes R/calibration)."""
     rows = []
     for config_path in sorted(Path(folder).glob("*/config.json")):
         run = config_path.parent
