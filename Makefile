@@ -34,7 +34,7 @@ demo: install
 	  $(BIN)/resbench report $(EVIDENCE_REPORTS) --runs reports/runs --out reports/demo/evidence \
 	  && echo "First, the committed evidence, regenerated from reports/runs/: reports/demo/evidence/README.md"; fi
 	$(BIN)/resbench flops resnet20 plain20 resnet56 resnet110 resnet50 resnet50_v1.5
-	$(BIN)/resbench run figure6 --preset demo --models resnet20,plain20 --jobs 2 --out runs/demo
+	$(BIN)/resbench run figure6 --preset demo --models resnet20,plain20 --jobs 2 --runs runs/demo
 	$(BIN)/resbench report $(DEMO_REPORTS) --runs runs/demo --out reports/demo
 	@echo "Evidence (compressed budgets, CPU): reports/demo/evidence/README.md, as committed in reports/README.md."
 	@echo "Demo runs: runs/demo/, their reports reports/demo/README.md (200 iterations on a CPU: they show the"

@@ -5,11 +5,11 @@
 # at a checkpoint and ends the sweep. On a 2-core CPU with native bf16: ResNet-20 about 3 minutes
 # a run at 1/32 in bf16, ResNet-56 about 8; fp32 about 1.6x longer.
 #   setsid nice -n 10 env RUNS=$HOME/resbench-evidence sh scripts/cpu_evidence.sh > evidence.log 2>&1 &
-#   resbench status --out $HOME/resbench-evidence       # progress and ETA
+#   resbench status --runs $HOME/resbench-evidence      # progress and ETA
 RUNS=${RUNS:-runs/evidence}
 RESBENCH=${RESBENCH:-resbench}
 trap 'echo "stopped: rerun to resume"; exit 143' TERM INT
-run() { echo "== $(date -u +%FT%TZ) $*"; $RESBENCH run figure6 --out "$RUNS" --quiet --seeds 3 "$@"; }
+run() { echo "== $(date -u +%FT%TZ) $*"; $RESBENCH run figure6 --runs "$RUNS" --quiet --seeds 3 "$@"; }
 
 # precision control: ResNet-20 at 1/32 in bf16 and in fp32
 run --budget 1/32 --precision bf16 --models resnet20

@@ -70,7 +70,7 @@ def test_plan_and_refusals_are_one_line(jpeg_root, tmp_path):
     for bad, said in (["airbench97:2"], "unknown peer"), (["airbench94:0"], "positive whole number"):
         with pytest.raises(ValueError, match=said):
             parse_plan(bad)
-    result = CliRunner().invoke(app, ["calibrate", "--data-root", str(jpeg_root), "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["calibrate", "--data-root", str(jpeg_root), "--runs", str(tmp_path)])
     if not torch.cuda.is_available():
         assert result.exit_code == 2 and "CUDA GPU" in result.output and len(result.output.strip().splitlines()) == 1
         assert not any(tmp_path.iterdir())
@@ -152,8 +152,8 @@ def test_calibrate_ends_by_saying_what_the_data_costs(jpeg_root, tmp_path, monke
     errors = iter([6.3, 6.5])
     monkeypatch.setattr(calibration, "_airbench_trainer", lambda: lambda peer, seed, folder: {
         "test_error": next(errors), "train_s": 3.0, "gpu": "NVIDIA H200"})
-    result = CliRunner().invoke(app, ["calibrate", "airbench94:2", "--data-root", str(jpeg_root), "--out",
-                                      str(tmp_path / "calibration")], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(app, ["calibrate", "airbench94:2", "--data-root", str(jpeg_root), "--runs",
+                                      str(tmp_path)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "2 calibration run(s) trained" in result.output
     assert "cifar10-jpeg-q75: on this data airbench94 ends at 6.40% test error (published 5.99%" in result.output

@@ -42,9 +42,61 @@ def test_list_shows_every_experiment():
 
 def test_status_at_80_columns_keeps_each_run_name_on_one_line_and_shows_no_empty_column():
     runs = Path(__file__).resolve().parents[1] / "reports" / "runs"
-    proc = subprocess.run([sys.executable, "-m", "resbench", "status", "--out", str(runs)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "resbench", "status", "--runs", str(runs)], capture_output=True,
                           text=True, env={**os.environ, "COLUMNS": "80"})
     assert proc.returncode == 0, proc.stderr
     assert all(d.name in proc.stdout for d in runs.iterdir() if d.is_dir())
     assert "ETA" not in proc.stdout and "fused with" not in proc.stdout  # every run is done, none fused
     assert max(map(len, proc.stdout.splitlines())) <= 80
+
+
+def one_line_error(args: list[str]) -> str:
+    """Runs `resbench ARGS` in this process; the single line it says on stderr, after checking it is an error."""
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2, (args, result.output, result.exception)
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error:"), result.stderr
+    return result.stderr
+
+
+def run_args(jpeg_root: Path, tmp_path: Path, *args: str) -> list[str]:
+    return ["run", "table6", "--preset", "smoke", "--data-root", str(jpeg_root), "--runs", str(tmp_path / "runs"),
+            *args]
+
+
+def test_a_recipe_value_of_the_wrong_type_is_a_one_line_error_naming_the_key_and_its_type(jpeg_root, tmp_path):
+    for setting, said in (("lr=abc", "lr takes a number, got 'abc'"), ("iterations=1.5", "iterations takes a whole"),
+                          ('milestones=[1,"x"]', "milestones takes a list of whole numbers"),
+                          ("test_subset=abc", "test_subset takes a whole number or null")):
+        assert said in one_line_error(run_args(jpeg_root, tmp_path, "--device", "cpu", "--set", setting))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_device_is_refused_before_any_run_folder_is_made(jpeg_root, tmp_path):
+    said = one_line_error(run_args(jpeg_root, tmp_path, "--models", "resnet20", "--device", "tpu"))
+    assert "unknown device 'tpu'" in said and "cuda:N" in said
+    assert not (tmp_path / "runs").exists()
+
+
+def test_empty_model_names_are_refused_not_read_as_every_row(jpeg_root, tmp_path):
+    for models in (",", "", "resnet20,,plain20", " , "):
+        said = one_line_error(run_args(jpeg_root, tmp_path, "--models", models, "--device", "cpu"))
+        assert "--models" in said and "empty" in said
+    assert not (tmp_path / "runs").exists()
+
+
+def test_status_of_a_missing_folder_or_of_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a results folder")
+    assert "no results folder" in one_line_error(["status", "--runs", str(tmp_path / "missing")])
+    assert "is a file, not a results folder" in one_line_error(["status", "--runs", str(tmp_path / "notes.txt")])
+    result = runner.invoke(app, ["status", "--runs", str(tmp_path)])  # a folder with no run in it yet: said, exit 0
+    assert result.exit_code == 0 and "no runs in" in result.output
+
+
+def test_the_results_folder_is_runs_everywhere_and_the_old_out_still_works_with_a_note(tmp_path):
+    for command in ("run", "status", "calibrate"):
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout
+        assert "--runs" in shown and "--out" not in shown, command
+    old = runner.invoke(app, ["status", "--out", str(tmp_path)])
+    assert old.exit_code == 0 and "no runs in" in old.stdout
+    assert old.stderr.strip() == "note: --out is now --runs (the results folder); --out will go in a later version"
+    assert "the old name of --runs" in one_line_error(["status", "--runs", str(tmp_path), "--out", str(tmp_path)])

@@ -250,14 +250,14 @@ def resbench(*args):
 
 def test_cli_smoke_on_synthetic_images_and_a_clean_error_without_imagenet(tmp_path):
     proc = resbench("run", "table2", "--preset", "smoke", "--synthetic", "--models", "resnet18", "--device", "cpu",
-                    "-q", "--out", str(tmp_path))
+                    "-q", "--runs", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     from resbench.report.runs import load_runs
 
     runs = load_runs(tmp_path)
     assert runs["data_variant"].tolist() == ["synthetic"] and runs["status"].tolist() == ["done"]
     assert runs["top1_err_10crop"].notna().all() and runs["top1_err_multiscale"].notna().all()
-    proc = resbench("run", "table3", "--device", "cpu", "--out", str(tmp_path))
+    proc = resbench("run", "table3", "--device", "cpu", "--runs", str(tmp_path))
     assert proc.returncode == 2 and "ImageNet is needed" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 

@@ -142,7 +142,7 @@ def test_resbench_run_pack_trains_a_row_side_by_side_and_a_rerun_skips_it(jpeg_r
 
     args = [sys.executable, "-m", "resbench", "run", "table6", "--preset", "smoke", "--models", "resnet20",
             "--seeds", "2", "--pack", "2", "--device", "cpu", "-q", "--data-root", str(jpeg_root),
-            "--out", str(tmp_path / "runs")]
+            "--runs", str(tmp_path / "runs")]
     first = subprocess.run(args, capture_output=True, text=True)
     assert first.returncode == 0 and "2/2 runs done" in first.stdout, first.stdout + first.stderr
     runs = load_runs(tmp_path / "runs")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resbench.report.build import ReportError, build_reports
+from resbench.report.build import ReportError, build_reports, reports_folder
 
 
 def report(*args: str) -> subprocess.CompletedProcess:
@@ -78,3 +78,73 @@ def test_the_committed_repeat_of_resnet20_s0_on_a_second_h200_trained_bit_for_bi
 
     line = load_repeats(runs).set_index("run").loc["resnet20-paper-3310c7e758-s0"]
     assert line.train_points == line.train_identical == 640 and line.test_error == line.repeat_test_error == 11.85
+
+
+def test_reports_of_other_runs_go_beside_those_runs_never_into_the_committed_reports(tmp_path, monkeypatch):
+    """`report --index --runs EMPTY` and a report of your own runs, without --out: the folder here named
+    reports/ (the committed evidence's, in a checkout) is left byte for byte; they land in <runs>/reports/."""
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "README.md").write_text("the committed index")
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["report", "--index", "--runs", "empty"])
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "reports") == {"README.md": b"the committed index"}
+    assert "No report is built here yet" in (tmp_path / "empty" / "reports" / "README.md").read_text()
+    assert "--runs folder" in CliRunner().invoke(app, ["report", "--help"], env={"COLUMNS": "200"}).stdout
+    assert reports_folder("my-runs", None) == Path("my-runs") / "reports"  # what build_reports(out=None) takes
+
+
+def read_only(folder: Path, monkeypatch) -> None:
+    """A folder this process may not write in. As root the OS would let it, so make its mkdir refuse as the OS
+    refuses a user (the reports folder is made, or found, with mkdir before anything is written in it)."""
+    import errno
+    import os
+
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        mkdir = Path.mkdir
+
+        def refused(self, *args, **kwargs):
+            if self.resolve().is_relative_to(folder.resolve()):
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return mkdir(self, *args, **kwargs)
+        monkeypatch.setattr(Path, "mkdir", refused)
+
+
+def test_reports_into_a_read_only_folder_are_a_one_line_error(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
+
+    read_only(tmp_path / "locked", monkeypatch)
+    (tmp_path / "runs").mkdir()
+    for what in (["--index"], ["--table", "1"]):  # Table 1 is computed: refused before its kernel starts
+        result = CliRunner().invoke(app, ["report", *what, "--runs", str(tmp_path / "runs"), "--out",
+                                          str(tmp_path / "locked" / "reports")], env={"COLUMNS": "300"})
+        assert result.exit_code == 2, (what, result.output, result.exception)
+        assert result.stderr.startswith("error: cannot write reports to") and "Permission denied" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / "locked").iterdir())
+
+
+def test_a_report_built_twice_from_the_same_runs_is_the_same_bytes(tmp_path):
+    """No clock reading (papermill's and Jupyter's timings, SVG dates) and no random id (pandas tables, SVG
+    clip paths, the injected cell) in what a report writes: a rebuild of unchanged runs changes no file."""
+    import shutil
+
+    committed = Path(__file__).resolve().parents[1] / "reports" / "runs"
+    for run in ("plain20-paper-1of32-499c810fd0-s0", "plain56-paper-1of32-d284010c07-s0"):
+        shutil.copytree(committed / run, tmp_path / "runs" / run)
+    for out in ("a", "b"):  # beside each other: the runs folder is ../runs from both
+        build_reports(["figure1"], tmp_path / "runs", tmp_path / out, jobs=1)
+    first, second = files(tmp_path / "a"), files(tmp_path / "b")
+    assert {"figure1/figure1.svg", "figure1/figure1.ipynb", "figure1/figure1.html"} <= set(first)
+    assert b"<table id=" in first["figure1/figure1.html"]  # pandas tables, whose ids are random unless made not
+    assert sorted(first) == sorted(second)
+    assert [name for name in first if first[name] != second[name]] == []

@@ -99,7 +99,7 @@ def resbench(*args, cwd=None):
 
 def test_cli_runs_a_smoke_row_on_a_jpeg_folder(jpeg_root, tmp_path):
     proc = resbench("run", "figure1", "--preset", "smoke", "--models", "plain20", "--device", "cpu", "-q",
-                    "--data-root", str(jpeg_root), "--out", str(tmp_path / "runs"))
+                    "--data-root", str(jpeg_root), "--runs", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr
     runs = load_runs(tmp_path / "runs")
     assert runs["model"].tolist() == ["plain20"] and runs["data_variant"].tolist() == ["cifar10-jpeg-q75"]
@@ -178,7 +178,7 @@ def test_fuse_trains_the_seeds_of_a_row_together_and_status_shows_the_groups(tin
     assert [r["status"] for r in results] == ["done", "done", "done"]
     runs = load_runs(tmp_path).sort_values("seed")
     assert [[name.rsplit("-s", 1)[1] for name in f] for f in runs["fused_with"]] == [["1"], ["0"], []]
-    status = CliRunner().invoke(app, ["status", "--out", str(tmp_path)], env={"COLUMNS": "220"})
+    status = CliRunner().invoke(app, ["status", "--runs", str(tmp_path)], env={"COLUMNS": "220"})
     lines = status.output.splitlines()
     header = [c.strip() for c in next(line for line in lines if "fused with" in line).split("┃")]
     s0 = next(r for r in ([c.strip() for c in line.split("│")] for line in lines) if len(r) > 2 and r[1].endswith("-s0"))

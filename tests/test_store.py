@@ -77,9 +77,9 @@ def wait_for(path, process, timeout=120):
 def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(jpeg_root, tmp_path):
     args = ["run", "table6", "--models", "resnet20", *SMOKE, "--data-root", str(jpeg_root),
             "--set", "checkpoint_every=20"]
-    assert resbench(*args, "--out", str(tmp_path / "whole")).returncode == 0
+    assert resbench(*args, "--runs", str(tmp_path / "whole")).returncode == 0
 
-    killed = subprocess.Popen([sys.executable, "-m", "resbench", *args, "--out", str(tmp_path / "killed")],
+    killed = subprocess.Popen([sys.executable, "-m", "resbench", *args, "--runs", str(tmp_path / "killed")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(next_run_dir(tmp_path / "killed", killed) / "checkpoint.pt", killed)
     killed.send_signal(signal.SIGKILL)
@@ -87,7 +87,7 @@ def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(jpeg_root, tmp_path):
     (run_dir,) = (tmp_path / "killed").glob("resnet20-*")
     assert run_state(run_dir) == "stopped" and not (run_dir / "summary.json").exists()
 
-    rerun = resbench(*args, "--out", str(tmp_path / "killed"))
+    rerun = resbench(*args, "--runs", str(tmp_path / "killed"))
     assert rerun.returncode == 0, rerun.stderr
     (whole_dir,) = (tmp_path / "whole").glob("resnet20-*")
     assert whole_dir.name == run_dir.name  # same config, same key
@@ -110,7 +110,7 @@ def next_run_dir(out, process):
 def test_four_workers_and_a_second_command_share_one_store(jpeg_root, tmp_path):
     """Five processes on four runs: each run trained once, nothing lost or interleaved."""
     args = ["run", "table6", "--models", "resnet20", "--seeds", "4", *SMOKE, "--data-root", str(jpeg_root),
-            "--out", str(tmp_path)]
+            "--runs", str(tmp_path)]
     rival = subprocess.Popen([sys.executable, "-m", "resbench", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=WIDE)
     sweep = resbench(*args, "--jobs", "4")
@@ -164,7 +164,7 @@ def test_status_shows_every_state(tiny_data, tmp_path):
     (dirs[2] / "summary.json").unlink()
     holder = hold_lock(dirs[2])
     try:
-        result = CliRunner().invoke(app, ["status", "table6", "--out", str(tmp_path)], env={"COLUMNS": "200"})
+        result = CliRunner().invoke(app, ["status", "table6", "--runs", str(tmp_path)], env={"COLUMNS": "200"})
     finally:
         holder.kill()
     assert result.exit_code == 0, result.output
@@ -236,7 +236,7 @@ def test_bad_values_are_one_line_errors(args, message):
 def test_an_unwritable_results_folder_is_a_one_line_error(jpeg_root, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     proc = resbench("run", "table6", "--models", "resnet20", *SMOKE, "--data-root", str(jpeg_root),
-                    "--out", str(tmp_path / "file" / "runs"))
+                    "--runs", str(tmp_path / "file" / "runs"))
     assert proc.returncode == 2 and "cannot write results to" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -254,7 +254,7 @@ def test_a_full_disk_mid_run_is_a_one_line_error_and_nothing_looks_finished(jpeg
 
     monkeypatch.setattr(MetricsLog, "append", fills_up)
     result = CliRunner().invoke(app, ["run", "table6", "--models", "resnet20", *SMOKE, "--data-root",
-                                      str(jpeg_root), "--out", str(tmp_path)])
+                                      str(jpeg_root), "--runs", str(tmp_path)])
     assert result.exit_code == 2 and "No space left on device" in result.stderr
     (run_dir,) = tmp_path.glob("resnet20-*")
     assert not (run_dir / "summary.json").exists() and run_state(run_dir) == "stopped"
@@ -278,7 +278,7 @@ def test_a_finished_sweep_decodes_nothing_and_starts_no_worker(jpeg_root, tmp_pa
 
     import resbench.data.cifar as cifar
 
-    args = ["run", "table6", "--models", "resnet20", *SMOKE, "--data-root", str(jpeg_root), "--out", str(tmp_path)]
+    args = ["run", "table6", "--models", "resnet20", *SMOKE, "--data-root", str(jpeg_root), "--runs", str(tmp_path)]
     assert CliRunner().invoke(app, args).exit_code == 0
 
     def must_not_be_called(*args, **kwargs):
@@ -301,10 +301,10 @@ def test_unreadable_files_and_doubled_folders_are_one_line_errors(tmp_path):
     bad = tmp_path / "runs" / "resnet20-paper-k-s0"
     bad.mkdir(parents=True)
     (bad / "config.json").write_text('{"model": "resnet20", ')
-    for args in (["status", "--out", str(tmp_path / "runs")],
+    for args in (["status", "--runs", str(tmp_path / "runs")],
                  ["report", "--table", "6", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "r")],
                  ["report", "--table", "6", "--runs", "a", "--runs", "b"],
-                 ["status", "--out", "a", "--out", "b"],
+                 ["status", "--runs", "a", "--runs", "b"],
                  ["run", "figure6", "--budget", "0"], ["run", "figure6", "--budget", "3/2"]):
         result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
         lines = result.output.strip().splitlines()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -27,6 +28,24 @@ def split(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def name_list(value: Optional[str], option: str) -> Optional[list[str]]:
+    """--models a,b: the names; None when the option is not given. An empty name is refused, not read as
+    'every row' (`--models ,` or a stray comma would otherwise train the whole experiment)."""
+    if value is None:
+        return None
+    found = [v.strip() for v in value.split(",")]
+    if not all(found):
+        fail(f"{option} has an empty name in {value!r}: give comma-separated names, or leave {option} out for all")
+    return found
+
+
+def check_device(value: str) -> str:
+    """--device, checked before anything is planned or written: auto, cpu, cuda or cuda:N."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        fail(f"unknown device {value!r}; choose auto, cpu, cuda or cuda:N")
+    return value
+
+
 def overrides(settings: Optional[List[str]]) -> dict:
     """--set key=value (value as JSON where it parses, e.g. lr=0.05, milestones=[100,200])."""
     out = {}
@@ -46,6 +65,21 @@ def one(values: List[Path], option: str) -> Path:
     if len(values) != 1:
         fail(f"{option} takes one folder, got {len(values)}: {', '.join(map(str, values))}")
     return values[0]
+
+
+RUNS_HELP = "results folder: one run directory per run"
+OLD_OUT_HELP = "the old name of --runs"  # hidden: kept so that scripts written for it still work
+
+
+def runs_folder(runs: Optional[List[Path]], old_out: Optional[List[Path]]) -> Path:
+    """The results folder: --runs, or the old spelling --out with a one-line note; runs/ when neither is given."""
+    if old_out:
+        if runs:
+            fail("--out is the old name of --runs: give --runs only")
+        Console(stderr=True).print("note: --out is now --runs (the results folder); --out will go in a later "
+                                   "version", highlight=False, soft_wrap=True)
+        return one(old_out, "--out")
+    return one(runs or [Path("runs")], "--runs")
 
 
 def outcome(results: list[dict]) -> str:

@@ -11,10 +11,11 @@ from rich.table import Table
 
 from resbench.cli.bench import bench_app
 from resbench.cli.calibrate import calibrate_cmd
-from resbench.cli.common import console, duration, fail, is_missing, message, one, outcome, overrides, split as _split
+from resbench.cli.common import (OLD_OUT_HELP, RUNS_HELP, check_device, console, duration, fail, is_missing, message,
+                                 name_list, one, outcome, overrides, runs_folder)
+from resbench.cli.data import data_app
 from resbench.cli.runs import runs_app
 from resbench.cli.tune import tune_cmd
-from resbench.cli.data import data_app
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -94,7 +95,8 @@ def run(
     jobs: int = typer.Option(1, min=1, help="runs trained at once (worker processes, or Slurm tasks)"),
     launcher: Optional[str] = typer.Option(None, help="inline (jobs=1), local (submitit, jobs>1) or slurm"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
-    out: Path = typer.Option(Path("runs"), help="results folder: one run directory per run"),
+    runs_: Optional[List[Path]] = typer.Option(None, "--runs", show_default="runs", help=RUNS_HELP),
+    old_out: Optional[List[Path]] = typer.Option(None, "--out", hidden=True, help=OLD_OUT_HELP),
     data_root: Optional[Path] = typer.Option(None, help="folder holding CIFAR-10 (else $RESBENCH_DATA, ...) "
                                              "or ImageNet (train/, val/; else $RESBENCH_IMAGENET)"),
     synthetic: bool = typer.Option(False, "--synthetic", help="ImageNet experiments: a small generated image "
@@ -156,6 +158,7 @@ def run(
     from resbench.train.distributed import init_from_env
     from resbench.train.engine import Engine
 
+    out, device, model_names = runs_folder(runs_, old_out), check_device(device), name_list(models, "--models")
     launcher = launcher or ("inline" if jobs == 1 else "local")
     if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
         device, launcher = rank_device, "inline"
@@ -178,7 +181,7 @@ def run(
         if pack not in ("auto", "1") and launcher != "inline":
             raise ValueError("--pack trains its runs in this process: use it without --jobs or --launcher")
         fuse_n = resolve_fuse(fuse, engine)  # every option is checked before the data is looked for
-        todo, data, engine = prepare(experiment, preset, _split(models), seeds, out,
+        todo, data, engine = prepare(experiment, preset, model_names, seeds, out,
                                      data_root=str(data_root) if data_root else None, engine=engine,
                                      overrides=overrides(set_), fresh=fresh, synthetic=synthetic,
                                      say=console.print, budget=budget, decode=decode)
@@ -192,7 +195,7 @@ def run(
             options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, nodes=nodes)
             ids = submit_slurm(todo, jobs, root, engine, out, options, fuse_n, decode)
             console.print(f"submitted {len(ids)} Slurm tasks ({ids[0] if ids else '-'} ...); "
-                          f"follow them with: resbench status {experiment} --out {out}")
+                          f"follow them with: resbench status {experiment} --runs {out}")
             return
         if launcher == "local":
             results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fuse_n,
@@ -206,7 +209,7 @@ def run(
         fail(f"cannot write results to {out}: {err.strerror or err}")
     reports = load_experiment(experiment).reports or (experiment,)  # a plan's runs feed the tables' reports
     report = " ".join(f"--{name.rstrip('0123456789')} {name.lstrip('tablefigure')}" for name in reports)
-    console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --out {out}; "
+    console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --runs {out}; "
                   f"report: resbench report {report} --runs {out})")
     if any(r["status"] == "failed" for r in results):
         raise typer.Exit(1)
@@ -219,14 +222,19 @@ STATE_STYLE = {"done": "green", "running": "cyan", "paused": "yellow", "stopped"
 @app.command()
 def status(
     experiment: Optional[str] = typer.Argument(None, help="only the runs of this experiment's rows"),
-    out_: List[Path] = typer.Option([Path("runs")], "--out", help="results folder (resbench run --out)"),
+    runs_: Optional[List[Path]] = typer.Option(None, "--runs", show_default="runs", help=RUNS_HELP),
+    old_out: Optional[List[Path]] = typer.Option(None, "--out", hidden=True, help=OLD_OUT_HELP),
 ) -> None:
     """Every run in a results folder: done, running, paused, stopped, failed or diverged, with progress."""
     from resbench.paper.declarations import load_experiment
     from resbench.report.runs import load_runs
     from resbench.runs.rundir import RunDirError
 
-    out = one(out_, "--out")
+    out = runs_folder(runs_, old_out)
+    if not out.exists():
+        fail(f"no results folder {out}/: train some runs first (resbench run ... --runs {out})")
+    if not out.is_dir():
+        fail(f"{out} is a file, not a results folder: give --runs the folder that `resbench run` wrote")
     try:
         runs = load_runs(out)
     except RunDirError as err:
@@ -271,7 +279,7 @@ def ensemble(
     runs: List[Path] = typer.Argument(..., help="finished ImageNet run directories"),
     test: str = typer.Option("multiscale", help="center, 10crop or multiscale (Table 5: multiscale)"),
     data_root: Optional[Path] = typer.Option(None, help="the ImageNet folder the runs trained on"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
 ) -> None:
     """Table 5: test several ImageNet runs alone and as an ensemble (softmax averaged)."""
@@ -285,7 +293,7 @@ def ensemble(
     try:
         if test not in ("center", "10crop", "multiscale"):
             raise ValueError(f"unknown test {test!r}; choose center, 10crop or multiscale")
-        engine = Engine(device=device).resolve()
+        engine = Engine(device=check_device(device)).resolve()
         root = data_root or next((read_config(r)["data"]["source"] for r in runs if is_run_dir(r)), None)
         result = ensemble_of_runs(runs, find_imagenet(root), engine, test)
     except (DataError, ValueError, KeyError) as err:
@@ -309,8 +317,11 @@ def report(
     figure: Optional[List[int]] = typer.Option(None, "--figure", help="1, 4, 6 or 7 (repeat for several)"),
     all_: bool = typer.Option(False, "--all", help="every table and figure"),
     index: bool = typer.Option(False, "--index", help="only the index (OUT/README.md): reports there, runs owed"),
-    runs_: List[Path] = typer.Option([Path("runs")], "--runs", help="folder of run directories (resbench run --out)"),
-    out_: List[Path] = typer.Option([Path("reports")], "--out", help="reports folder"),
+    runs_: List[Path] = typer.Option([Path("runs")], "--runs", help="results folder: the run directories of "
+                                     "resbench run --runs"),
+    out_: Optional[List[Path]] = typer.Option(None, "--out", help="reports folder (default: reports/ inside the "
+                                              "--runs folder; the committed reports: --runs reports/runs --out "
+                                              "reports)"),
     preset: Optional[str] = typer.Option(None, help="paper, demo or smoke (default: paper runs if any, "
                                          "else demo, else smoke)"),
     data_variant: Optional[str] = typer.Option(None, help="only runs on this data, e.g. cifar10-jpeg-q75"),
@@ -319,25 +330,31 @@ def report(
     jobs: Optional[int] = typer.Option(None, min=1, help="reports built at once (default: one per core)"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
-    from resbench.report.build import ReportError, build_reports
+    from resbench.report.build import ReportError, build_reports, reports_folder, writable
     from resbench.report.claims import claims_line
     from resbench.report.core import counts_line
     from resbench.report.index import build_index
     from resbench.paper.declarations import experiment_names
     from resbench.runs.rundir import RunDirError
 
-    runs, out = one(runs_, "--runs"), one(out_, "--out")
-    if index:
-        console.print(f"index: {build_index(out, runs)}")
-        return
+    runs = one(runs_, "--runs")
+    out = reports_folder(runs, one(out_, "--out") if out_ else None)
     names = list(experiment_names()) if all_ else \
         [f"table{n}" for n in table or []] + [f"figure{n}" for n in figure or []]
-    if not names:
+    if not names and not index:
         fail("say what to report: --table N, --figure N or --all")
     try:
+        if index:
+            if not runs.is_dir():
+                fail(f"no results folder {runs}/: give --runs the folder that `resbench run` wrote")
+            writable(out)
+            console.print(f"index: {build_index(out, runs)}")
+            return
         built = build_reports(names, runs, out, preset, data_variant, replace, jobs)
     except (KeyError, RunDirError, ReportError) as err:
         fail(message(err))
+    except OSError as err:  # e.g. the disk filled up during a build
+        fail(f"cannot write reports to {out}/: {err.strerror or err}")
     for out_dir in built:
         summary = json.loads((out_dir / "summary.json").read_text())
         verdicts = counts_line(summary["trained"], summary["computed"])

@@ -1,6 +1,8 @@
 """Training recipes: the paper's values as the defaults of small frozen dataclasses."""
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 
@@ -14,9 +16,36 @@ class Options:
         unknown = set(options) - set(asdict(self))
         if unknown:
             raise ValueError(f"unknown recipe options {sorted(unknown)}; known: {', '.join(asdict(self))}")
+        hints = typing.get_type_hints(type(self))
+        for name, value in options.items():
+            if not _is_a(value, hints[name]):
+                raise ValueError(f"recipe option {name} takes {_kind(hints[name])}, got {value!r}")
         if "milestones" in options:
             options["milestones"] = tuple(options["milestones"])
         return replace(self, **options).validate()
+
+
+def _is_a(value, hint) -> bool:
+    """Whether `value` (e.g. parsed from --set) fits a recipe field's type: an int is a number, a bool no int."""
+    if isinstance(hint, types.UnionType):
+        return any(_is_a(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, (list, tuple)) and all(_is_a(v, typing.get_args(hint)[0]) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return value is None if hint is type(None) else isinstance(value, hint)
+
+
+def _kind(hint) -> str:
+    """A field's type in words: 'a number', 'a list of whole numbers', 'a whole number or null'."""
+    if isinstance(hint, types.UnionType):
+        return " or ".join(_kind(h) for h in typing.get_args(hint)).replace(" or a null", " or null")
+    if typing.get_origin(hint) is tuple:
+        return "a list of " + _kind(typing.get_args(hint)[0]).replace("a ", "", 1).replace("number", "numbers")
+    return {float: "a number", int: "a whole number", bool: "true or false", str: "a string",
+            type(None): "a null"}[hint]
 
 
 @dataclass(frozen=True)

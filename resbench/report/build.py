@@ -1,4 +1,7 @@
-"""Execute report notebooks with papermill into reports/<name>/, export them to HTML, write the index.
+"""Execute report notebooks with papermill into <reports>/<name>/, export them to HTML, write the index.
+
+The reports folder defaults to <runs>/reports, beside the runs it reads: a report of your own runs never
+lands in a checkout's committed reports/ unless asked to (`out`).
 
 A report is built in a folder beside its own and then put in its place whole: no file of an earlier
 build stays beside a new one, and a build that fails leaves the old report as it was. A report
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +28,9 @@ from resbench.report.counts import cached, counted, counted_models
 from resbench.report.index import build_index
 
 ANALYSIS_DIR = PACKAGE_DIR.parent / "analysis"
+TIMINGS = ("start_time", "end_time", "duration")  # papermill's clock readings, per notebook and per cell
+STYLER_TABLE = re.compile(r'<table id="T_([0-9a-f]{5})"')  # pandas' Styler: T_ and 5 random hex digits
+ADDRESS = re.compile(r" at 0x[0-9a-f]+>")  # an object's default repr: where it happened to be in memory
 
 
 class ReportError(ValueError):
@@ -44,9 +51,25 @@ def runs_folder(runs: str | Path, out: str | Path) -> str:
     return os.path.relpath(Path(runs).resolve(), Path(out).resolve())
 
 
+def reports_folder(runs: str | Path, out: str | Path | None) -> Path:
+    """`out`, or by default the folder reports/ inside the runs folder."""
+    return Path(out) if out is not None else Path(runs) / "reports"
+
+
+def writable(out: Path) -> None:
+    """Refuse a reports folder this process cannot write in, before a kernel starts: one line, not a traceback
+    from deep inside a build."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ReportError(f"cannot write reports to {out}/: {err.strerror or err}; nothing written") from err
+
+
 def check(names: list[str], runs: str | Path, out: str | Path, replace: bool = False) -> None:
     """Everything that can refuse a build, before anything is written: unknown names, unreadable runs,
-    no runs where a report reads them, a report folder built from another runs folder."""
+    no runs where a report reads them, a report folder built from another runs folder, one not writable."""
     from resbench.runs.rundir import run_dirs
     from resbench.report.runs import load_runs
 
@@ -63,13 +86,16 @@ def check(names: list[str], runs: str | Path, out: str | Path, replace: bool = F
         if built_from is not None and built_from != here:
             raise ReportError(f"{Path(out) / name}/ is the report of {Path(out) / built_from}/, not of {runs}/: write "
                               f"yours elsewhere (--out DIR), or --replace it; nothing written")
+    writable(Path(out))
 
 
-def build_reports(names: list[str], runs: str | Path = "runs", out: str | Path = "reports", preset: str | None = None,
-                  data_variant: str | None = None, replace: bool = False, jobs: int | None = None) -> list[Path]:
-    """Each named report built (see `_build`), then the index. `jobs` kernels at once (default: one per core),
-    each building its share of the reports one after another: a kernel imports resbench's report code
-    once (3 s of the 6 s a report took in a kernel of its own)."""
+def build_reports(names: list[str], runs: str | Path = "runs", out: str | Path | None = None,
+                  preset: str | None = None, data_variant: str | None = None, replace: bool = False,
+                  jobs: int | None = None) -> list[Path]:
+    """Each named report built (see `_build`) into `out` (default: <runs>/reports), then the index. `jobs`
+    kernels at once (default: one per core), each building its share of the reports one after another: a
+    kernel imports resbench's report code once (3 s of the 6 s a report took in a kernel of its own)."""
+    out = reports_folder(runs, out)
     check(names, runs, out, replace)
     jobs = max(1, min(len(names), jobs or os.cpu_count() or 1))
     shares = [names[i::jobs] for i in range(jobs)]
@@ -87,9 +113,9 @@ def build_reports(names: list[str], runs: str | Path = "runs", out: str | Path =
     return built
 
 
-def build_report(name: str, runs: str | Path = "runs", out: str | Path = "reports",
+def build_report(name: str, runs: str | Path = "runs", out: str | Path | None = None,
                  preset: str | None = None, data_variant: str | None = None, replace: bool = False) -> Path:
-    """reports/<name>/: the executed notebook, its HTML (without the code), the figure, diff.csv,
+    """<out>/<name>/: the executed notebook, its HTML (without the code), the figure, diff.csv,
     claims.csv, summary.json and README.md; then the folder's index."""
     return build_reports([name], runs, out, preset, data_variant, replace, jobs=1)[0]
 
@@ -179,6 +205,7 @@ def _execute(kernel: Kernel, name: str, runs: str | Path, out_dir: Path, preset:
     notebook = nbformat.read(executed, as_version=4)
     notebook.metadata.papermill.update(input_path=f"{ANALYSIS_DIR.name}/{source.name}", output_path=executed.name)
     _number_from_one(notebook)
+    _same_every_build(notebook)
     nbformat.write(notebook, executed)
     # the page a reader reads: text, tables and figures, no code (the .ipynb beside it has the code)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
@@ -196,3 +223,24 @@ def _number_from_one(notebook) -> None:
             for output in cell.outputs:
                 if "execution_count" in output:
                     output.execution_count = count
+
+
+def _same_every_build(notebook) -> None:
+    """Nothing read off the clock and no random id: a rebuild from unchanged runs writes the same bytes, so a
+    committed report changes only where its runs did. Dropped: papermill's start, end and duration, Jupyter's
+    execution timestamps, the memory address in an object's repr ('<...Styler at 0x7f...>'); renamed: the
+    injected cell's random id, each pandas table's random id (its CSS names it too, all within the output)."""
+    for key in TIMINGS:
+        notebook.metadata.get("papermill", {}).pop(key, None)
+    for i, cell in enumerate(notebook.cells):
+        cell.metadata.pop("execution", None)
+        for key in TIMINGS:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"
+        for j, output in enumerate(cell.get("outputs", [])):
+            data = output.get("data", {})
+            if "text/plain" in data:
+                data["text/plain"] = ADDRESS.sub(">", data["text/plain"])
+            for k, uuid in enumerate(dict.fromkeys(STYLER_TABLE.findall(data.get("text/html", "")))):
+                data["text/html"] = data["text/html"].replace(f"T_{uuid}", f"T_cell{i}_{j}_{k}")

@@ -27,7 +27,7 @@ def load_calibration(runs_root: str | os.PathLike) -> pd.DataFrame:
 
 
 def load_calibration_runs(folder: str | os.PathLike) -> pd.DataFrame:
-    """One row per finished calibration run in `folder` (what `resbench calibrate --out` wrote)."""
+    """One row per finished calibration run in `folder` (`resbench calibrate --runs R` writes R/calibration)."""
     rows = []
     for run in run_dirs(Path(folder)):
         summary = read_summary(run)

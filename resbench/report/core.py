@@ -24,7 +24,7 @@ from resbench.report import stats
 from resbench.report.budgets import BUDGET_COLUMNS, across_budgets, budgets_figure
 from resbench.report.claims import check_claims, count_claims
 from resbench.report.curve_section import CurveSection
-from resbench.report.figures import curves_figure, responses_figure, table_figure
+from resbench.report.figures import SAVE_METADATA, curves_figure, responses_figure, table_figure
 from resbench.report.markdown import counts_line, markdown_table as _markdown_table, ours as _ours, schedule_name
 from resbench.report.statement import statement
 
@@ -158,7 +158,8 @@ class Report:
             self.budgets.to_csv(out / "budgets.csv", index=False)
             figure = self.budgets_figure()
             for ext in ("png", "svg"):
-                figure.savefig(out / f"{self.exp.name}-budgets.{ext}", dpi=130, bbox_inches="tight")
+                figure.savefig(out / f"{self.exp.name}-budgets.{ext}", dpi=130, bbox_inches="tight",
+                               metadata=SAVE_METADATA[ext])
         if not self.arithmetic.empty:
             self.arithmetic.to_csv(out / "arithmetic.csv", index=False)
         if self.gap_verdict:
@@ -170,7 +171,7 @@ class Report:
         fig = self.figure()
         if fig is not None:
             for ext in ("png", "svg"):
-                fig.savefig(out / f"{self.exp.name}.{ext}", dpi=130, bbox_inches="tight")
+                fig.savefig(out / f"{self.exp.name}.{ext}", dpi=130, bbox_inches="tight", metadata=SAVE_METADATA[ext])
         (out / "README.md").write_text(self.markdown(has_figure=fig is not None))
         write_json(out / "summary.json", {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
                                           "verdicts": self.verdicts(), "runs": len(self.run_names),

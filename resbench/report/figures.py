@@ -10,6 +10,9 @@ import seaborn as sns
 from resbench.paper.declarations import Experiment, load_experiment
 
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+# the same figure, the same SVG bytes: element ids hashed from a fixed salt (else a random one), no date
+plt.rcParams["svg.hashsalt"] = "resbench"
+SAVE_METADATA = {"png": None, "svg": {"Date": None}}
 
 
 def _palette(models: list[str]) -> dict[str, tuple]:

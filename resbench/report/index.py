@@ -24,7 +24,7 @@ VERDICT_ORDER = tuple(dict.fromkeys(COMPUTED_ORDER + TRAINED_ORDER))
 CLAIM_ORDER = CLAIM_STATUSES  # exploratory lines (Fig. 7's other readings) counted apart, never as verdicts
 INTRO = ("Each folder regenerates one table or figure of He et al. (2015) from run directories and diffs it "
          "against the paper: `README.md`, `diff.csv`, `claims.csv`, the figure, the executed notebook and its "
-         "HTML. Rebuild with `resbench report --all --runs DIR`.")
+         "HTML. Rebuild with `resbench report --all --runs RUNS --out REPORTS` (its runs folder and this one).")
 
 
 def owed_runs(runs: str | Path) -> dict[str, list[str]]:
