@@ -106,3 +106,24 @@ def test_a_cycle_is_found(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
     with pytest.raises(AssertionError, match="runs.a -> runs.b -> runs.c -> runs.a"):
         test_no_module_reaches_itself_through_others()
+
+
+RUN_FILES = {"config.json", "env.json", "metrics.jsonl", "responses.json", "summary.json", "error.txt"}
+
+
+def run_file_names(path: Path) -> set[str]:
+    """The run directory's file names a module spells out in code (docstrings and comments aside)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and id(node) not in docstrings
+            and isinstance(node.value, str) and node.value in RUN_FILES}
+
+
+def test_one_module_names_a_run_directorys_files():
+    """runs/rundir.py owns a run directory's layout: every other module reads and writes through it."""
+    owner = PACKAGE / "runs" / "rundir.py"
+    others = {module_name(p): names for p in PACKAGE.rglob("*.py") if p != owner and (names := run_file_names(p))}
+    assert not others, others
+    assert run_file_names(owner) == RUN_FILES

@@ -51,7 +51,7 @@ def built(smoke_runs, tmp_path_factory):
 @pytest.mark.parametrize("name", experiment_names())
 def test_every_notebook_executes_and_writes_its_outputs(name, built):
     out, tmp_path = built / name, built
-    for f in (f"{name}.ipynb", f"{name}.html", "diff.csv", "claims.csv", "README.md", "summary.json"):
+    for f in (f"{name}.ipynb", f"{name}.html", "diff.csv", "claims.csv", "README.md", "report.json"):
         assert (out / f).exists(), f
     if name not in ("figure4", "table5"):  # nothing run or computed for them (ImageNet): no figure
         assert (out / f"{name}.png").stat().st_size > 10_000 and (out / f"{name}.svg").exists()

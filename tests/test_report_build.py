@@ -1,5 +1,4 @@
 """Reports never destroy evidence: no runs, another runs folder's report, stale files of a build before."""
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from resbench.report.build import ReportError, build_reports, reports_folder
+from resbench.report.folder import read_report
+from resbench.runs.rundir import MetricsLog, write_config, write_summary
 
 
 def report(*args: str) -> subprocess.CompletedProcess:
@@ -39,13 +40,13 @@ def test_a_report_of_one_runs_folder_is_not_rebuilt_from_another_unless_replaced
     mine, theirs, out = tmp_path / "mine", tmp_path / "theirs", tmp_path / "reports"
     mine.mkdir(), theirs.mkdir()
     build_reports(["table1"], mine, out)
-    assert json.loads((out / "table1" / "summary.json").read_text())["runs_folder"] == "../mine"
+    assert read_report(out / "table1")["runs_folder"] == "../mine"
     (out / "table1" / "stale.csv").write_text("from a build before")
     with pytest.raises(ReportError, match="is the report of .*mine/, not of .*theirs/: write yours elsewhere"):
         build_reports(["table1"], theirs, out)
     assert (out / "table1" / "stale.csv").exists()  # refused: nothing touched
     build_reports(["table1"], theirs, out, replace=True)
-    assert json.loads((out / "table1" / "summary.json").read_text())["runs_folder"] == "../theirs"
+    assert read_report(out / "table1")["runs_folder"] == "../theirs"
     assert not (out / "table1" / "stale.csv").exists()  # the new build replaced the folder whole
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no building folder left
 
@@ -54,8 +55,9 @@ def write_run(folder: Path, losses: list[float], test: list[tuple[float, float]]
     folder.mkdir(parents=True)
     records = [{"iter": 100 * (i + 1), "split": "train", "loss": v} for i, v in enumerate(losses)]
     records += [{"iter": 1000 * (i + 1), "split": "test", "loss": l, "error": e} for i, (l, e) in enumerate(test)]
-    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (folder / "summary.json").write_text(json.dumps({"status": "done", "test_error": error}))
+    for record in records:
+        MetricsLog(folder).append(record)
+    write_summary(folder, {"status": "done", "test_error": error})
 
 
 def test_a_repeat_of_a_run_is_compared_with_it_loss_by_loss(tmp_path):
@@ -64,7 +66,7 @@ def test_a_repeat_of_a_run_is_compared_with_it_loss_by_loss(tmp_path):
 
     write_run(tmp_path / "r-s0", [2.0, 1.5, 1.25], [(0.9, 30.0), (0.5, 12.0)], 12.0)
     write_run(tmp_path / "r-s0" / "repeats" / "again", [2.0, 1.5, 1.2500001], [(0.9, 30.0), (0.50004, 12.0)], 12.0)
-    (tmp_path / "r-s0" / "config.json").write_text("{}")
+    write_config(tmp_path / "r-s0", {})
     line = load_repeats(tmp_path).iloc[0]
     assert (line.train_points, line.train_identical, line.test_points, line.test_error_identical) == (3, 2, 2, 2)
     assert abs(line.max_test_loss_diff - 4e-5) < 1e-9

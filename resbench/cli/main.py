@@ -333,6 +333,7 @@ def report(
     from resbench.report.build import ReportError, build_reports, reports_folder, writable
     from resbench.report.claims import claims_line
     from resbench.report.core import counts_line
+    from resbench.report.folder import read_report
     from resbench.report.index import build_index
     from resbench.paper.declarations import experiment_names
     from resbench.runs.rundir import RunDirError
@@ -356,7 +357,7 @@ def report(
     except OSError as err:  # e.g. the disk filled up during a build
         fail(f"cannot write reports to {out}/: {err.strerror or err}")
     for out_dir in built:
-        summary = json.loads((out_dir / "summary.json").read_text())
+        summary = read_report(out_dir)
         verdicts = counts_line(summary["trained"], summary["computed"])
         claims = claims_line(c["status"] for c in summary["claims"])  # exploratory lines counted apart
         console.print(f"{out_dir.name}: {out_dir}/README.md  ({summary['runs']} runs, {summary['preset']}; {verdicts}"

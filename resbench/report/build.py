@@ -5,13 +5,12 @@ lands in a checkout's committed reports/ unless asked to (`out`).
 
 A report is built in a folder beside its own and then put in its place whole: no file of an earlier
 build stays beside a new one, and a build that fails leaves the old report as it was. A report
-folder remembers the runs folder it was built from (summary.json, `runs_folder`): another runs
+folder remembers the runs folder it was built from (report.json, `runs_folder`): another runs
 folder does not silently rebuild it (the committed reports/ are built from reports/runs/). Reports
 build in parallel, a kernel per core, each kernel building several.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -21,10 +20,10 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from resbench.host.files import write_json
 from resbench.runs.provenance import PACKAGE_DIR
 from resbench.paper.declarations import load_experiment
 from resbench.report.counts import cached, counted, counted_models
+from resbench.report.folder import read_report, write_report
 from resbench.report.index import build_index
 
 ANALYSIS_DIR = PACKAGE_DIR.parent / "analysis"
@@ -81,8 +80,7 @@ def check(names: list[str], runs: str | Path, out: str | Path, replace: bool = F
         load_runs(runs)
     here = runs_folder(runs, out)
     for name in names if not replace else []:
-        summary = Path(out) / name / "summary.json"
-        built_from = json.loads(summary.read_text()).get("runs_folder") if summary.exists() else None
+        built_from = read_report(Path(out) / name).get("runs_folder")
         if built_from is not None and built_from != here:
             raise ReportError(f"{Path(out) / name}/ is the report of {Path(out) / built_from}/, not of {runs}/: write "
                               f"yours elsewhere (--out DIR), or --replace it; nothing written")
@@ -116,7 +114,7 @@ def build_reports(names: list[str], runs: str | Path = "runs", out: str | Path |
 def build_report(name: str, runs: str | Path = "runs", out: str | Path | None = None,
                  preset: str | None = None, data_variant: str | None = None, replace: bool = False) -> Path:
     """<out>/<name>/: the executed notebook, its HTML (without the code), the figure, diff.csv,
-    claims.csv, summary.json and README.md; then the folder's index."""
+    claims.csv, report.json and README.md; then the folder's index."""
     return build_reports([name], runs, out, preset, data_variant, replace, jobs=1)[0]
 
 
@@ -140,8 +138,7 @@ def _build(kernel: "Kernel", name: str, runs: str | Path, out: str | Path, prese
     building.mkdir(parents=True)
     try:
         _execute(kernel, name, runs, building, preset, data_variant)
-        summary = json.loads((building / "summary.json").read_text())
-        write_json(building / "summary.json", {**summary, "runs_folder": runs_folder(runs, out)})
+        write_report(building, {**read_report(building), "runs_folder": runs_folder(runs, out)})
         old = Path(out) / f".{name}.old"
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():

@@ -24,6 +24,7 @@ from resbench.report import stats
 from resbench.report.budgets import BUDGET_COLUMNS, across_budgets, budgets_figure
 from resbench.report.claims import check_claims, count_claims
 from resbench.report.curve_section import CurveSection
+from resbench.report.folder import write_report
 from resbench.report.figures import SAVE_METADATA, curves_figure, responses_figure, table_figure
 from resbench.report.markdown import counts_line, markdown_table as _markdown_table, ours as _ours, schedule_name
 from resbench.report.statement import statement
@@ -173,7 +174,7 @@ class Report:
             for ext in ("png", "svg"):
                 fig.savefig(out / f"{self.exp.name}.{ext}", dpi=130, bbox_inches="tight", metadata=SAVE_METADATA[ext])
         (out / "README.md").write_text(self.markdown(has_figure=fig is not None))
-        write_json(out / "summary.json", {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
+        write_report(out, {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
                                           "verdicts": self.verdicts(), "runs": len(self.run_names),
                                           "trained": self.verdicts(computed=False),
                                           "computed": self.verdicts(computed=True),

@@ -8,7 +8,6 @@ Every path written is relative to the folder, so the index reads the same on eve
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 
 from resbench.paper.declarations import load_experiment
 from resbench.report.claims import CLAIM_STATUSES
+from resbench.report.folder import built_reports, read_report
 
 TRAINED_ORDER = ("reproduced", "not reproduced", "inconclusive", "proxy", "demo", "smoke", "not run")
 COMPUTED_ORDER = ("reproduced", "close", "not reproduced")  # params and FLOPs: the models' definition
@@ -51,12 +51,11 @@ def owed_runs(runs: str | Path) -> dict[str, list[str]]:
 
 
 def summaries(out: Path) -> list[dict]:
-    """Each report's summary.json, with its verdicts per tier and its claims' outcomes counted."""
+    """Each report's record (report.json), with its verdicts per tier and its claims' outcomes counted."""
     found = []
-    built = [p for p in out.glob("*/summary.json") if not p.parent.name.startswith(".")]  # not one being built
-    for path in sorted(built, key=lambda p: (not p.parent.name.startswith("table"), p.parent.name)):
-        s = json.loads(path.read_text())
-        diff = pd.read_csv(path.parent / "diff.csv", keep_default_na=False)
+    for folder in sorted(built_reports(out), key=lambda p: (not p.name.startswith("table"), p.name)):
+        s = read_report(folder)
+        diff = pd.read_csv(folder / "diff.csv", keep_default_na=False)
         s["by_tier"] = {tier or "no runs": {v: int(n) for v, n in group["verdict"].value_counts().items()}
                         for tier, group in diff.groupby("tier", sort=False)}
         statuses = [c["status"] for c in s["claims"]]
