@@ -19,10 +19,10 @@ task (`Worker.__call__`), and a preempted task is requeued by Slurm itself. A re
 the data again and resumes every unfinished run from its checkpoint, so it ends as an
 uninterrupted run would. A task takes its torch threads from SLURM_CPUS_PER_TASK.
 
-With a sweep deadline (a sweep starts only the runs that fit before it), each try of a task
-has its own walltime: its deadline is its start plus the walltime less `SlurmOptions.signal_s`,
-measured again after every requeue; a run that does not fit a whole walltime still starts and
-spans several tries.
+Note for a sweep deadline (a sweep that starts only the runs that fit before it, not built
+here): each try of a Slurm task has a walltime of its own, so a task's deadline would be its
+start plus the walltime less `SlurmOptions.signal_s`, taken again after every requeue, and a run
+longer than one walltime would still start, to span several tries.
 """
 from __future__ import annotations
 
