@@ -2,9 +2,10 @@
 
 One sweep of the smoke preset goes through the cluster while the tests look on: a job array of
 three runs, one of whose tasks is requeued mid-run (`scontrol requeue`, what preemption does) and
-one of which fails; a second submission of a run the array is training (the store's lock); a
-run longer than its one-minute walltime (Slurm's warning signal, submitit's requeue). The
-runs are compared with the same runs trained inline.
+one of which fails; a second submission of two of those runs, whose tasks start together with the
+array's (the store's lock decides who trains); a run longer than its one-minute walltime (Slurm's
+warning signal, submitit's requeue; once that has happened the test gives the next try the time
+to finish). The runs are compared with the same runs trained without Slurm.
 """
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import submitit
 import torch
 
+from resbench.sweep.plan import prepare
+from resbench.train.engine import Engine
 from slurm_cluster import Cluster, slurm_cluster  # noqa: F401  (the fixture)
 
 RUN = ["run", "table6", "--models", "resnet20", "--preset", "smoke", "--device", "cpu", "-q", "--deterministic",
@@ -95,8 +99,6 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 def task_results(out: Path, array: str) -> dict[str, list[dict]]:
     """Each finished task's summaries (submitit's result pickles), by task id."""
-    import submitit
-
     results = {}
     for folder in sorted(out.glob(f".submitit/{array}_*")):
         job = submitit.SlurmJob(folder=out / ".submitit" / "%j", job_id=folder.name)
@@ -109,15 +111,12 @@ class Sweep:
     out: Path
     inline: Path
     array: str  # seeds 0-2, s2 fails
-    rival: str  # seeds 0-1 again, submitted at the same time
+    rival: str  # seeds 0-1 again, its tasks started with the array's
     status_while_running: str
 
 
 @pytest.fixture(scope="module")
 def sweep(slurm_cluster: Cluster, jpeg_root: Path, tmp_path_factory) -> Sweep:  # noqa: F811
-    from resbench.sweep.plan import prepare
-    from resbench.train.engine import Engine
-
     base = tmp_path_factory.mktemp("slurm-sweep")
     out, data = base / "runs", ["--data-root", str(jpeg_root)]
     # s2 fails: its folder holds a checkpoint of another network, which cannot be loaded into ResNet-20
