@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torchvision: the release made for that torch. pyproject.toml asks only for ranges.
 TORCH_VERSION = $(BIN)/python -c 'from importlib.metadata import version; print(version("torch").split("+")[0])'
 
-.PHONY: install demo test golden bench clean
+.PHONY: install demo test golden bench clean slurm
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ demo: install
 
 test: install
 	$(BIN)/pytest
+
+# Slurm for tests/test_slurm.py, which starts a one-node cluster of its own (tests/slurm_cluster.py): Debian's
+# Slurm daemons, client commands and munge, installed as root when missing. No service is started here.
+slurm:
+	@command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
+	  && command -v sbatch >/dev/null && echo "slurm: installed" \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	       slurmctld slurmd slurm-client munge >/dev/null; }
 
 # Regenerate the complexity golden file deliberately, after an intended model change.
 golden: install

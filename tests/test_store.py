@@ -192,14 +192,18 @@ def fake_slurm(tmp_path, monkeypatch):
 
 
 def test_slurm_launcher_submits_an_array_with_the_options(fake_slurm, tiny_data, tmp_path):
+    """The sbatch options a real cluster needs and the one-node test cluster (tests/test_slurm.py, which runs
+    arrays, requeues and walltimes for real) cannot show: GPUs, partition and account."""
     jobs, _, engine = prepare("table6", "smoke", ["resnet20", "resnet32"], seeds=2, out=tmp_path / "runs",
                               data=tiny_data, engine=CPU, say=lambda _: None)
-    ids = submit_slurm(jobs, 3, None, engine, tmp_path / "runs", SlurmOptions("gpu", "lab", time_min=90))
+    ids = submit_slurm(jobs, 3, None, engine, tmp_path / "runs", SlurmOptions("gpu", "lab", time_min=90, mem_gb=64))
     assert ids == [f"4242_{i}" for i in range(4)]
     script = fake_slurm.read_text()
     for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --array=0-3%3",
-                 "#SBATCH --gpus-per-node=1", "#SBATCH --time=90", "#SBATCH --cpus-per-task=8"):
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --time=90", "#SBATCH --cpus-per-task=8",
+                 "#SBATCH --mem=64GB", "#SBATCH --signal=USR2@90"):
         assert line in script
+    assert SlurmOptions(time_min=1).signal_s == 10  # a short walltime is not warned at its start
 
 
 @pytest.mark.parametrize("fuse, tasks", [("auto", 2), ("2", 1)])

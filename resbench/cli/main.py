@@ -144,6 +144,7 @@ def run(
     cpus_per_task: int = typer.Option(8, min=1, help="slurm: CPU cores per run", rich_help_panel=SLURM),
     slurm_time: int = typer.Option(240, min=1, rich_help_panel=SLURM,
                                    help="slurm: minutes per task; longer runs requeue and resume"),
+    mem_gb: int = typer.Option(32, min=1, help="slurm: memory per task, GB", rich_help_panel=SLURM),
     nodes: int = typer.Option(1, min=1, help="slurm, ImageNet: nodes per run (one process per GPU)",
                               rich_help_panel=SLURM),
 ) -> None:
@@ -192,7 +193,7 @@ def run(
         if graph is None and pack_n > 1 and engine.device.startswith("cuda"):
             engine = replace(engine, graph="cuda")  # a pack cannot torch.compile: its runs step captured
         if launcher == "slurm":
-            options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, nodes=nodes)
+            options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, mem_gb, nodes)
             ids = submit_slurm(todo, jobs, root, engine, out, options, fuse_n, decode)
             console.print(f"submitted {len(ids)} Slurm tasks ({ids[0] if ids else '-'} ...); "
                           f"follow them with: resbench status {experiment} --runs {out}")

@@ -10,14 +10,30 @@ submitit and resumes from the run's last checkpoint (`Worker` is `Checkpointable
 ImageNet run is one task per GPU on `--nodes` nodes, joined into one data-parallel process
 group through submitit's `TorchDistributedEnvironment` (the same roles torchrun gives
 processes locally).
+
+On Slurm, stopping is ordered so that no step is lost: Slurm's warning signal (`--signal`,
+`SlurmOptions.signal_s` before the walltime) and its SIGTERM (preemption, `scontrol requeue`,
+`scancel`) only request a stop (`resbench.train.stop`, with the reason); the run checkpoints
+after its current step and ends "paused"; only then, at the walltime, does submitit requeue the
+task (`Worker.__call__`), and a preempted task is requeued by Slurm itself. A requeued task loads
+the data again and resumes every unfinished run from its checkpoint, so it ends as an
+uninterrupted run would. A task takes its torch threads from SLURM_CPUS_PER_TASK.
+
+Note for a sweep deadline (a sweep that starts only the runs that fit before it, not built
+here): each try of a Slurm task has a walltime of its own, so a task's deadline would be its
+start plus the walltime less `SlurmOptions.signal_s`, taken again after every requeue, and a run
+longer than one walltime would still start, to span several tries.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -25,8 +41,11 @@ from resbench.sweep.jobs import Job, describe, make_groups, train_jobs
 from resbench.runs.rundir import last_iteration, read_status, read_summary
 from resbench.runs.store import ENDED, run_state
 from resbench.train.engine import Engine
+from resbench.train.stop import WALLTIME, request, requested, stop_on_signals
 
 LAUNCHERS = ("inline", "local", "slurm")
+# a long run crosses many walltimes: submitit's default of 3 requeues after a timeout would end it
+MAX_REQUEUES = 1000
 
 
 @dataclass(frozen=True)
@@ -36,14 +55,22 @@ class SlurmOptions:
     gpus: int = 1  # GPUs per task (one run per task)
     cpus: int = 8  # CPU cores per task
     time_min: int = 240  # wall-time limit per task; longer runs are requeued and resume
-    mem_gb: int = 32
+    mem_gb: int | None = 32  # memory per task; None: the cluster's default
     nodes: int = 1  # ImageNet runs: nodes per run, one process per GPU
+
+    @property
+    def signal_s(self) -> int:
+        """Seconds before the walltime that Slurm warns the task (`--signal`): a sixth of the walltime,
+        at most submitit's 90 s, so that a short walltime is not warned at its start. Slurm checks
+        every 30 s or so and may warn that much earlier; the run needs only one step and a checkpoint."""
+        return min(90, self.time_min * 60 // 6)
 
     def executor_parameters(self, parallel: int, data_parallel: bool = False) -> dict:
         """submitit's parameter names for these options."""
         params = {"slurm_partition": self.partition, "slurm_account": self.account,
                   "gpus_per_node": self.gpus, "cpus_per_task": self.cpus, "timeout_min": self.time_min,
-                  "mem_gb": self.mem_gb, "slurm_array_parallelism": parallel, "name": "resbench"}
+                  "mem_gb": self.mem_gb, "slurm_signal_delay_s": self.signal_s,
+                  "slurm_array_parallelism": parallel, "name": "resbench"}
         if data_parallel:
             params.update(nodes=self.nodes, tasks_per_node=self.gpus)
         return {k: v for k, v in params.items() if v is not None}
@@ -64,8 +91,8 @@ class Worker:
 
         from resbench.sweep.plan import load_data
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        if threads := self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)):
+            torch.set_num_threads(threads)
         if self.data_parallel:  # one of the run's Slurm tasks: join the others
             import submitit
 
@@ -75,14 +102,37 @@ class Worker:
             if (device := init_from_env()) is not None:
                 self.engine = replace(self.engine, device=device)
         data = load_data([j.run for j in self.jobs], self.data_root, decode=self.decode, device=self.engine.device)
-        return train_jobs(self.jobs, data, self.engine, progress=False, time_limit_s=self.time_limit_s,
-                          say=lambda _: None, fuse=self.fuse)
+        with stop_on_signals(), _walltime_signal() as requeue:
+            results = train_jobs(self.jobs, data, self.engine, progress=False, time_limit_s=self.time_limit_s,
+                                 say=lambda line: print(line, flush=True), fuse=self.fuse)  # to the task's log
+        if requested() == WALLTIME and any(read_status(j.dir) not in ENDED for j in self.jobs):
+            requeue()  # the runs have checkpointed: submitit pickles this Worker, requeues the task and exits
+        return results
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on preemption or timeout: requeue; the run resumes from its checkpoint."""
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _walltime_signal() -> Iterator[Callable[[], None]]:
+    """In a Slurm task started by submitit: Slurm's warning signal requests a stop (WALLTIME) instead
+    of running submitit's handler, which would requeue from inside the step, before the checkpoint.
+    Yields what requeues the task (submitit's handler, called once the runs have paused)."""
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    sig = SlurmJobEnvironment._usr_sig()
+    submitit_handler = signal.getsignal(sig)
+    if not callable(submitit_handler) or threading.current_thread() is not threading.main_thread():
+        yield lambda: None  # not a submitit task: nothing to requeue
+        return
+    signal.signal(sig, lambda signum, frame: request(WALLTIME))
+    try:
+        yield lambda: submitit_handler(sig, None)
+    finally:
+        signal.signal(sig, submitit_handler)
 
 
 def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: Engine, out: Path,
@@ -130,7 +180,8 @@ def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: 
     from resbench.train.runspec import ImageNetRun
 
     data_parallel = any(isinstance(job.run, ImageNetRun) for job in jobs)
-    executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm")
+    executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm",
+                                     slurm_max_num_timeout=MAX_REQUEUES)
     executor.update_parameters(**options.executor_parameters(parallel, data_parallel))
     with executor.batch():
         submitted = [executor.submit(Worker(group, data_root, engine, data_parallel=data_parallel, fuse=len(group),

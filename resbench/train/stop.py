@@ -1,33 +1,52 @@
 """When training must checkpoint and pause: its time limit has passed, or it was asked to stop.
 
 SIGTERM (what `kill`, the end of a session or a scheduler sends) and a first Ctrl-C do not
-kill a process that trains: they set a flag. Every training loop checks it after each step,
-checkpoints its runs and finishes them as "paused", and the sweep starts no further run; a
-rerun resumes them exactly. A second signal acts as it would have (Ctrl-C interrupts, a
-second SIGTERM kills), so a stuck process can still be stopped.
+kill a process that trains: they request a stop, with its reason. Every training loop checks
+it after each step, checkpoints its runs and finishes them as "paused" with that reason, and
+the sweep starts no further run; a rerun resumes them exactly. A second signal acts as it
+would have (Ctrl-C interrupts, a second SIGTERM kills), so a stuck process can still be stopped.
+
+The reason says who stopped the run: the user (or whoever sent SIGTERM outside Slurm), Slurm's
+SIGTERM to a task (preempted, requeued or cancelled), or Slurm's warning that the task's
+walltime is near (`resbench.sweep.launch` requeues the task after that one).
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
 from typing import Iterator
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+USER = "stop requested (SIGTERM or Ctrl-C)"
+PREEMPTED = "preempted: Slurm's SIGTERM (preemption, scontrol requeue or scancel)"
+WALLTIME = "walltime: Slurm's signal that the task's time limit is near"
 _requested = threading.Event()
 # a SIGTERM came: the process is ending, so its request holds for the next pack or run (a Ctrl-C's, for its loop)
 _terminated = threading.Event()
+_reason = USER  # why, once _requested is set
 _installed = 0  # nesting depth of stop_on_signals in the main thread
 
 
-def requested() -> bool:
-    return _requested.is_set()
+def requested() -> str | None:
+    """Why a stop was requested (USER, PREEMPTED, WALLTIME), or None."""
+    return _reason if _requested.is_set() else None
 
 
-def request() -> None:
-    """Ask every loop of this process to checkpoint and pause (what the signal handler does)."""
-    _requested.set()
+def request(reason: str = USER) -> None:
+    """Ask every loop of this process to checkpoint and pause (what the signal handlers do);
+    the first reason given stays."""
+    global _reason
+    if not _requested.is_set():
+        _reason = reason
+        _requested.set()
+
+
+def term_reason() -> str:
+    """What a SIGTERM means here: inside a Slurm job it is Slurm's (SLURM_JOB_ID is set)."""
+    return PREEMPTED if "SLURM_JOB_ID" in os.environ else USER
 
 
 def reset() -> None:
@@ -53,7 +72,7 @@ def stop_on_signals() -> Iterator[None]:
             _requested.clear()
 
         def on_signal(signum, frame):
-            request()
+            request(term_reason() if signum == signal.SIGTERM else USER)
             signal.signal(signum, previous[signum])  # the next one acts as before
 
         previous = {sig: signal.signal(sig, on_signal) for sig in SIGNALS}
@@ -78,9 +97,9 @@ class Deadline:
         return None if self.end is None else self.end - time.perf_counter()
 
     def reason(self) -> str | None:
-        """Why to pause now ("stop requested", "time limit"), or None to go on."""
-        if _requested.is_set():
-            return "stop requested (SIGTERM or Ctrl-C)"
+        """Why to pause now (a requested stop's reason, "time limit"), or None to go on."""
+        if (reason := requested()) is not None:
+            return reason
         if self.end is not None and time.perf_counter() >= self.end:
             return "time limit"
         return None
