@@ -60,7 +60,7 @@ def summaries(out: Path) -> list[dict]:
                         for tier, group in diff.groupby("tier", sort=False)}
         statuses = [c["status"] for c in s["claims"]]
         s["claim_counts"] = {c: statuses.count(c) for c in CLAIM_ORDER}
-        s["figure"] = f"{s['name']}/{s['name']}.png" if (path.parent / f"{s['name']}.png").exists() else None
+        s["figure"] = f"{s['name']}/{s['name']}.png" if (folder / f"{s['name']}.png").exists() else None
         found.append(s)
     return found
 
