@@ -1,5 +1,7 @@
 """The captured step (CUDA graphs) in its dry mode on CPU, and the compiled steps' graphs."""
 
+import json
+
 import pytest
 import torch
 

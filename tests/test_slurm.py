@@ -223,6 +223,7 @@ def test_a_stop_says_who_asked_for_it(monkeypatch):
     from resbench.train import stop
 
     for job_id, reason in ((None, stop.USER), ("4242", stop.PREEMPTED)):
+        stop.reset()  # each case as a new process starts: a SIGTERM holds for the rest of its process
         if job_id:
             monkeypatch.setenv("SLURM_JOB_ID", job_id)
         else:

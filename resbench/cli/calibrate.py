@@ -25,7 +25,8 @@ def calibrate_cmd(
     """What this CIFAR-10 costs a trainer with published numbers: airbench's own recipe on it (a GPU only).
 
     Its error here minus its published error on the original images; reports show it beside their verdicts."""
-    from resbench.calibrate.peers import CALIBRATION_FOLDER, DEFAULT_PLAN, CalibrationUnavailable, calibrate, parse_plan
+    from resbench.calibrate.peers import DEFAULT_PLAN, CalibrationUnavailable, calibrate, parse_plan
+    from resbench.runs.rundir import CALIBRATION_FOLDER
     from resbench.data import DataError
     from resbench.data.cifar import cifar10_files
     from resbench.report.calibration import calibration_table, load_calibration_runs, sentence
