@@ -238,7 +238,7 @@ class TrainSet(Dataset):
 
 
 class EncodedTrainSet(TrainSet):
-    """Like TrainSet, but items carry the JPEG bytes and the drawn choices, for decoding on the device."""
+    """Like TrainSet, but items hold the JPEG bytes and the drawn choices, for decoding on the device."""
 
     def __getitem__(self, item: tuple[int, int, int]):
         epoch, position, index = item
