@@ -11,8 +11,10 @@ import sys
 import time
 
 import pytest
+from typer.testing import CliRunner
 
 from resbench.bench import tune as tune_mod
+from resbench.cli import app
 from resbench.bench.tune import chosen_pack, load_profile, measured_rate, pack_for, tune
 from resbench.train.engine import Engine
 
@@ -146,3 +148,11 @@ def test_run_refuses_a_pack_that_is_neither_a_number_nor_auto_before_looking_for
                                "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")],
                               capture_output=True, text=True)
         assert proc.returncode == 2 and "--pack takes a number of runs (1 or more) or auto" in proc.stderr, proc.stderr
+
+
+def test_every_bench_command_and_tune_refuse_an_unknown_device_before_doing_anything(tmp_path):
+    # `bench ... --device tpu` was a torch traceback (and `bench imagenet` first generated 2,000 JPEGs)
+    for command in (["bench", "cifar"], ["bench", "jobs"], ["bench", "fuse"], ["bench", "pack"], ["bench", "step"],
+                    ["bench", "imagenet"], ["tune"]):
+        result = CliRunner().invoke(app, [*command, "--device", "tpu"])
+        assert result.exit_code == 2 and "unknown device 'tpu'" in result.output, (command, result.output)

@@ -7,11 +7,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from resbench.cli.common import console, fail, split as _split
+from resbench.cli.common import DEVICE, console, fail, split as _split
 
 bench_app = typer.Typer(help="Throughput benchmarks (img/s), measured side by side in one run.")
 # options every benchmark takes
-DEVICE = typer.Option("auto", help="auto, cpu, cuda")
 COMPILE = typer.Option(None, "--compile/--no-compile", help="default: on GPU")
 COMPILE_MODE = typer.Option("reduce-overhead", help="torch.compile mode")
 DATA_ROOT = typer.Option(None, help="folder holding CIFAR-10")

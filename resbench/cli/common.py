@@ -46,6 +46,10 @@ def check_device(value: str) -> str:
     return value
 
 
+# every command's --device, refused at parsing (before data is looked for or anything is written)
+DEVICE = typer.Option("auto", help="auto, cpu, cuda or cuda:N", callback=check_device)
+
+
 def overrides(settings: Optional[List[str]]) -> dict:
     """--set key=value (value as JSON where it parses, e.g. lr=0.05, milestones=[100,200])."""
     out = {}

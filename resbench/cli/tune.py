@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from resbench.cli.common import console, fail, message, split
+from resbench.cli.common import DEVICE, console, fail, message, split
 from resbench.sweep.durations import parse_duration
 
 
@@ -15,7 +15,7 @@ def tune_cmd(
     networks: str = typer.Option("resnet20", help="comma-separated CIFAR networks to measure"),
     time_limit: str = typer.Option("10m", help="wall time for everything, e.g. 90s, 10m, 1h; every row measured "
                                    "by then is kept"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    device: str = DEVICE,
     precision: str = typer.Option("auto", help="auto (bf16 on a GPU, fp32 on a CPU), bf16 or fp32"),
     graph: Optional[bool] = typer.Option(None, "--graph/--no-graph", help="packs step captured in CUDA graphs "
                                          "(default: on CUDA, as `run --pack` steps them)"),
