@@ -145,3 +145,21 @@ def test_an_offline_copy_of_the_archive_is_verified_and_unpacked_the_same_way(fr
     assert fetch_cifar10(fresh_clone / "a", Source(copy.as_uri(), copy_md5)) == fresh_clone / "a" / "cifar-10-batches-py"
     assert fetch_cifar10(fresh_clone / "b", Source(str(copy), copy_md5)) == fresh_clone / "b" / "cifar-10-batches-py"
     assert load_cifar10(fresh_clone / "b").variant == "cifar10-original"
+
+
+def test_a_fetch_never_lands_inside_the_jpeg_folder_itself(server, fresh_clone, monkeypatch):
+    # RESBENCH_DATA naming the JPEG folder itself (as ../shared/data/cifar10-jpeg is named): `resbench data`
+    # said the original would be fetched into it; it goes to the cache, where runs find it and prefer it
+    jpeg = write_jpeg_root(fresh_clone / "jpeg", 10) / "cifar10-jpeg"
+    monkeypatch.setenv("RESBENCH_DATA", str(jpeg))
+    shown = CliRunner().invoke(app, ["data"])
+    cache = fresh_clone / "cache" / "data"
+    assert f"into {cache}" in shown.stdout.replace("\n", ""), shown.stdout
+    url, archive_md5, _ = server
+    fetched = CliRunner().invoke(app, ["data", "fetch", "--url", f"{url}/cifar-10-python.tar.gz", "--md5", archive_md5])
+    assert fetched.exit_code == 0, fetched.output
+    assert not (jpeg / "cifar-10-batches-py").exists()
+    assert find_cifar10() == ("cifar-10-batches-py", cache / "cifar-10-batches-py")
+    refused = CliRunner().invoke(app, ["data", "fetch", "--data-root", str(jpeg), "--url", closed_port_url()])
+    assert refused.exit_code == 2 and "is a CIFAR-10 folder itself" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -41,7 +41,6 @@ def fetch(
     from resbench.data.cifar import find_cifar10
     from resbench.data.download import ARCHIVE_MB, Source, fetch_cifar10, fetch_root, fetched
 
-    root = fetch_root(data_root)
     try:
         if if_missing:
             _, folder = find_cifar10(data_root)
@@ -50,6 +49,7 @@ def fetch(
     except DataError:
         pass  # none, or only part of one: fetch
     try:
+        root = fetch_root(data_root)
         if folder := fetched(root):
             console.print(f"the original CIFAR-10 is in {folder} already: nothing fetched", highlight=False,
                           soft_wrap=True)
@@ -74,6 +74,9 @@ def _describe(data_root: Optional[Path]) -> None:
         fail(str(err), code=1)
     console.print(f"CIFAR-10: {folder.resolve()}, {KINDS[layout]}", highlight=False, soft_wrap=True)
     if layout != ORIGINAL_DIR:
-        console.print(f"`resbench data fetch` downloads the original ({ARCHIVE_MB} MB) into {fetch_root(data_root)}; "
-                      f"runs then prefer it",
+        try:
+            where = f"into {fetch_root(data_root)}; runs then prefer it"
+        except DataError:  # --data-root names the JPEG folder itself
+            where = "into the folder given as --data-root DIR (not this one: it is the JPEG re-encoding itself)"
+        console.print(f"`resbench data fetch` downloads the original ({ARCHIVE_MB} MB) {where}",
                       highlight=False, soft_wrap=True)

@@ -47,8 +47,23 @@ class Source:
 
 def fetch_root(data_root: str | os.PathLike | None = None) -> Path:
     """Where a fetch puts the data: --data-root, else $RESBENCH_DATA, else ~/.cache/resbench/data:
-    the places `resbench run` looks (`resbench.data.cifar.candidate_roots`)."""
-    return Path(data_root or os.environ.get("RESBENCH_DATA") or fetched_root()).expanduser()
+    the places `resbench run` looks (`resbench.data.cifar.candidate_roots`). A folder that is itself a
+    CIFAR-10 (the JPEG re-encoding's train.npz beside test.npz) is not a place for another: from
+    $RESBENCH_DATA the fetch goes to the cache, where runs find it and prefer it; a --data-root is refused."""
+    if data_root:
+        root = Path(data_root).expanduser()
+        if layout := _layout_of(root):
+            raise DataError(f"{root} is a CIFAR-10 folder itself ({layout}); pass --data-root the folder that is "
+                            f"to hold {ORIGINAL_DIR}/ (its parent, say), and give runs that folder")
+        return root
+    env = os.environ.get("RESBENCH_DATA")
+    return Path(env).expanduser() if env and not _layout_of(Path(env).expanduser()) else fetched_root()
+
+
+def _layout_of(folder: Path) -> str | None:
+    """The layout whose files lie directly in `folder` (it is a dataset, not a folder of datasets), if any."""
+    return next((layout for layout, names in LAYOUT_FILES.items() if any((folder / n).is_file() for n in names)),
+                None)
 
 
 def fetch_cifar10(root: Path, source: Source = Source()) -> Path:
