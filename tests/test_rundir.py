@@ -62,3 +62,36 @@ def test_keys_hash_what_determines_the_result_and_only_that():
     moved = {**config, "data": {"variant": "v", "source": "/elsewhere"}, "recipe": {"lr": 0.1, "log_every": 10}}
     assert config_key(config) == config_key(moved) != config_key({**config, "seed": 1})
     assert len(short_hash({"peer": "airbench94"})) == 10
+
+
+def test_a_run_resumed_on_another_machine_names_that_machine_in_its_log(tiny_data, tmp_path, monkeypatch):
+    """env.json is written when a run starts; a run paused on one machine and resumed on another logs the
+    second one in its `resumed` event (a CPU run's machine is its CPU: `gpu` alone said nothing)."""
+    import torch
+
+    from resbench.data.pipeline import DeviceLoader
+    from resbench.paper.recipes import CifarRecipe
+    from resbench.train import member
+    from resbench.train.engine import Engine
+    from resbench.train.loop import CifarRun, train_cifar
+
+    run = CifarRun("resnet8", CifarRecipe(batch_size=32, iterations=8, milestones=(6, 7), log_every=2, eval_every=4,
+                                          checkpoint_every=4).validate(), seed=0)
+    cpu = Engine(device="cpu", precision="fp32", compile=False)
+    real_batch = DeviceLoader.batch
+
+    def cut_at_6(self, iteration):
+        if iteration == 6:
+            raise KeyboardInterrupt  # after the checkpoint at 4
+        return real_batch(self, iteration)
+    monkeypatch.setattr(DeviceLoader, "batch", cut_at_6)
+    with pytest.raises(KeyboardInterrupt):
+        train_cifar(run, tiny_data, tmp_path, cpu, progress=False)
+    monkeypatch.setattr(DeviceLoader, "batch", real_batch)
+    first = read_env(tmp_path)["cpu"]
+    real_environment = member.environment
+    monkeypatch.setattr(member, "environment", lambda *a: {**real_environment(*a), "cpu": "Another CPU", "host": "b"})
+    train_cifar(run, tiny_data, tmp_path, cpu, progress=False)
+    resumed, = [r for r in read_metrics(tmp_path) if r.get("event") == "resumed"]
+    assert (resumed["iter"], resumed["cpu"], resumed["host"]) == (4, "Another CPU", "b")
+    assert read_env(tmp_path)["cpu"] == first != "Another CPU"  # the start, as it was

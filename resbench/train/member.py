@@ -77,7 +77,8 @@ class Member:
             self.state.update(ckpt["state"])
             self.train_err = last_error(self.log.truncate_after(self.state["iteration"]))
             self.log.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
-                             "git": env["git"], "gpu": env["gpu"], "torch": env["torch"],
+                             "git": env["git"], "gpu": env["gpu"], "cpu": env["cpu"], "host": env["host"],
+                             "torch": env["torch"],  # a run can span machines: each leg names its own
                              **self.fused_with})
         else:
             self.log.truncate_after(0)
