@@ -67,8 +67,6 @@ def test_keys_hash_what_determines_the_result_and_only_that():
 def test_a_run_resumed_on_another_machine_names_that_machine_in_its_log(tiny_data, tmp_path, monkeypatch):
     """env.json is written when a run starts; a run paused on one machine and resumed on another logs the
     second one in its `resumed` event (a CPU run's machine is its CPU: `gpu` alone said nothing)."""
-    import torch
-
     from resbench.data.pipeline import DeviceLoader
     from resbench.paper.recipes import CifarRecipe
     from resbench.train import member
