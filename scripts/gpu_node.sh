@@ -13,7 +13,7 @@
 # the folder; RESBENCH_DATA names it) and a python with torch, torchvision and resbench's dependencies
 # (the check below says what is missing). A source tree copied without .git says its commit with
 # RESBENCH_COMMIT=<sha>. Afterwards `resbench runs export` packs the results for the machine where
-# reports are built (README: "Moving results between machines").
+# reports are built (docs/clusters.md: "Moving results between machines").
 #
 # Settings (environment):
 #   RUNS       results folder                                    (runs)

@@ -28,7 +28,7 @@ from resbench.train.splits import bn_momenta, split_loss
 PRECISIONS = ("bf16", "fp32")
 # --precision auto on a CPU. bf16 autocast trains ResNet-20 1.6x faster on a CPU with native
 # bf16; it becomes this default only when a precision control puts the 95% CI of its shift of
-# the test error within +-0.5 pp. Measured (README, "Precision control"): +0.31 pp, CI
+# the test error within +-0.5 pp. Measured (docs/budgets.md, "Precision control"): +0.31 pp, CI
 # [-0.68, +1.31] at 3 seeds a side: not shown, so fp32.
 CPU_PRECISION = "fp32"
 
