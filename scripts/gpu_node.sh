@@ -12,7 +12,7 @@
 # The node has no internet: bring CIFAR-10 (`resbench data fetch` where there is a network, then copy
 # the folder; RESBENCH_DATA names it) and a python with torch, torchvision and resbench's dependencies
 # (the check below says what is missing). A source tree copied without .git says its commit with
-# RESBENCH_COMMIT=<sha>. Afterwards `resbench runs export` packs the results for the machine where
+# RESBENCH_COMMIT=<sha>. Afterwards `resbench runs export` archives the results for the machine where
 # reports are built (docs/clusters.md: "Moving results between machines").
 #
 # Settings (environment):

@@ -8,7 +8,7 @@ channels_last, and what `Engine` resolves to (on a GPU bf16 autocast, torch.comp
 SGD), once per precision asked for: fp32 and bf16 side by side, as a ratio.
 Both train the same model with the same recipe and batch size; only the loop differs.
 
-`resbench bench jobs` measures the other axis: several trainings packed on one device, and
+`resbench bench jobs` measures the other axis: several trainings as worker processes sharing one device, and
 `resbench bench fuse` several seeds fused into one training (`resbench.train.fused`).
 """
 from __future__ import annotations
@@ -156,7 +156,7 @@ def fused_throughput(model_name: str, runs: int, iterations: int, data: CifarDat
             "wall_img_per_s": round(runs * iterations * recipe.batch_size / wall, 1), "wall_s": round(wall, 1)}
 
 
-def packed_throughput(model_name: str, workers: int, iterations: int, data: CifarData, data_root: str | None,
+def jobs_throughput(model_name: str, workers: int, iterations: int, data: CifarData, data_root: str | None,
                       engine: Engine, out: Path) -> dict:
     """Aggregate img/s of `workers` copies of one training sharing the device (`resbench run --jobs`).
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from resbench.cli.common import DEVICE, console, fail, split as _split
+from resbench.cli.common import DEVICE, comma_list, console, fail
 
 bench_app = typer.Typer(help="Throughput benchmarks (img/s), measured side by side in one run.")
 # options every benchmark takes
@@ -32,7 +32,7 @@ def _setup(device: str, compile: Optional[bool], compile_mode: str, data_root: O
 
 def _counts(text: str) -> list[int]:
     try:
-        return [int(n) for n in _split(text) or []]
+        return [int(n) for n in comma_list(text) or []]
     except ValueError:
         fail(f"expected comma-separated numbers, got {text!r}")
 
@@ -76,7 +76,7 @@ def bench_cifar(
 
     try:
         recipe = CifarRecipe(bn_splits=bn_splits).validate()
-        arithmetics = _split(precisions) or []
+        arithmetics = comma_list(precisions) or []
         if not arithmetics or set(arithmetics) - set(PRECISIONS):
             raise ValueError(f"--precisions takes a comma-separated subset of {', '.join(PRECISIONS)}")
     except ValueError as err:
@@ -88,7 +88,7 @@ def bench_cifar(
     for col in ("model", "loop", "img/s", "vs plain", f"vs fast {arithmetics[0]}", "detail"):
         table.add_column(col, justify="left" if col in ("model", "loop", "detail") else "right")
     results = []
-    for name in _split(models) or []:
+    for name in comma_list(models) or []:
         plain = plain_loop(name, data, engine.device, iterations, warmup, workers)
         table.add_row(name, "plain", f"{plain.img_per_s:,.0f}", "1.00x", "", plain.detail)
         results.append(plain)
@@ -117,19 +117,19 @@ def bench_jobs(
     """Aggregate img/s of N trainings sharing one device (resbench run --jobs N), for each N."""
     import tempfile
 
-    from resbench.bench.throughput import packed_throughput
+    from resbench.bench.throughput import jobs_throughput
 
     counts = _counts(jobs)
     engine, data = _setup(device, compile, compile_mode, data_root)
-    table = Table(title=f"Trainings packed on {engine.device}: aggregate img/s ({iterations} iterations each)")
+    table = Table(title=f"N trainings as worker processes on {engine.device}: aggregate img/s ({iterations} iterations each)")
     for col in ("model", "jobs", "steady img/s", "per run", "vs 1 job", "wall img/s"):
         table.add_column(col, justify="left" if col == "model" else "right")
     results = []
-    for name in _split(models) or []:
+    for name in comma_list(models) or []:
         for n in counts:
             with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
                 try:
-                    r = packed_throughput(name, n, iterations, data, str(data_root) if data_root else None,
+                    r = jobs_throughput(name, n, iterations, data, str(data_root) if data_root else None,
                                           engine, Path(tmp))
                 except RuntimeError as err:
                     fail(str(err))
@@ -158,7 +158,7 @@ def bench_fuse(
     --jobs processes, on one device (resbench run --fuse N)."""
     import tempfile
 
-    from resbench.bench.throughput import fused_throughput, packed_throughput
+    from resbench.bench.throughput import fused_throughput, jobs_throughput
 
     counts = _counts(fuse)
     engine, data = _setup(device, compile, compile_mode, data_root)
@@ -166,14 +166,14 @@ def bench_fuse(
     for col in ("model", "N", "fused", "vs 1 run", "one after another", *(["N --jobs"] if jobs else [])):
         table.add_column(col, justify="left" if col == "model" else "right")
     results = []
-    for name in _split(models) or []:
+    for name in comma_list(models) or []:
         one = None
         for n in counts:
             with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
                 try:
                     r = fused_throughput(name, n, iterations, data, engine, Path(tmp))
                     if jobs and n > 1:
-                        r["jobs"] = packed_throughput(name, n, iterations, data, str(data_root) if data_root else None,
+                        r["jobs"] = jobs_throughput(name, n, iterations, data, str(data_root) if data_root else None,
                                                       engine, Path(tmp) / "jobs")
                 except RuntimeError as err:
                     fail(str(err))
@@ -213,7 +213,7 @@ def bench_pack(
     engine = replace(engine, graph="cuda" if (graph is None and cuda) or (graph and cuda) else "dry")
     with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
         try:
-            rows = pack_table(_split(models) or ["resnet20"], _counts(sizes), iterations, data, engine, Path(tmp),
+            rows = pack_table(comma_list(models) or ["resnet20"], _counts(sizes), iterations, data, engine, Path(tmp),
                               grow, batch_size)
         except (RuntimeError, ValueError) as err:
             fail(str(err))
@@ -245,7 +245,7 @@ def bench_step(
 
     engine, data = _setup(device, False, "default", data_root, compile_backend=compile_backend)
     rows = []
-    for row in step_rows(_split(models) or [], data, engine, iterations):
+    for row in step_rows(comma_list(models) or [], data, engine, iterations):
         rows.append(row)
         _write(out, rows, engine, data, quiet=True)  # each way as it is measured: a cut keeps what was
     table = Table(title=f"a captured step on {engine.device} ({engine.precision}), batch 128, "
@@ -299,7 +299,7 @@ def bench_imagenet(
     from resbench.train.engine import Engine
     from resbench.paper.recipes import ImageNetRecipe
 
-    names = _split(models) or []
+    names = comma_list(models) or []
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
     with tempfile.TemporaryDirectory(prefix="resbench-imagenet-") as tmp:
         try:

@@ -23,7 +23,7 @@ def message(err: Exception) -> str:
     return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
 
 
-def split(value: Optional[str]) -> Optional[list[str]]:
+def comma_list(value: Optional[str]) -> Optional[list[str]]:
     """'a, b,c' -> ['a', 'b', 'c']; None or '' -> None."""
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 

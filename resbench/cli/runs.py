@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from resbench.cli.common import console, fail, message, one, split
+from resbench.cli.common import comma_list, console, fail, message, one
 
 runs_app = typer.Typer(help="Move runs between machines: one archive of run directories, verified on import.",
                        no_args_is_help=True)
@@ -82,7 +82,7 @@ def _models(experiment: Optional[str], models: Optional[str]) -> Optional[set[st
     """The models --experiment and --models leave in (None: every model)."""
     from resbench.paper.declarations import load_experiment
 
-    named = set(split(models) or []) if models is not None else None
+    named = set(comma_list(models) or []) if models is not None else None
     if named is not None and not named:
         raise ValueError(f"--models {models!r} names no model")
     if experiment is None:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from resbench.cli.common import DEVICE, console, fail, message, split
+from resbench.cli.common import DEVICE, comma_list, console, fail, message
 from resbench.sweep.durations import parse_duration
 
 
@@ -37,11 +37,11 @@ def tune_cmd(
 
     try:
         seconds = parse_duration(time_limit)
-        names = split(networks) or []
+        names = comma_list(networks) or []
         for name in names:  # an unknown network fails here, before anything is measured
             if parse_model_name(name).dataset != "cifar":
                 raise ValueError(f"{name} is an ImageNet network; tune measures CIFAR ones (e.g. resnet20, resnet110)")
-        counts = [int(k) for k in split(sizes) or []]
+        counts = [int(k) for k in comma_list(sizes) or []]
         if not names or not counts or min(counts) < 1:
             raise ValueError("--networks and --sizes need at least one network and one size of 1 or more")
         engine = Engine(device=device, precision=precision, compile=False).resolve()
