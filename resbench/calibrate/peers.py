@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 
 from resbench.data.cifar import CLASSES, CifarData, CifarFiles, sha256_file
+from resbench.host.files import atomic_file
 from resbench.host.machine import cache_dir
 from resbench.runs.provenance import environment
 from resbench.runs.rundir import read_status, short_hash, write_config, write_env, write_summary
@@ -74,10 +75,9 @@ def write_tensors(data: CifarData, folder: Path) -> dict[str, str]:
     for name, x, y in (("train.pt", data.train_x, data.train_y), ("test.pt", data.test_x, data.test_y)):
         path = folder / name
         if not path.exists():
-            tmp = folder / f".{name}.tmp"
-            torch.save({"images": x.permute(0, 2, 3, 1).contiguous(), "labels": y.long(), "classes": list(CLASSES)},
-                       tmp)
-            tmp.replace(path)
+            with atomic_file(path) as f:
+                torch.save({"images": x.permute(0, 2, 3, 1).contiguous(), "labels": y.long(),
+                            "classes": list(CLASSES)}, f)
         sums[name] = sha256_file(path)
     return sums
 

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from resbench.data import DataError
+from resbench.host.files import atomic_file
 from resbench.host.machine import cache_dir
 
 JPEG_DIR = "cifar10-jpeg"
@@ -196,10 +197,8 @@ def _cached(path: Path, decode: Callable[[], tuple[torch.Tensor, torch.Tensor]])
         pass
     images, labels = decode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images.numpy(), labels=labels.numpy())
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
+        with atomic_file(path) as f:  # a concurrent reader sees the whole file or none
+            np.savez(f, images=images.numpy(), labels=labels.numpy())
     except OSError:
         pass
     return images, labels

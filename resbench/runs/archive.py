@@ -18,11 +18,9 @@ import fnmatch
 import hashlib
 import io
 import json
-import os
 import platform
 import re
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +28,7 @@ from typing import Iterator
 import torch
 
 from resbench import __version__
+from resbench.host.files import atomic_file
 from resbench.runs.checkpoint import LATEST, PREVIOUS
 from resbench.runs.rundir import CALIBRATION_FOLDER, RunDirError, config_key, read_config, read_status, run_dirs
 from resbench.runs.store import FINISHED, LOCK, claim
@@ -125,25 +124,15 @@ def export_runs(chosen: list[Path], archive: Path, with_checkpoints: bool = Fals
 
 def _write_archive(archive: Path, shipped: list[tuple[Moved, Path]]) -> None:
     """The manifest, then each run's files, into a temp file renamed into place once whole."""
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
-                manifest = _manifest([m for m, _ in shipped])
-                _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-                for m, run_dir in shipped:
-                    with held(run_dir) as mine:  # a run at a time: a folder of many runs holds one lock
-                        if not mine:
-                            raise ArchiveError(f"{run_dir} began training during the export; export again")
-                        for path, digest in m.files.items():
-                            _add_file(tar, run_dir / path, f"{m.name}/{path}", digest)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, archive)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(archive) as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
+        manifest = _manifest([m for m, _ in shipped])
+        _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        for m, run_dir in shipped:
+            with held(run_dir) as mine:  # a run at a time: a folder of many runs holds one lock
+                if not mine:
+                    raise ArchiveError(f"{run_dir} began training during the export; export again")
+                for path, digest in m.files.items():
+                    _add_file(tar, run_dir / path, f"{m.name}/{path}", digest)
 
 
 def _inventory(run_dir: Path, with_checkpoints: bool) -> Moved:

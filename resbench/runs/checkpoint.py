@@ -7,17 +7,19 @@ from pathlib import Path
 
 import torch
 
+from resbench.host.files import atomic_file
+
 LATEST, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> None:
-    """Write to a temp file, keep the old latest as the previous one, rename into place."""
-    tmp = run_dir / f".{LATEST}.tmp"
-    torch.save(state, tmp)
+    """The old latest becomes the previous one, then the new one is written whole and renamed into place: a
+    cut at any moment leaves a readable checkpoint as new as the old latest (`load_checkpoint` falls back)."""
     latest = run_dir / LATEST
     if latest.exists():
         os.replace(latest, run_dir / PREVIOUS)
-    os.replace(tmp, latest)
+    with atomic_file(latest) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(run_dir: Path, map_location: torch.device | str = "cpu") -> dict | None:
