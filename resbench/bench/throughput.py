@@ -17,17 +17,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from resbench.host.vision import has_image_ops  # before torchvision: see resbench/host/vision.py
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
 
 from resbench.data.cifar import CifarData
+from resbench.data.imagenet import FolderLoader
 from resbench.data.pipeline import DeviceLoader
 from resbench.models import build_model
+from resbench.paper.recipes import CifarRecipe, ImageNetRecipe
 from resbench.runs.rundir import read_metrics
+from resbench.sweep.launch import launch_local
+from resbench.sweep.plan import resolve
 from resbench.train.engine import Engine, make_optimizer, sync
+from resbench.train.fused import train_fused
+from resbench.train.loop import CifarRun, train_cifar
 from resbench.train.steps import make_train_step
-from resbench.paper.recipes import CifarRecipe
 
 
 @dataclass(frozen=True)
@@ -42,9 +50,6 @@ class BenchResult:
 
 class PilCifar(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        from resbench.host import vision as _vision  # noqa: F401  (before torchvision)
-        from torchvision import transforms as T
-
         self.images, self.labels = images.permute(0, 2, 3, 1).numpy(), labels
         self.transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                                     T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))])
@@ -53,8 +58,6 @@ class PilCifar(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         return self.transform(Image.fromarray(self.images[i])), self.labels[i]
 
 
@@ -136,9 +139,6 @@ def fused_throughput(model_name: str, runs: int, iterations: int, data: CifarDat
                      out: Path, batch_size: int = 128) -> dict:
     """Aggregate img/s of `runs` seeds of one model trained as one fused group (`resbench run --fuse`);
     one run alone (runs=1) is the rate of any number of runs trained one after another."""
-    from resbench.train.fused import train_fused
-    from resbench.train.loop import CifarRun, train_cifar
-
     recipe = _bench_recipe(iterations, batch_size)
     group = [CifarRun(model_name, recipe, seed, "bench") for seed in range(runs)]
     dirs = [out / f"{model_name}-fuse{runs}-s{seed}" for seed in range(runs)]
@@ -165,10 +165,6 @@ def jobs_throughput(model_name: str, workers: int, iterations: int, data: CifarD
     the iterations: all workers running, compilation over); wall_img_per_s counts every
     image over the whole wall time, start-up and compilation included.
     """
-    from resbench.sweep.launch import launch_local
-    from resbench.sweep.plan import resolve
-    from resbench.train.loop import CifarRun
-
     recipe = _bench_recipe(iterations)
     jobs = [resolve(CifarRun(model_name, recipe, seed, "bench"), data, engine, out) for seed in range(workers)]
     started = time.perf_counter()
@@ -193,10 +189,6 @@ def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations
     model: training steps on a batch already on the device, for each model. end to end:
     ResNet-50 (the first model) fed by the `decode` pipeline, as `resbench run` trains it.
     """
-    from resbench.host.vision import has_image_ops
-    from resbench.data.imagenet import FolderLoader
-    from resbench.paper.recipes import ImageNetRecipe
-
     recipe = recipe or ImageNetRecipe()
 
     def loader(decode: str) -> FolderLoader:
