@@ -85,3 +85,16 @@ def jpeg_root(tmp_path_factory) -> Path:
 def bench_root(tmp_path_factory) -> Path:
     """256 training images: enough for benchmarks at the paper's batch of 128."""
     return write_jpeg_root(tmp_path_factory.mktemp("bench-data"), 256, 10)
+
+
+@pytest.fixture(scope="session")
+def paper_counts() -> dict:
+    """Every paper model's parameters and multiply-adds, counted afresh (never read from the cache) once a
+    session; then kept in the session's cache, where reports (Report.build, the notebooks) read them."""
+    from resbench.probes.complexity import complexity, paper_models
+    from resbench.report.counts import remember
+
+    counts = {name: complexity(name) for name in paper_models()}
+    for c in counts.values():
+        remember(c)
+    return counts

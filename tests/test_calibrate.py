@@ -76,7 +76,8 @@ def test_plan_and_refusals_are_one_line(jpeg_root, tmp_path):
         assert not any(tmp_path.iterdir())
 
 
-def test_reports_show_the_penalty_beside_the_gap_and_never_apply_it(jpeg_root, tmp_path):
+def test_reports_show_the_penalty_beside_the_gap_and_never_apply_it(jpeg_root, tmp_path, paper_counts):
+    # paper_counts: the reports read the models' counts the session has made once
     import shutil
 
     from resbench.report.core import Report

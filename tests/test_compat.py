@@ -17,7 +17,8 @@ from resbench.{planner} import run_experiment
 from resbench.train.engine import Engine
 summary, = run_experiment("table6", preset="smoke", models=["resnet20"], seeds=1, out=sys.argv[1],
                           data_root=sys.argv[2], engine=Engine("cpu", "fp32", False, deterministic=True),
-                          progress=False, time_limit_s=float(sys.argv[3]), say=lambda _: None)
+                          progress=False, time_limit_s=float(sys.argv[3]), say=lambda _: None,
+                          overrides={{"iterations": 40, "log_every": 1}})
 print(summary["status"], summary["dir"])
 """
 
@@ -37,7 +38,7 @@ def test_a_run_paused_by_the_previous_code_resumes_to_the_same_end(tmp_path, jpe
         pytest.skip(f"commit {REFERENCE} is not in this clone: {archive.stderr.decode().strip()}")
     tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(tmp_path / "old", filter="data")
     status, old_dir = train(tmp_path / "old", tmp_path / "runs", jpeg_root, 1.0, planner="runner")  # pauses soon
-    assert status == "paused"
+    assert status == "paused" and read_metrics(Path(old_dir))  # with a record of each step (log_every 1)
     status, new_dir = train(ROOT, tmp_path / "runs", jpeg_root, 1e9)
     assert (status, new_dir) == ("done", old_dir)  # the same directory: its key did not change
     _, straight = train(ROOT, tmp_path / "straight", jpeg_root, 1e9)

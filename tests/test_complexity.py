@@ -4,21 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from resbench.probes.complexity import complexity, paper_models
 from resbench.paper.declarations import load_experiment
 
 GOLDEN = Path(__file__).parent / "golden" / "complexity.csv"
 
 
 @pytest.fixture(scope="module")
-def measured() -> dict:
-    """Counted afresh, then kept in the test session's cache for the reports' tests, which show the same counts."""
-    from resbench.report.counts import remember
-
-    counts = {name: complexity(name) for name in paper_models()}
-    for c in counts.values():
-        remember(c)
-    return counts
+def measured(paper_counts) -> dict:
+    """Counted afresh (conftest.py), then kept in the test session's cache for the reports' tests."""
+    return paper_counts
 
 
 def test_counts_match_golden_file(measured):

@@ -9,11 +9,14 @@ groups then amplifies rounding, so longer runs are compared by their loss curves
 import pytest
 import torch
 
+from resbench.data.cifar import CifarData
 from resbench.train.engine import Engine
 from resbench.train.fused import train_fused
 from resbench.train.loop import CifarRun, train_cifar
 from resbench.paper.recipes import CifarRecipe
 from resbench.runs.rundir import read_metrics
+
+from conftest import make_images
 
 CPU = Engine(device="cpu", precision="fp32", compile=False, deterministic=True)
 ROUNDING = dict(rtol=0, atol=1e-6)  # fp32 rounding of weights, momentum and BN statistics after a step
@@ -60,17 +63,26 @@ def test_one_step_of_three_fused_runs_is_three_runs_steps(tiny_data, tmp_path):
     assert [s["iteration"] for s in fused] == [1, 1, 1]
 
 
-def test_a_fused_group_of_one_and_of_three_follow_their_unfused_runs(tiny_data, tmp_path):
-    runs, alone, fused = unfused_and_fused(tiny_data, tmp_path, (0, 1, 2))
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Seeds 0, 1, 2 of recipe() trained alone (alone-<seed>) and as one fused group (fused-<seed>), once for the
+    tests that compare with them; (runs, summaries alone, summaries fused, folder)."""
+    data = CifarData(*make_images(320, seed=0), *make_images(100, seed=1), "synthetic", "generated in tests")
+    folder = tmp_path_factory.mktemp("reference")
+    return (*unfused_and_fused(data, folder, (0, 1, 2)), folder)
+
+
+def test_a_fused_group_of_one_and_of_three_follow_their_unfused_runs(tiny_data, reference, tmp_path):
+    runs, alone, fused, folder = reference
     (one,) = train_fused(runs[:1], tiny_data, [tmp_path / "one"], CPU, progress=False)
     for seed, a, b in zip((0, 1, 2), alone, fused):
-        assert losses(tmp_path / f"fused-{seed}") == pytest.approx(losses(tmp_path / f"alone-{seed}"), abs=5e-3)
+        assert losses(folder / f"fused-{seed}") == pytest.approx(losses(folder / f"alone-{seed}"), abs=5e-3)
         assert b["status"] == "done" and b["iteration"] == a["iteration"] == 24
         assert b["fused_with"] == [f"fused-{s}" for s in (0, 1, 2) if s != seed]
-    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "alone-0"), abs=5e-3)
+    assert losses(tmp_path / "one") == pytest.approx(losses(folder / "alone-0"), abs=5e-3)
     assert "fused_with" not in one  # a group of one is a run alone
     for name in ("env.json", "metrics.jsonl", "responses.json", "summary.json", "checkpoint.pt"):
-        assert (tmp_path / "fused-1" / name).exists(), name
+        assert (folder / "fused-1" / name).exists(), name
 
 
 def test_each_run_keeps_its_own_data_order(tiny_data, tmp_path, monkeypatch):
@@ -106,7 +118,7 @@ def test_warmup_ends_at_each_runs_own_iteration(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("first, then", [("fused", "alone"), ("alone", "fused")])
-def test_a_paused_run_resumes_the_other_way(tiny_data, tmp_path, first, then):
+def test_a_paused_run_resumes_the_other_way(tiny_data, reference, tmp_path, first, then):
     """A fused group's checkpoints resume unfused and the other way round, where the run left off."""
     runs = [CifarRun("resnet8", recipe(), seed) for seed in (0, 1)]
     dirs = [tmp_path / f"s{r.seed}" for r in runs]
@@ -118,17 +130,16 @@ def test_a_paused_run_resumes_the_other_way(tiny_data, tmp_path, first, then):
     done = train[then](None)
     assert [s["status"] for s in done] == ["done", "done"] and [s["iteration"] for s in done] == [24, 24]
     for run, d in zip(runs, dirs):
-        reference = tmp_path / f"straight-{run.seed}"
-        train_cifar(run, tiny_data, reference, CPU, progress=False)
-        assert losses(d) == pytest.approx(losses(reference), abs=5e-3)
+        straight = reference[3] / f"alone-{run.seed}"  # the same run, trained alone without a pause
+        assert losses(d) == pytest.approx(losses(straight), abs=5e-3)
         assert [r["event"] for r in read_metrics(d) if "event" in r] == ["resumed"]
 
 
-def test_a_run_that_diverges_leaves_the_group_and_the_others_go_on_unchanged(tiny_data, tmp_path, monkeypatch):
+def test_a_run_that_diverges_leaves_the_group_and_the_others_go_on_unchanged(tiny_data, reference, tmp_path,
+                                                                            monkeypatch):
     from resbench.train import fused as fusion
 
-    runs = [CifarRun("resnet8", recipe(), seed) for seed in (0, 1, 2)]
-    train_fused(runs, tiny_data, [tmp_path / f"clean-{r.seed}" for r in runs], CPU, progress=False)
+    runs, clean = reference[0], reference[3]  # clean: the group fused-<seed>, trained without the NaN
     sgd, calls = fusion.Stack.sgd, []
 
     def poison_seed1_at_step_6(self, grads, lr):
@@ -143,9 +154,9 @@ def test_a_run_that_diverges_leaves_the_group_and_the_others_go_on_unchanged(tin
     assert summaries[1]["iteration"] == 8 and "nan" in summaries[1]["reason"]
     for seed in (0, 2):  # bitwise while the NaN run is still in the group (iterations 4, 8): nothing leaks;
         # after it leaves, a group of two runs other kernels than a group of three: rounding only
-        nan, clean = losses(tmp_path / f"nan-{seed}"), losses(tmp_path / f"clean-{seed}")
-        assert nan[:2] == clean[:2] and nan[2:] == pytest.approx(clean[2:], abs=5e-3)
-        assert losses(tmp_path / f"nan-{seed}", "test") == pytest.approx(losses(tmp_path / f"clean-{seed}", "test"),
+        nan, ok = losses(tmp_path / f"nan-{seed}"), losses(clean / f"fused-{seed}")
+        assert nan[:2] == ok[:2] and nan[2:] == pytest.approx(ok[2:], abs=5e-3)
+        assert losses(tmp_path / f"nan-{seed}", "test") == pytest.approx(losses(clean / f"fused-{seed}", "test"),
                                                                          abs=2.0)  # % of 100 test images
 
 

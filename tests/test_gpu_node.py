@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def node(runs: Path, data: Path, deadline: str = "10m", **env) -> subprocess.Popen:
     settings = {**os.environ, "RUNS": str(runs), "DEADLINE": deadline, "DEVICE": "cpu", "TUNE": "0",
                 "CALIBRATE": "", "PLAN": "table6", "PYTHON": sys.executable,
-                "RUN_ARGS": f"--preset smoke --models resnet20,resnet32 --seeds 2 --data-root {data}",
+                "RUN_ARGS": f"--preset smoke --set iterations=20 --models resnet20,resnet32 --seeds 2 --data-root {data}",
                 "PYTHONPATH": str(ROOT / "tests" / "gpu_python"), "OMP_NUM_THREADS": "1", **env}
     return subprocess.Popen(["sh", str(ROOT / "scripts" / "gpu_node.sh")], env=settings, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

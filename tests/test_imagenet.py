@@ -1,5 +1,6 @@
 """ImageNet track on a generated image folder: augmentation, test protocols, DDP, resume, errors."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,20 +132,26 @@ def smoke_run(**options) -> ImageNetRun:
     return ImageNetRun("resnet18", imagenet_recipe("smoke", **options), seed=0, preset="smoke")
 
 
-def test_smoke_run_trains_and_tests(folder, tmp_path):
-    summary = train_imagenet(smoke_run(), folder, tmp_path, CPU, progress=False, workers=0)
+@pytest.fixture(scope="module")
+def smoke_whole(folder, tmp_path_factory) -> tuple[dict, Path]:
+    """One uninterrupted smoke run (its summary and directory), trained once for the tests that read it."""
+    run_dir = tmp_path_factory.mktemp("smoke-whole")
+    return train_imagenet(smoke_run(), folder, run_dir, CPU, progress=False, workers=0), run_dir
+
+
+def test_smoke_run_trains_and_tests(smoke_whole):
+    summary, run_dir = smoke_whole
     assert summary["status"] == "done" and summary["iteration"] == 8
     for mode in ("center", "10crop", "multiscale"):  # tested once with every protocol
         assert 0 <= summary["tests"][mode]["top5_err"] <= summary["tests"][mode]["top1_err"] <= 100
-    records = read_metrics(tmp_path)
+    records = read_metrics(run_dir)
     assert [r["iter"] for r in records if r["split"] == "test"] == [4, 8]
     assert [r["lr"] for r in records if r["split"] == "train"] == [0.1, 0.1, 0.1, pytest.approx(0.01)]
 
 
-def test_resume_equals_uninterrupted(folder, tmp_path, monkeypatch):
+def test_resume_equals_uninterrupted(folder, smoke_whole, tmp_path, monkeypatch):
     import resbench.train.imagenet as loop
 
-    train_imagenet(smoke_run(), folder, tmp_path / "whole", CPU, progress=False, workers=0)
     save = loop.save_checkpoint
 
     def save_then_die(run_dir, state):
@@ -157,7 +164,7 @@ def test_resume_equals_uninterrupted(folder, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "save_checkpoint", save)
     resumed = train_imagenet(smoke_run(), folder, tmp_path / "cut", CPU, progress=False, workers=0)
     assert resumed["iteration"] == 8
-    a, b = (torch.load(tmp_path / d / "checkpoint.pt")["model"] for d in ("whole", "cut"))
+    a, b = (torch.load(d / "checkpoint.pt")["model"] for d in (smoke_whole[1], tmp_path / "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -280,11 +287,12 @@ def test_bench_imagenet_measures_pipeline_models_and_end_to_end(tmp_path):
     assert r["env"]["data"]["variant"] == "synthetic"
 
 
-def test_ensemble_tests_members_as_their_runs_did_and_averages_softmax(folder, tmp_path):
+def test_ensemble_tests_members_as_their_runs_did_and_averages_softmax(folder, smoke_whole, tmp_path):
     from resbench.evaluation.ensemble import ensemble_of_runs
 
-    summaries = [train_imagenet(ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke"),
-                                folder, tmp_path / f"s{seed}", CPU, progress=False, workers=0) for seed in (0, 1)]
+    shutil.copytree(smoke_whole[1], tmp_path / "s0")  # seed 0: the module's smoke run
+    summaries = [smoke_whole[0], train_imagenet(ImageNetRun("resnet18", imagenet_recipe("smoke"), 1, "smoke"),
+                                                folder, tmp_path / "s1", CPU, progress=False, workers=0)]
     for seed in (0, 1):  # ensemble_of_runs reads the config the runner writes
         config = ImageNetRun("resnet18", imagenet_recipe("smoke"), seed, "smoke").config(folder, CPU)
         (tmp_path / f"s{seed}" / "config.json").write_text(json.dumps({**config, "key": "k"}))

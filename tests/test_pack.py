@@ -138,19 +138,22 @@ def test_resbench_run_pack_trains_a_row_side_by_side_and_a_rerun_skips_it(jpeg_r
     import subprocess
     import sys
 
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
     from resbench.report.runs import load_runs
 
-    args = [sys.executable, "-m", "resbench", "run", "table6", "--preset", "smoke", "--models", "resnet20",
+    args = ["run", "table6", "--preset", "smoke", "--set", "iterations=20", "--models", "resnet20",
             "--seeds", "2", "--pack", "2", "--device", "cpu", "-q", "--data-root", str(jpeg_root),
             "--runs", str(tmp_path / "runs")]
-    first = subprocess.run(args, capture_output=True, text=True)
+    first = subprocess.run([sys.executable, "-m", "resbench", *args], capture_output=True, text=True)
     assert first.returncode == 0 and "2/2 runs done" in first.stdout, first.stdout + first.stderr
     runs = load_runs(tmp_path / "runs")
     assert sorted(runs["seed"]) == [0, 1] and set(runs["status"]) == {"done"}
-    again = subprocess.run(args, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("done already") == 2, again.stdout
-    bad = subprocess.run(args + ["--fuse", "2"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "does not combine with --fuse" in bad.stderr
+    again = CliRunner().invoke(app, args, env={"COLUMNS": "200"})  # in this process: nothing left to train
+    assert again.exit_code == 0 and again.stdout.count("done already") == 2, again.output
+    bad = CliRunner().invoke(app, args + ["--fuse", "2"])
+    assert bad.exit_code == 2 and "does not combine with --fuse" in bad.stderr
 
 
 def test_bench_pack_measures_each_size_against_the_first_and_the_peak_in_one_run(bench_root, tmp_path):

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from resbench.bench import tune as tune_mod
-from resbench.cli import app
 from resbench.bench.tune import chosen_pack, load_profile, measured_rate, pack_for, tune
+from resbench.cli.main import app
 from resbench.train.engine import Engine
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
@@ -133,21 +133,32 @@ def test_sigterm_stops_tune_at_once_with_the_rows_so_far_written(bench_root, tmp
     assert [r["what"] for r in rows] == ["peak"]
 
 
-def test_tune_refuses_bad_options_in_one_line_before_measuring(tmp_path):
+def test_tune_refuses_bad_options_in_one_line_before_measuring(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune_mod, "tune", lambda *a, **k: pytest.fail("measured despite a bad option"))
     for args, said in ((["--time-limit", "soon"], "--time-limit takes a duration"),
                        (["--networks", "resnet9"], "resnet9"), (["--networks", "vgg16"], "ImageNet"), (["--sizes", "0"], "one size of 1 or more")):
-        proc = subprocess.run([sys.executable, "-m", "resbench", "tune", "--device", "cpu", "--profile",
-                               str(tmp_path / "p.json"), *args], capture_output=True, text=True)
-        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        result = CliRunner().invoke(app, ["tune", "--device", "cpu", "--profile", str(tmp_path / "p.json"), *args])
+        assert result.exit_code == 2 and said in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
         assert not (tmp_path / "p.json").exists()
+
+
+def test_a_bad_duration_or_size_is_refused_before_torch_is_imported():
+    """Refusals come at once: not after the seconds torch and torchvision take to import."""
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom resbench.cli.main import app\n"
+            "for bad in (['--time-limit', 'soon'], ['--sizes', '0']):\n"
+            "    result = CliRunner().invoke(app, ['tune', '--device', 'cpu', *bad])\n"
+            "    print(result.exit_code, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.split() == ["2", "False", "2", "False"], proc.stdout + proc.stderr
 
 
 def test_run_refuses_a_pack_that_is_neither_a_number_nor_auto_before_looking_for_data(tmp_path):
     for pack in ("0", "many"):
-        proc = subprocess.run([sys.executable, "-m", "resbench", "run", "table6", "--pack", pack, "--device", "cpu",
-                               "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")],
-                              capture_output=True, text=True)
-        assert proc.returncode == 2 and "--pack takes a number of runs (1 or more) or auto" in proc.stderr, proc.stderr
+        result = CliRunner().invoke(app, ["run", "table6", "--pack", pack, "--device", "cpu", "--data-root",
+                                          str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")])
+        assert result.exit_code == 2 and "--pack takes a number of runs (1 or more) or auto" in result.stderr, \
+            result.output
 
 
 def test_every_bench_command_and_tune_refuse_an_unknown_device_before_doing_anything(tmp_path):

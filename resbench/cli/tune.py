@@ -29,21 +29,25 @@ def tune_cmd(
     """Measure this device within a time limit: plain vs captured step, pack sizes (packed runs checked
     against runs alone), the bf16 peak. Each row goes to the machine's profile as soon as it is measured;
     `run --pack auto` reads it. SIGTERM or Ctrl-C stops it at once, the rows so far kept."""
-    from resbench.bench.tune import chosen_pack, profile_path, tune
-    from resbench.data import DataError
-    from resbench.data.cifar import load_cifar10
-    from resbench.models import parse_model_name
-    from resbench.train.engine import Engine
-
-    try:
+    try:  # the options first: a refusal comes at once, before torch (and then torchvision) is imported
         seconds = parse_duration(time_limit)
         names = comma_list(networks) or []
-        for name in names:  # an unknown network fails here, before anything is measured
-            if parse_model_name(name).dataset != "cifar":
-                raise ValueError(f"{name} is an ImageNet network; tune measures CIFAR ones (e.g. resnet20, resnet110)")
         counts = [int(k) for k in comma_list(sizes) or []]
         if not names or not counts or min(counts) < 1:
             raise ValueError("--networks and --sizes need at least one network and one size of 1 or more")
+        from resbench.models import parse_model_name
+
+        for name in names:  # an unknown network fails here, before anything is measured
+            if parse_model_name(name).dataset != "cifar":
+                raise ValueError(f"{name} is an ImageNet network; tune measures CIFAR ones (e.g. resnet20, resnet110)")
+    except (ValueError, KeyError) as err:
+        fail(message(err))
+    from resbench.bench.tune import chosen_pack, profile_path, tune
+    from resbench.data import DataError
+    from resbench.data.cifar import load_cifar10
+    from resbench.train.engine import Engine
+
+    try:
         engine = Engine(device=device, precision=precision, compile=False).resolve()
         path = profile or profile_path(engine.device)
         data = load_cifar10(str(data_root) if data_root else None)
