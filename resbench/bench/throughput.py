@@ -166,13 +166,15 @@ def packed_throughput(model_name: str, workers: int, iterations: int, data: Cifa
     image over the whole wall time, start-up and compilation included.
     """
     from resbench.sweep.launch import launch_local
+    from resbench.sweep.options import Schedule
     from resbench.sweep.plan import resolve
     from resbench.train.loop import CifarRun
 
     recipe = _bench_recipe(iterations)
     jobs = [resolve(CifarRun(model_name, recipe, seed, "bench"), data, engine, out) for seed in range(workers)]
     started = time.perf_counter()
-    results = launch_local(jobs, workers, data_root, engine, out, progress=False, say=lambda _: None)
+    results = launch_local(jobs, engine, out, Schedule("local", workers, progress=False), data_root,
+                           say=lambda _: None)
     wall = time.perf_counter() - started
     for r in results:
         if r["status"] != "done":
