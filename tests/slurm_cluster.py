@@ -86,7 +86,7 @@ PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     return conf
 
 
-def start(folder: Path, cpus: int = 8, timeout_s: float = 60) -> Cluster:
+def start(folder: Path, cpus: int = 10, timeout_s: float = 60) -> Cluster:
     """Start munged, slurmctld and slurmd in `folder` and wait until the node is idle."""
     if os.geteuid() != 0:
         raise ClusterError("the Slurm daemons of the test cluster run as root")

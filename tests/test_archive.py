@@ -21,6 +21,7 @@ from resbench.runs.rundir import (MetricsLog, config_key, read_config, read_stat
                                   write_config, write_summary)
 from resbench.runs.store import LOCK, claim
 from resbench.runs.unarchive import import_runs
+from resbench.sweep.options import Schedule, Sweep
 from resbench.sweep.plan import prepare, run_experiment
 from resbench.train.engine import Engine
 
@@ -38,8 +39,8 @@ def tiny_cifar():
 def paused(tmp_path_factory):
     """A real run paused by its time limit after one iteration: its config, summary and checkpoint."""
     out = tmp_path_factory.mktemp("paused")
-    run_experiment("table6", "smoke", ["resnet20"], seeds=1, out=out, data=tiny_cifar(), progress=False,
-                   say=lambda _: None, engine=CPU, time_limit_s=0.01)
+    run_experiment(Sweep("table6", "smoke", ["resnet20"], seeds=1, out=out), CPU,
+                   Schedule(progress=False, time_limit_s=0.01), tiny_cifar(), say=lambda _: None)
     (run,) = out.glob("resnet20-*")
     assert read_status(run) == "paused" and (run / LATEST).exists()
     return run
@@ -105,8 +106,8 @@ def test_a_round_trip_brings_every_file_back_and_the_paused_run_is_the_one_resbe
     assert not (done / LOCK).exists() and not (tmp_path / "runs" / done.name / LOCK).exists()  # no litter
     here, there = load_checkpoint(paused), load_checkpoint(tmp_path / "runs" / paused.name)
     assert there["state"] == here["state"] and all(torch.equal(there["model"][k], v) for k, v in here["model"].items())
-    (job,), _, _ = prepare("table6", "smoke", ["resnet20"], seeds=1, out=tmp_path / "runs", data=tiny_cifar(),
-                           engine=CPU, say=lambda _: None)
+    (job,), _, _ = prepare(Sweep("table6", "smoke", ["resnet20"], seeds=1, out=tmp_path / "runs"), CPU, tiny_cifar(),
+                           say=lambda _: None)
     assert job.dir == tmp_path / "runs" / paused.name  # the run `resbench run` resumes there
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([done.name, paused.name])  # no staging
 

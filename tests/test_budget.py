@@ -87,11 +87,12 @@ def test_the_key_ignores_labels_cadence_and_paths_but_not_what_is_trained():
 
 
 def test_run_directories_are_named_by_budget_and_key(tiny_data, tmp_path):
+    from resbench.sweep.options import Sweep
     from resbench.sweep.plan import prepare
     from resbench.train.engine import Engine
 
-    jobs, _, _ = prepare("figure6", models=["resnet20"], seeds=1, out=tmp_path, data=tiny_data,
-                         engine=Engine("cpu", "bf16", False), budget="1/32", say=lambda _: None)
+    jobs, _, _ = prepare(Sweep("figure6", models=["resnet20"], seeds=1, out=tmp_path, budget="1/32"),
+                         Engine("cpu", "bf16", False), tiny_data, say=lambda _: None)
     config = jobs[0].config
     assert jobs[0].dir.name == f"resnet20-paper-1of32-{config['key']}-s0"
     assert config["budget"] == "1/32" and config["recipe"]["iterations"] == 2_000

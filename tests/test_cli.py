@@ -100,3 +100,15 @@ def test_the_results_folder_is_runs_everywhere_and_the_old_out_still_works_with_
     assert old.exit_code == 0 and "no runs in" in old.stdout
     assert old.stderr.strip() == "note: --out is now --runs (the results folder); --out will go in a later version"
     assert "the old name of --runs" in one_line_error(["status", "--runs", str(tmp_path), "--out", str(tmp_path)])
+
+
+def test_options_that_cannot_go_together_are_one_line_errors_before_the_data_is_looked_for(tmp_path):
+    for args, said in ((["--launcher", "cloud"], "unknown launcher 'cloud'"),
+                       (["--launcher", "inline", "--jobs", "2"], "--launcher inline trains one run at a time"),
+                       (["--pack", "0"], "--pack takes a number of runs"),
+                       (["--pack", "2", "--jobs", "2"], "--pack trains its runs in this process"),
+                       (["--fuse", "2", "--deadline", "1h"], "does not combine with --fuse"),
+                       (["--decode", "gpu"], "--decode takes auto, device, workers")):
+        assert said in one_line_error(["run", "table6", "--device", "cpu", "--data-root", str(tmp_path / "none"),
+                                       "--runs", str(tmp_path / "runs"), *args])
+    assert not (tmp_path / "runs").exists()

@@ -15,16 +15,23 @@ TRAIN = """
 import sys
 from resbench.{planner} import run_experiment
 from resbench.train.engine import Engine
-summary, = run_experiment("table6", preset="smoke", models=["resnet20"], seeds=1, out=sys.argv[1],
-                          data_root=sys.argv[2], engine=Engine("cpu", "fp32", False, deterministic=True),
-                          progress=False, time_limit_s=float(sys.argv[3]), say=lambda _: None,
-                          overrides={{"iterations": 40, "log_every": 1}})
+{call}
 print(summary["status"], summary["dir"])
 """
+OLD_CALL = """summary, = run_experiment("table6", preset="smoke", models=["resnet20"], seeds=1, out=sys.argv[1],
+                          data_root=sys.argv[2], engine=Engine("cpu", "fp32", False, deterministic=True),
+                          progress=False, time_limit_s=float(sys.argv[3]), say=lambda _: None,
+                          overrides={"iterations": 40, "log_every": 1})"""
+CALL = """from resbench.sweep.options import Schedule, Sweep
+summary, = run_experiment(Sweep("table6", "smoke", ["resnet20"], seeds=1, out=sys.argv[1], data_root=sys.argv[2],
+                                overrides={"iterations": 40, "log_every": 1}),
+                          Engine("cpu", "fp32", False, deterministic=True),
+                          Schedule(progress=False, time_limit_s=float(sys.argv[3])), say=lambda _: None)"""
 
 
 def train(code: Path, out: Path, data: Path, time_limit_s: float, planner: str = "sweep.plan") -> tuple[str, str]:
-    proc = subprocess.run([sys.executable, "-c", TRAIN.format(planner=planner), str(out), str(data), str(time_limit_s)],
+    script = TRAIN.format(planner=planner, call=OLD_CALL if planner == "runner" else CALL)  # the API of its time
+    proc = subprocess.run([sys.executable, "-c", script, str(out), str(data), str(time_limit_s)],
                           env={"PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
                           cwd=code, capture_output=True, text=True, timeout=300)  # cwd: `-c` imports from it first
     assert proc.returncode == 0, proc.stderr

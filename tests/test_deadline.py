@@ -1,5 +1,7 @@
 """--deadline and durations with units: runs start only when their estimate fits, the rest of the time goes
 to shorter runs, a run still training at the deadline pauses and the same command resumes it."""
+import os
+import re
 import subprocess
 import sys
 import time
@@ -14,12 +16,14 @@ from resbench.runs.rundir import (MetricsLog, read_metrics, read_status, read_su
                                   write_env, write_summary)
 from resbench.sweep.durations import parse_deadline, parse_duration
 from resbench.sweep.jobs import train_jobs
+from resbench.sweep.options import Schedule
 from resbench.sweep.plan import resolve
 from resbench.sweep.timebox import Pace, Paces, TimeBox, Work, estimate_s
 from resbench.train.engine import Engine
 from resbench.train.runspec import CifarRun
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
+QUIET = Schedule(progress=False)
 RECIPE = CifarRecipe(batch_size=32, lr=0.025, iterations=30, milestones=(15, 25), log_every=5, eval_every=10,
                      checkpoint_every=10, test_subset=50)
 
@@ -64,7 +68,7 @@ def test_a_deadline_is_a_duration_or_an_end_time():
 @pytest.mark.parametrize("args", [["run", "table6", "--time-limit", "30"], ["run", "table6", "--deadline", "30"],
                                   ["calibrate", "--time-limit", "30"],
                                   ["run", "table6", "--deadline", "1h", "--time-limit", "1h"],
-                                  ["run", "table6", "--deadline", "1h", "--jobs", "2"]])
+                                  ["run", "table6", "--pack", "2", "--jobs", "2"]])
 def test_bare_numbers_and_clashes_are_one_line_errors_before_the_data_is_looked_for(args):
     result = CliRunner().invoke(app, [*args, "--data-root", "/nonexistent"])
     assert result.exit_code == 2 and "CIFAR-10" not in result.output
@@ -115,8 +119,9 @@ def test_a_deadline_that_fits_one_of_two_runs_starts_the_shorter(tiny_data, tmp_
     long, short = jobs = jobs_of(["resnet20", "resnet8"], tiny_data, tmp_path)  # the longer one first
     said = []
     box = TimeBox(time.time() + 600, seconds_per_layer(1.0), start_s=0)  # 30 steps: 240 s and 600 s, and tests
-    results = train_jobs(jobs, tiny_data, CPU, progress=False, say=said.append, box=box)
-    assert [r["dir"] for r in results] == [str(short.dir)] and results[0]["status"] == "done"
+    results = train_jobs(jobs, tiny_data, CPU, QUIET, say=said.append, box=box)
+    assert [(r["dir"], r["status"]) for r in results] == [(str(short.dir), "done"), (str(long.dir), "not started")]
+    assert results[1]["reason"].startswith("needs about 10m52s, ")
     assert not long.dir.exists()
     assert said[-3].endswith("1 run(s) finished, 0 paused, 1 not started")
     assert said[-2].startswith(f"  not started: {long.dir.name} (needs about 10m52s, ")
@@ -128,18 +133,18 @@ def test_a_run_at_the_deadline_pauses_and_the_same_command_resumes_it_to_the_uni
     (job,) = jobs_of(["resnet8"], tiny_data, tmp_path / "boxed")
     too_fast = lambda job: Pace(1e9, "an estimate far too low")  # noqa: E731
     said = []
-    first = train_jobs([job], tiny_data, CPU, progress=False, say=said.append,
+    first = train_jobs([job], tiny_data, CPU, QUIET, say=said.append,
                        box=TimeBox(time.time() + 0.5, too_fast, start_s=0))
     assert first[0]["status"] == "paused" and 1 <= first[0]["iteration"] < RECIPE.iterations
     assert (job.dir / "checkpoint.pt").is_file()
     assert said[-3].endswith("0 run(s) finished, 1 paused, 0 not started")
     assert said[-2].startswith(f"  paused at iteration {first[0]['iteration']:,}: {job.dir.name}")
 
-    again = train_jobs([job], tiny_data, CPU, progress=False, say=said.append,
+    again = train_jobs([job], tiny_data, CPU, QUIET, say=said.append,
                        box=TimeBox(time.time() + 600, Paces(CPU)))
     assert again[0]["status"] == "done" and again[0]["iteration"] == RECIPE.iterations
     (straight,) = jobs_of(["resnet8"], tiny_data, tmp_path / "straight")
-    alone = train_jobs([straight], tiny_data, CPU, progress=False, say=lambda _: None)[0]
+    alone = train_jobs([straight], tiny_data, CPU, QUIET, say=lambda _: None)[0]
     assert (again[0]["test_error"], again[0]["train_error"]) == (alone["test_error"], alone["train_error"])
     assert curve(job.dir) == curve(straight.dir)
     assert read_status(job.dir) == "done"
@@ -164,8 +169,37 @@ def test_a_packed_deadline_run_refuses_what_its_lockstep_cannot_finish(tiny_data
     jobs = jobs_of(["resnet20", "resnet8"], tiny_data, tmp_path, seeds=(0, 1))
     said = []
     box = TimeBox(time.time() + 900, seconds_per_layer(1.0), slots=2, start_s=0)  # resnet8: 2 x 261 s each
-    results = train_jobs(jobs, tiny_data, CPU, progress=False, say=said.append, pack=2, box=box)
-    assert sorted(r["dir"] for r in results) == sorted(str(j.dir) for j in jobs[2:])
-    assert all(r["status"] == "done" and r["pack_slots"] == 2 for r in results)
+    results = train_jobs(jobs, tiny_data, CPU, Schedule(pack=2, progress=False), say=said.append, box=box)
+    trained = [r for r in results if r["status"] != "not started"]
+    assert sorted(r["dir"] for r in trained) == sorted(str(j.dir) for j in jobs[2:])
+    assert all(r["status"] == "done" and r["pack_slots"] == 2 for r in trained)
     assert "2 run(s) finished, 0 paused, 2 not started" in said[-4]
     assert "2 runs packed in lockstep" in said[-1]
+
+
+def plant_pace(out, model: str, img_per_s: float) -> None:
+    """A run of `model` in the results folder that logged `img_per_s` on this CPU: the pace a deadline's estimates
+    take for the model's runs there (the test's pace, not measured)."""
+    from resbench.host.machine import cpu_model
+
+    run_dir = out / f"{model}-planted-s0"
+    run_dir.mkdir(parents=True)
+    write_config(run_dir, {"model": model, "precision": "fp32", "recipe": {"batch_size": 32}})
+    write_env(run_dir, {"device": "cpu", "gpu": None, "cpu": cpu_model()})
+    MetricsLog(run_dir).append({"iter": 10, "split": "train", "img_per_s": img_per_s})
+
+
+def test_workers_under_a_deadline_start_only_what_fits_and_say_what_was_not_started(jpeg_root, tmp_path):
+    runs = tmp_path / "runs"
+    plant_pace(runs, "resnet20", 1e4)  # 15 steps of 32 images in well under a second: it fits
+    plant_pace(runs, "resnet32", 1.0)  # about half an hour: it does not
+    proc = subprocess.run([sys.executable, "-m", "resbench", "run", "table6", "--preset", "smoke", "--budget", "1/4",
+                           "--models", "resnet20,resnet32", "--device", "cpu", "-q", "--jobs", "2", "--deadline", "10m",
+                           "--data-root", str(jpeg_root), "--runs", str(runs)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "250"})
+    assert proc.returncode == 0, proc.stderr
+    assert "1 run(s) finished, 0 paused, 1 not started" in proc.stdout, proc.stdout
+    assert re.search(r"not started: resnet32-smoke-1of4-\w+-s0 \(needs about [\dhms]+, [\dhms]+ left\)", proc.stdout)
+    assert "1/2 runs done, 1 not started" in proc.stdout
+    (trained,) = runs.glob("resnet20-smoke-1of4-*")
+    assert read_status(trained) == "done" and not list(runs.glob("resnet32-smoke-*"))

@@ -11,6 +11,7 @@ from resbench.report.claims import check_claims
 from resbench.report.diff import diff_table
 from resbench.host.files import read_json
 from resbench.runs.rundir import read_config, read_metrics, read_summary, run_dirs, write_summary
+from resbench.sweep.options import Schedule, Sweep
 from resbench.sweep.plan import run_experiment
 from resbench.paper.declarations import experiment_names, load_experiment
 from resbench.train.engine import Engine
@@ -24,11 +25,11 @@ def smoke_runs(tmp_path_factory):
 
     data = CifarData(*make_images(320, 0), *make_images(100, 1), "synthetic", "generated in tests")
     out = tmp_path_factory.mktemp("runs")
-    common = dict(preset="smoke", out=out, data=data, progress=False, say=lambda _: None,
-                  engine=Engine(device="cpu", precision="fp32", compile=False))
-    run_experiment("table6", models=["resnet20"], seeds=2, **common)
-    run_experiment("table6", models=["resnet32"], **common)
-    run_experiment("figure1", models=["plain20", "plain56"], **common)
+    common = dict(engine=Engine(device="cpu", precision="fp32", compile=False), schedule=Schedule(progress=False),
+                  data=data, say=lambda _: None)
+    run_experiment(Sweep("table6", "smoke", ["resnet20"], seeds=2, out=out), **common)
+    run_experiment(Sweep("table6", "smoke", ["resnet32"], out=out), **common)
+    run_experiment(Sweep("figure1", "smoke", ["plain20", "plain56"], out=out), **common)
     return out
 
 

@@ -1,17 +1,20 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
 from fractions import Fraction
 
+from resbench.sweep.options import Schedule, Sweep
 from resbench.sweep.plan import plan, prepare, run_experiment
 from resbench.paper.declarations import load_experiment
 from resbench.report.runs import load_curves, load_responses, load_runs
 from resbench.train.engine import Engine
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
+QUIET = Schedule(progress=False)
 
 
 def test_plan_covers_rows_and_seeds_with_row_options():
@@ -55,12 +58,11 @@ def test_plan_refuses_what_it_cannot_run(name, models, message):
 
 
 def test_run_experiment_skips_finished_runs_and_loads_as_dataframes(tiny_data, tmp_path):
-    kwargs = dict(preset="smoke", models=["plain20"], seeds=2, out=tmp_path, data=tiny_data, engine=CPU,
-                  progress=False, say=lambda _: None)
-    first = run_experiment("figure1", **kwargs)
+    sweep = Sweep("figure1", "smoke", ["plain20"], seeds=2, out=tmp_path)
+    first = run_experiment(sweep, CPU, QUIET, tiny_data, say=lambda _: None)
     assert [r["status"] for r in first] == ["done", "done"]
     said = []
-    again = run_experiment("figure1", **{**kwargs, "say": said.append})
+    again = run_experiment(sweep, CPU, QUIET, tiny_data, say=said.append)
     assert all(s.startswith("done already") for s in said)
     assert [{k: v for k, v in r.items() if k != "already"} for r in again] == first
 
@@ -77,19 +79,19 @@ def test_run_experiment_skips_finished_runs_and_loads_as_dataframes(tiny_data, t
 
 
 def test_fresh_trains_a_finished_run_again(tiny_data, tmp_path):
-    kwargs = dict(preset="smoke", models=["resnet20"], out=tmp_path, data=tiny_data, engine=CPU, progress=False)
-    run_experiment("table6", **kwargs, say=lambda _: None)
+    sweep = Sweep("table6", "smoke", ["resnet20"], out=tmp_path)
+    run_experiment(sweep, CPU, QUIET, tiny_data, say=lambda _: None)
     said = []
-    again = run_experiment("table6", **kwargs, fresh=True, say=said.append)
+    again = run_experiment(replace(sweep, fresh=True), CPU, QUIET, tiny_data, say=said.append)
     assert said[0].startswith("done:") and again[0]["iteration"] == 60
     assert len(load_runs(tmp_path)) == 1
 
 
 def test_a_row_shared_by_two_experiments_is_trained_once(tiny_data, tmp_path):
-    kwargs = dict(preset="smoke", models=["resnet20"], out=tmp_path, data=tiny_data, engine=CPU, progress=False)
+    sweep = Sweep("table6", "smoke", ["resnet20"], out=tmp_path)
     said = []
-    run_experiment("table6", **kwargs, say=said.append)
-    run_experiment("figure7", **kwargs, say=said.append)
+    run_experiment(sweep, CPU, QUIET, tiny_data, say=said.append)
+    run_experiment(replace(sweep, experiment="figure7"), CPU, QUIET, tiny_data, say=said.append)
     assert said[-1].startswith("done already") and len(load_runs(tmp_path)) == 1
 
 
@@ -147,7 +149,7 @@ def test_an_imagenet_network_is_one_run_whatever_table_tests_it(tmp_path):
     from resbench.sweep.plan import prepare
 
     def job_dir(name, model):
-        (job,), _, _ = prepare(name, "smoke", [model], out=tmp_path, engine=CPU, synthetic=True, say=lambda _: None)
+        (job,), _, _ = prepare(Sweep(name, "smoke", [model], out=tmp_path, synthetic=True), CPU, say=lambda _: None)
         return job.dir
 
     assert job_dir("table3", "resnet50") == job_dir("table4", "resnet50")
@@ -173,8 +175,8 @@ def test_fuse_trains_the_seeds_of_a_row_together_and_status_shows_the_groups(tin
 
     from resbench.cli.main import app
 
-    results = run_experiment("table6", "smoke", ["resnet20"], seeds=3, out=tmp_path, data=tiny_data, engine=CPU,
-                             progress=False, say=lambda _: None, fuse=2)
+    results = run_experiment(Sweep("table6", "smoke", ["resnet20"], seeds=3, out=tmp_path), CPU,
+                             replace(QUIET, fuse=2), tiny_data, say=lambda _: None)
     assert [r["status"] for r in results] == ["done", "done", "done"]
     runs = load_runs(tmp_path).sort_values("seed")
     assert [[name.rsplit("-s", 1)[1] for name in f] for f in runs["fused_with"]] == [["1"], ["0"], []]
@@ -189,8 +191,8 @@ def test_groups_are_the_same_whatever_order_the_jobs_come_in(tiny_data, tmp_path
     from resbench.sweep.jobs import make_groups
     from resbench.sweep.plan import prepare
 
-    jobs, _, _ = prepare("table6", "smoke", ["resnet20", "resnet32"], seeds=3, out=tmp_path, data=tiny_data,
-                         engine=CPU, say=lambda _: None)
+    jobs, _, _ = prepare(Sweep("table6", "smoke", ["resnet20", "resnet32"], seeds=3, out=tmp_path), CPU, tiny_data,
+                         say=lambda _: None)
     groups = make_groups(jobs, 2)
     names = [[j.dir.name.split("-")[0] + j.dir.name[-3:] for j in g] for g in groups]
     assert names == [["resnet20-s0", "resnet20-s1"], ["resnet20-s2"], ["resnet32-s0", "resnet32-s1"], ["resnet32-s2"]]
@@ -239,12 +241,12 @@ def test_the_ladder_is_the_ten_cifar_networks_at_five_budgets_three_seeds_cheape
 
 
 def test_the_precision_control_pairs_bf16_and_fp32_seed_by_seed(tiny_data, tmp_path):
-    jobs, _, _ = prepare("precision", "smoke", out=tmp_path, data=tiny_data, engine=CPU, say=lambda _: None)
+    jobs, _, _ = prepare(Sweep("precision", "smoke", out=tmp_path), CPU, tiny_data, say=lambda _: None)
     assert [(j.run.model, j.run.seed, j.config["precision"]) for j in jobs] == [
         ("resnet20", s, p) for s in (0, 1, 2) for p in ("bf16", "fp32")]
     assert len({j.dir for j in jobs}) == 6 and all(j.run.recipe.iterations == 60 for j in jobs)
     with pytest.raises(ValueError, match="declares its rows' precision"):
-        prepare("precision", "smoke", out=tmp_path, data=tiny_data, engine=Engine(device="cpu", precision="fp32"))
+        prepare(Sweep("precision", "smoke", out=tmp_path), Engine(device="cpu", precision="fp32"), tiny_data)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -253,8 +255,6 @@ def test_the_precision_control_pairs_bf16_and_fp32_seed_by_seed(tiny_data, tmp_p
     (dict(dataset="imagenet"), "CIFAR-10 schedule"), (dict(rows=()), "networks to train"),
     ("precision", "precision must be one of"), ("paper", "no paper numbers"), ("seeds", "seeds must be")])
 def test_a_declaration_that_cannot_run_is_refused(change, message):
-    from dataclasses import replace
-
     from resbench.paper.declarations import validate
 
     ladder = load_experiment("ladder")

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from resbench.cli.main import app
 from resbench.sweep.launch import SlurmOptions, Worker, submit_slurm
 from resbench.sweep.jobs import train_job
+from resbench.sweep.options import Schedule, Sweep
 from resbench.sweep.plan import prepare, run_experiment
 from resbench.report.runs import load_runs
 from resbench.runs.rundir import last_iteration, read_metrics, read_summary
@@ -137,19 +138,19 @@ def test_a_failing_run_is_recorded_the_sweep_goes_on_and_a_rerun_retries(tiny_da
         return train(run, *args, **kwargs)
 
     monkeypatch.setattr(jobs, "train_cifar", broken_for_seed0)
-    kwargs = dict(preset="smoke", models=["resnet20"], seeds=2, out=tmp_path, data=tiny_data, engine=CPU,
-                  progress=False, say=lambda _: None, overrides={"iterations": 4})
-    assert [r["status"] for r in run_experiment("table6", **kwargs)] == ["failed", "done"]
+    kwargs = dict(data=tiny_data, say=lambda _: None)
+    sweep = Sweep("table6", "smoke", ["resnet20"], seeds=2, out=tmp_path, overrides={"iterations": 4})
+    assert [r["status"] for r in run_experiment(sweep, CPU, Schedule(progress=False), **kwargs)] == ["failed", "done"]
     runs = load_runs(tmp_path).set_index("seed")
     assert runs.loc[0, "status"] == "failed" and "out of memory" in runs.loc[0, "note"]
     assert "RuntimeError" in (tmp_path / runs.loc[0, "run"] / "error.txt").read_text()
 
     monkeypatch.setattr(jobs, "train_cifar", train)
-    assert [r["status"] for r in run_experiment("table6", **kwargs)] == ["done", "done"]
+    assert [r["status"] for r in run_experiment(sweep, CPU, Schedule(progress=False), **kwargs)] == ["done", "done"]
 
 
 def test_a_worker_refuses_data_other_than_the_plans(tiny_data, tmp_path):
-    (job,), _, engine = prepare("table6", "smoke", ["resnet20"], out=tmp_path, data=tiny_data, engine=CPU,
+    (job,), _, engine = prepare(Sweep("table6", "smoke", ["resnet20"], out=tmp_path), CPU, tiny_data,
                                 say=lambda _: None)
     other = tiny_data.__class__(*make_images(320, seed=5), tiny_data.test_x, tiny_data.test_y,
                                 "cifar10-original", "elsewhere")
@@ -158,8 +159,8 @@ def test_a_worker_refuses_data_other_than_the_plans(tiny_data, tmp_path):
 
 
 def test_status_shows_every_state(tiny_data, tmp_path):
-    run_experiment("table6", "smoke", ["resnet20"], seeds=3, out=tmp_path, data=tiny_data, engine=CPU,
-                   progress=False, say=lambda _: None, overrides={"iterations": 2})  # states, not results
+    run_experiment(Sweep("table6", "smoke", ["resnet20"], seeds=3, out=tmp_path, overrides={"iterations": 2}), CPU,
+                   Schedule(progress=False), tiny_data, say=lambda _: None)  # states, not results
     dirs = sorted(tmp_path.glob("resnet20-*"))
     (dirs[1] / "summary.json").unlink()  # as if killed: no summary, no lock
     (dirs[2] / "summary.json").unlink()
@@ -175,7 +176,7 @@ def test_status_shows_every_state(tiny_data, tmp_path):
 
 
 def test_worker_requeues_itself_on_preemption():
-    worker = Worker([], None, CPU)
+    worker = Worker([], None, CPU, Schedule())
     assert worker.checkpoint().function is worker
 
 
@@ -195,9 +196,10 @@ def fake_slurm(tmp_path, monkeypatch):
 def test_slurm_launcher_submits_an_array_with_the_options(fake_slurm, tiny_data, tmp_path):
     """The sbatch options a real cluster needs and the one-node test cluster (tests/test_slurm.py, which runs
     arrays, requeues and walltimes for real) cannot show: GPUs, partition and account."""
-    jobs, _, engine = prepare("table6", "smoke", ["resnet20", "resnet32"], seeds=2, out=tmp_path / "runs",
-                              data=tiny_data, engine=CPU, say=lambda _: None)
-    ids = submit_slurm(jobs, 3, None, engine, tmp_path / "runs", SlurmOptions("gpu", "lab", time_min=90, mem_gb=64))
+    jobs, _, engine = prepare(Sweep("table6", "smoke", ["resnet20", "resnet32"], seeds=2, out=tmp_path / "runs"),
+                              CPU, tiny_data, say=lambda _: None)
+    slurm = SlurmOptions("gpu", "lab", time_min=90, mem_gb=64)
+    ids = submit_slurm(jobs, engine, tmp_path / "runs", Schedule("slurm", 3, slurm=slurm))
     assert ids == [f"4242_{i}" for i in range(4)]
     script = fake_slurm.read_text()
     for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --array=0-3%3",
@@ -267,11 +269,11 @@ def test_a_full_disk_mid_run_is_a_one_line_error_and_nothing_looks_finished(jpeg
 
 def test_slurm_runs_an_imagenet_run_as_one_task_per_gpu(fake_slurm, tmp_path):
     gpu = Engine().resolve(cuda_available=True)  # as the CLI resolves it for GPU nodes, on a machine without one
-    jobs, data, engine = prepare("table2", "smoke", ["resnet18"], out=tmp_path / "runs", engine=gpu,
-                                 synthetic=True, say=lambda _: None)
+    jobs, data, engine = prepare(Sweep("table2", "smoke", ["resnet18"], out=tmp_path / "runs", synthetic=True), gpu,
+                                 say=lambda _: None)
     assert jobs[0].config["precision"] == "bf16" and data.variant == "synthetic" and data.decode == "device"
     assert (engine.device, engine.compile) == ("cuda", True)
-    submit_slurm(jobs, 1, data.source, engine, tmp_path / "runs", SlurmOptions(gpus=4, nodes=2))
+    submit_slurm(jobs, engine, tmp_path / "runs", Schedule("slurm", slurm=SlurmOptions(gpus=4, nodes=2)), data.source)
     script = fake_slurm.read_text()
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4"):
         assert line in script

@@ -31,6 +31,7 @@ from resbench.models import build_model
 from resbench.paper.recipes import CifarRecipe, ImageNetRecipe
 from resbench.runs.rundir import read_metrics
 from resbench.sweep.launch import launch_local
+from resbench.sweep.options import Schedule
 from resbench.sweep.plan import resolve
 from resbench.train.engine import Engine, make_optimizer, sync
 from resbench.train.fused import train_fused
@@ -168,7 +169,8 @@ def jobs_throughput(model_name: str, workers: int, iterations: int, data: CifarD
     recipe = _bench_recipe(iterations)
     jobs = [resolve(CifarRun(model_name, recipe, seed, "bench"), data, engine, out) for seed in range(workers)]
     started = time.perf_counter()
-    results = launch_local(jobs, workers, data_root, engine, out, progress=False, say=lambda _: None)
+    results = launch_local(jobs, engine, out, Schedule("local", workers, progress=False), data_root,
+                           say=lambda _: None)
     wall = time.perf_counter() - started
     for r in results:
         if r["status"] != "done":

@@ -1,8 +1,6 @@
 """The `resbench` command. Thin: it parses arguments and calls the library."""
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,8 +12,17 @@ from resbench.cli.calibrate import calibrate_cmd
 from resbench.cli.common import (OLD_OUT_HELP, RUNS_HELP, check_device, console, duration, fail, is_missing, message,
                                  name_list, one, outcome, overrides, runs_folder)
 from resbench.cli.data import data_app
+from resbench.cli.ensemble import ensemble_cmd
+from resbench.cli.flops import flops_cmd
 from resbench.cli.runs import runs_app
 from resbench.cli.tune import tune_cmd
+from resbench.data import DataError
+from resbench.runs.rundir import RunDirError
+from resbench.sweep.durations import parse_deadline, parse_duration
+
+# Each command imports the parts of the library that load torch, torchvision or pandas (seconds each) when it
+# runs, so that `resbench --help` and a mistyped option answer at once: with them all here, `--help` took 10-14 s
+# instead of 0.5 s on a busy 2-core machine.
 
 app = typer.Typer(help="Reproduce He et al., Deep Residual Learning (2015): run, measure, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -45,39 +52,7 @@ def list_experiments() -> None:
         console.print(table)
 
 
-@app.command()
-def flops(
-    models: Optional[List[str]] = typer.Argument(None, help="model names (default: every paper model)"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a table"),
-    write_golden: Optional[Path] = typer.Option(None, help="write the golden CSV the CI check compares with"),
-) -> None:
-    """Parameters and multiply-adds (fvcore, cross-checked by FlopCounterMode) vs the paper."""
-    from resbench.probes.complexity import complexity, paper_models, paper_reference, write_golden as write_csv
-
-    names = models or paper_models()
-    try:
-        rows = [complexity(n) for n in names]
-    except ValueError as err:
-        fail(str(err))
-    if write_golden:
-        write_csv(str(write_golden), rows)
-        console.print(f"wrote {len(rows)} models to {write_golden}")
-        return
-    if as_json:
-        print(json.dumps([r.as_dict() for r in rows], indent=1))
-        return
-    table = Table(title="Complexity: 1 FLOP = 1 multiply-add of conv/FC layers (the paper's convention)")
-    for col in ("model", "input", "params (M)", "GMACs", "paper", "ours / paper"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for r in rows:
-        ref = paper_reference(r.model)
-        paper, ratio = "", ""
-        if ref:
-            metric, value, scale = ref
-            ours = r.macs if metric == "flops" else r.params
-            paper, ratio = f"{value} {'G' if metric == 'flops' else 'M params'}", f"{ours / scale / value:.3f}"
-        table.add_row(r.model, f"{r.input_size}²", f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.3f}", paper, ratio)
-    console.print(table)
+app.command("flops")(flops_cmd)
 
 
 SPEED, SLURM = "Speed", "Slurm (--launcher slurm)"  # option groups in --help
@@ -150,70 +125,44 @@ def run(
 ) -> None:
     """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
     from resbench.bench.tune import auto_pack
-    from resbench.data import DataError
-    from resbench.sweep.launch import LAUNCHERS, SlurmOptions, launch_local, submit_slurm
-    from resbench.sweep.jobs import resolve_fuse, train_jobs
-    from resbench.paper.declarations import load_experiment
-    from resbench.sweep.durations import parse_deadline, parse_duration
-    from resbench.sweep.plan import prepare, time_box
-    from resbench.train.distributed import init_from_env
+    from resbench.sweep.options import Schedule, SlurmOptions, Sweep
+    from resbench.sweep.start import start
     from resbench.train.engine import Engine
 
-    out, device, model_names = runs_folder(runs_, old_out), check_device(device), name_list(models, "--models")
-    launcher = launcher or ("inline" if jobs == 1 else "local")
-    if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
-        device, launcher = rank_device, "inline"
-    precision = "fp32" if fp32 else precision
-    engine = Engine(device=device, precision=precision, compile=compile, compile_mode=compile_mode,
-                    deterministic=deterministic, one_forward=one_forward, graph="cuda" if graph else "off")
-    if launcher == "slurm" and gpus_per_task:  # resolved for the GPU nodes, not this one
-        engine = engine.resolve(cuda_available=True)
+    out = runs_folder(runs_, old_out)
+    engine = Engine(device=check_device(device), precision="fp32" if fp32 else precision, compile=compile,
+                    compile_mode=compile_mode, deterministic=deterministic, one_forward=one_forward,
+                    graph="cuda" if graph else "off")
     try:
-        time_limit_s = parse_duration(time_limit) if time_limit is not None else None
-        end = parse_deadline(deadline).timestamp() if deadline is not None else None
-        if end is not None and time_limit_s is not None:
-            raise ValueError("--deadline and --time-limit both bound the time; give one")
-        if end is not None and launcher != "inline":
-            raise ValueError("--deadline plans the runs of this process; with --jobs or --launcher use --time-limit")
-        if launcher not in LAUNCHERS:
-            raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-        if pack != "auto" and (not pack.isdigit() or int(pack) < 1):
-            raise ValueError(f"--pack takes a number of runs (1 or more) or auto, got {pack!r}")
-        if pack not in ("auto", "1") and launcher != "inline":
-            raise ValueError("--pack trains its runs in this process: use it without --jobs or --launcher")
-        fuse_n = resolve_fuse(fuse, engine)  # every option is checked before the data is looked for
-        todo, data, engine = prepare(experiment, preset, model_names, seeds, out,
-                                     data_root=str(data_root) if data_root else None, engine=engine,
-                                     overrides=overrides(set_), fresh=fresh, synthetic=synthetic,
-                                     say=console.print, budget=budget, decode=decode)
-        root = data.source  # workers read the very folder the plan was made on
-        decode = getattr(data, "decode", "workers")  # and decode where the plan said
-        pack_n = int(pack) if pack != "auto" else auto_pack(engine, todo, data, launcher == "inline" and fuse_n == 1,
-                                                            profile, graph, say=console.print)
-        if graph is None and pack_n > 1 and engine.device.startswith("cuda"):
-            engine = replace(engine, graph="cuda")  # a pack cannot torch.compile: its runs step captured
-        if launcher == "slurm":
-            options = SlurmOptions(partition, account, gpus_per_task, cpus_per_task, slurm_time, mem_gb, nodes)
-            ids = submit_slurm(todo, jobs, root, engine, out, options, fuse_n, decode)
-            console.print(f"submitted {len(ids)} Slurm tasks ({ids[0] if ids else '-'} ...); "
-                          f"follow them with: resbench status {experiment} --runs {out}")
-            return
-        if launcher == "local":
-            results = launch_local(todo, jobs, root, engine, out, time_limit_s, not quiet, console.print, fuse_n,
-                                   decode)
-        else:
-            box = time_box(end, engine, pack_n) if end is not None else None
-            results = train_jobs(todo, data, engine, not quiet, time_limit_s, console.print, fuse_n, pack_n, box)
+        sweep = Sweep(experiment, preset, models=name_list(models, "--models"), seeds=seeds, budget=budget,
+                      overrides=overrides(set_), out=out, data_root=str(data_root) if data_root else None,
+                      fresh=fresh, synthetic=synthetic, decode=decode)
+        slurm = SlurmOptions(partition, account, gpus=gpus_per_task, cpus=cpus_per_task, time_min=slurm_time,
+                             mem_gb=mem_gb, nodes=nodes)
+        schedule = Schedule(launcher, jobs, fuse=_count(fuse), pack=_count(pack), graph=graph, profile=profile,
+                            time_limit_s=parse_duration(time_limit) if time_limit is not None else None,
+                            deadline=parse_deadline(deadline).timestamp() if deadline is not None else None,
+                            progress=not quiet, slurm=slurm)
+        started = start(sweep, schedule, engine, console.print, pack_size=auto_pack)
     except (DataError, ValueError, KeyError) as err:
         fail(message(err))
     except OSError as err:
         fail(f"cannot write results to {out}: {err.strerror or err}")
-    reports = load_experiment(experiment).reports or (experiment,)  # a plan's runs feed the tables' reports
-    report = " ".join(f"--{name.rstrip('0123456789')} {name.lstrip('tablefigure')}" for name in reports)
-    console.print(outcome(results) + f"; results in {out}/ (progress: resbench status --runs {out}; "
-                  f"report: resbench report {report} --runs {out})")
-    if any(r["status"] == "failed" for r in results):
+    if started.submitted:
+        console.print(f"submitted {len(started.submitted)} Slurm tasks ({started.submitted[0]} ...); "
+                      f"follow them with: resbench status {experiment} --runs {out}"
+                      + ("; under the deadline each task starts its runs only if they fit (its log says which it "
+                         "did not start)" if deadline else ""))
+        return
+    console.print(outcome(started.results) + f"; results in {out}/ (progress: resbench status --runs {out}; "
+                  f"report: resbench report {started.report} --runs {out})")
+    if any(r["status"] == "failed" for r in started.results):
         raise typer.Exit(1)
+
+
+def _count(value: str) -> int | str:
+    """--fuse, --pack: a number of runs as an int, else as given (auto; nonsense is refused by Schedule)."""
+    return int(value) if value.isdigit() else value
 
 
 STATE_STYLE = {"done": "green", "running": "cyan", "paused": "yellow", "stopped": "yellow",
@@ -229,7 +178,6 @@ def status(
     """Every run in a results folder: done, running, paused, stopped, failed or diverged, with progress."""
     from resbench.paper.declarations import load_experiment
     from resbench.report.runs import load_runs
-    from resbench.runs.rundir import RunDirError
 
     out = runs_folder(runs_, old_out)
     if not out.exists():
@@ -275,41 +223,7 @@ def _listed(value) -> list:
     return value if isinstance(value, list) else []
 
 
-@app.command()
-def ensemble(
-    runs: List[Path] = typer.Argument(..., help="finished ImageNet run directories"),
-    test: str = typer.Option("multiscale", help="center, 10crop or multiscale (Table 5: multiscale)"),
-    data_root: Optional[Path] = typer.Option(None, help="the ImageNet folder the runs trained on"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
-    out: Optional[Path] = typer.Option(None, help="also write the results as JSON here"),
-) -> None:
-    """Table 5: test several ImageNet runs alone and as an ensemble (softmax averaged)."""
-    from resbench.data import DataError
-    from resbench.data.imagenet import find_imagenet
-    from resbench.evaluation.ensemble import ensemble_of_runs
-    from resbench.host.files import write_json
-    from resbench.runs.rundir import is_run_dir, read_config
-    from resbench.train.engine import Engine
-
-    try:
-        if test not in ("center", "10crop", "multiscale"):
-            raise ValueError(f"unknown test {test!r}; choose center, 10crop or multiscale")
-        engine = Engine(device=check_device(device)).resolve()
-        root = data_root or next((read_config(r)["data"]["source"] for r in runs if is_run_dir(r)), None)
-        result = ensemble_of_runs(runs, find_imagenet(root), engine, test)
-    except (DataError, ValueError, KeyError) as err:
-        fail(message(err))
-    table = Table(title=f"{test} test on {result['data_variant']} val")
-    for col in ("run", "model", "top-1 err %", "top-5 err %"):
-        table.add_column(col, justify="right" if "err" in col else "left")
-    for m in result["members"]:
-        table.add_row(m["run"], m["model"], f"{m['top1_err']:.2f}", f"{m['top5_err']:.2f}")
-    table.add_row("[bold]ensemble[/]", f"{len(result['members'])} models", f"{result['top1_err']:.2f}",
-                  f"{result['top5_err']:.2f}")
-    console.print(table)
-    if out:
-        write_json(out, result)
-        console.print(f"wrote {out}")
+app.command("ensemble")(ensemble_cmd)
 
 
 @app.command()
@@ -331,13 +245,12 @@ def report(
     jobs: Optional[int] = typer.Option(None, min=1, help="reports built at once (default: one per core)"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
+    from resbench.paper.declarations import experiment_names
     from resbench.report.build import ReportError, build_reports, reports_folder, writable
     from resbench.report.claims import claims_line
     from resbench.report.core import counts_line
     from resbench.report.folder import read_report
     from resbench.report.index import build_index
-    from resbench.paper.declarations import experiment_names
-    from resbench.runs.rundir import RunDirError
 
     runs = one(runs_, "--runs")
     out = reports_folder(runs, one(out_, "--out") if out_ else None)

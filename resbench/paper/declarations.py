@@ -7,6 +7,7 @@ so adding a row is one edit there.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -61,6 +62,13 @@ class Experiment:
     budgets: tuple[str, ...] = ()
     order: str = "declared"  # "cheapest": runs ordered by their cost, so a deadline cut keeps most results
     reports: tuple[str, ...] = ()  # a plan: the reports its runs feed
+
+    @property
+    def report_options(self) -> str:
+        """The `resbench report` options of the reports this experiment's runs feed: its own ("--table 6"), or
+        a plan's `reports` ("--table 6 --figure 6")."""
+        named = [re.fullmatch(r"(table|figure)(\d+)", name) for name in self.reports or (self.name,)]
+        return " ".join(f"--{m[1]} {m[2]}" for m in named if m)
 
     @property
     def trains(self) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 from resbench.data.cifar import CifarData, CifarFiles
 from resbench.runs.rundir import read_status, read_summary, write_config, write_error, write_summary
 from resbench.runs.store import ENDED
+from resbench.sweep.options import Schedule
 from resbench.train.distributed import claim_once, world
 from resbench.train.engine import Engine
 from resbench.train.loop import train_cifar
@@ -47,6 +48,7 @@ class TimeBox(Protocol):
 
     def seconds_left(self) -> float: ...
     def admit(self, job: Job, deadline: Deadline, active: Sequence[Job] = ()) -> bool: ...
+    def not_started(self, jobs: Sequence[Job], results: Sequence[dict]) -> list[dict]: ...
     def summary(self, jobs: Sequence[Job], results: Sequence[dict]) -> list[str]: ...
 
 
@@ -97,7 +99,7 @@ def resolve_fuse(fuse: int | str, engine: Engine) -> int:
     return int(fuse)
 
 
-def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
+def train_group(jobs: list[Job], data: Data, engine: Engine, *, progress: bool = True,
                 time_limit_s: float | None = None) -> list[dict]:
     """Train (or resume) jobs that differ only in seed, fused into one training when several are
     left; returns a summary per job. Each job is trained only while its lock is held (see
@@ -122,7 +124,7 @@ def train_group(jobs: list[Job], data: Data, engine: Engine, progress: bool = Tr
     return [results[job.dir] for job in jobs]
 
 
-def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, progress: bool = True,
+def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, *, progress: bool = True,
                time_limit_s: float | None = None,
                admit: Callable[[Job, Deadline, Sequence[Job]], bool] | None = None):
     """Train CIFAR jobs `slots` at a time in one process (`resbench.train.pack`), each while its lock is
@@ -194,7 +196,7 @@ def _train(jobs: list[Job], data: Data, engine: Engine, progress: bool, time_lim
     return train_fused([j.run for j in jobs], data, [j.dir for j in jobs], engine, progress, time_limit_s)
 
 
-def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
+def train_job(job: Job, data: Data, engine: Engine, *, progress: bool = True,
               time_limit_s: float | None = None) -> dict:
     """Train (or resume) one job unless it is finished or taken; returns its summary.
 
@@ -204,52 +206,65 @@ def train_job(job: Job, data: Data, engine: Engine, progress: bool = True,
     (disk full, no write permission) is not a property of the run, so it is raised.
     Under torchrun, process 0 holds the lock and writes; the others follow its decision.
     """
-    return train_group([job], data, engine, progress, time_limit_s)[0]
+    return train_group([job], data, engine, progress=progress, time_limit_s=time_limit_s)[0]
 
 
-def train_jobs(jobs: list[Job], data: Data, engine: Engine, progress: bool = True,
-               time_limit_s: float | None = None, say: Callable[[str], None] = print, fuse: int = 1,
-               pack: int = 1, box: TimeBox | None = None) -> list[dict]:
-    """Train the jobs, `fuse` seeds at a time or `pack` runs side by side (skipping finished and taken
-    ones), within the time limit; SIGTERM or Ctrl-C pauses the runs in training and starts no other
-    (`resbench.train.stop`). `box` (--deadline, `resbench.sweep.timebox`): start only the jobs whose
-    estimated time fits before its end, pause the rest at it, and say at the end what came of each."""
+def train_jobs(jobs: list[Job], data: Data, engine: Engine, schedule: Schedule = Schedule(),
+               say: Callable[[str], None] = print, box: TimeBox | None = None) -> list[dict]:
+    """Train the jobs in this process, `schedule.fuse` seeds at a time or `schedule.pack` runs side by side
+    (skipping finished and taken ones), within its time limit; SIGTERM or Ctrl-C pauses the runs in training
+    and starts no other (`resbench.train.stop`). `box` (--deadline, `resbench.sweep.timebox`): start only the
+    jobs whose estimated time fits before its end, pause the rest at it, and say at the end what came of each;
+    a job it did not start is in the results as "not started", with the reason."""
+    if not (str(schedule.fuse).isdigit() and str(schedule.pack).isdigit()):
+        raise ValueError("--fuse auto and --pack auto are decided before training (resbench.sweep.start)")
+    fuse, pack = int(schedule.fuse), int(schedule.pack)
     if box is not None and fuse > 1:
         raise ValueError("--deadline plans runs one at a time or packed (--pack); it does not combine with --fuse")
     if pack > 1:
         if fuse > 1 or not all(isinstance(j.run, CifarRun) for j in jobs):
             raise ValueError("--pack trains CIFAR runs side by side, each alone; it does not combine with --fuse")
-        results = []
-        with stop_on_signals():  # one stop for every pack below: a signal during one starts no other
-            clock = Deadline(box.seconds_left() if box is not None else time_limit_s)
-            for precision in dict.fromkeys(j.precision for j in jobs):  # a pack computes in one arithmetic
-                share = [j for j in jobs if j.precision == precision]
-                if (limit := clock.left()) is not None and limit <= 0 or requested():
-                    break
-                for summary in train_pack(share, data, job_engine(share[0], engine), pack, progress, limit,
-                                          box.admit if box is not None else None):
-                    say(describe(summary))
-                    results.append(summary)
+        results = _train_packs(jobs, data, engine, schedule, say, box)
     else:
-        results = _train_groups(jobs, data, engine, progress, time_limit_s, say, fuse, box)
-    for line in box.summary(jobs, results) if box is not None else ():
-        say(line)
+        results = _train_groups(jobs, data, engine, schedule, say, box)
+    if box is not None:
+        results += box.not_started(jobs, results)
+        for line in box.summary(jobs, results):
+            say(line)
     return results
 
 
-def _train_groups(jobs: list[Job], data: Data, engine: Engine, progress: bool, time_limit_s: float | None,
-                  say: Callable[[str], None], fuse: int, box: TimeBox | None) -> list[dict]:
+def _train_packs(jobs: list[Job], data: Data, engine: Engine, schedule: Schedule, say: Callable[[str], None],
+                 box: TimeBox | None) -> list[dict]:
+    results = []
+    with stop_on_signals():  # one stop for every pack below: a signal during one starts no other
+        clock = Deadline(box.seconds_left() if box is not None else schedule.time_limit_s)
+        for precision in dict.fromkeys(j.precision for j in jobs):  # a pack computes in one arithmetic
+            share = [j for j in jobs if j.precision == precision]
+            if (limit := clock.left()) is not None and limit <= 0 or requested():
+                break
+            for summary in train_pack(share, data, job_engine(share[0], engine), int(schedule.pack),
+                                      progress=schedule.progress, time_limit_s=limit,
+                                      admit=box.admit if box is not None else None):
+                say(describe(summary))
+                results.append(summary)
+    return results
+
+
+def _train_groups(jobs: list[Job], data: Data, engine: Engine, schedule: Schedule, say: Callable[[str], None],
+                  box: TimeBox | None) -> list[dict]:
     results = []
     with stop_on_signals():
-        deadline = Deadline(box.seconds_left() if box is not None else time_limit_s)
-        for group in make_groups(jobs, fuse):
+        deadline = Deadline(box.seconds_left() if box is not None else schedule.time_limit_s)
+        for group in make_groups(jobs, int(schedule.fuse)):
             if reason := deadline.reason():
                 if box is None:
                     say(f"{reason}; not started: {', '.join(str(j.dir) for j in group)}")
                 continue
             if box is not None and read_status(group[0].dir) not in ENDED and not box.admit(group[0], deadline):
                 continue
-            for summary in train_group(group, data, engine, progress, deadline.left()):
+            for summary in train_group(group, data, engine, progress=schedule.progress,
+                                       time_limit_s=deadline.left()):
                 say(describe(summary))
                 results.append(summary)
     return results
@@ -262,6 +277,8 @@ def describe(summary: dict) -> str:
         return f"{status} already: {where}"
     if status == "taken":
         return f"taken by another process: {where}"
+    if status == "not started":
+        return f"not started: {where} ({summary['reason']})"
     if status == "failed":
         return f"failed: {where}  {summary['error']} (traceback in error.txt)"
     if status == "diverged":

@@ -19,10 +19,12 @@ task (`Worker.__call__`), and a preempted task is requeued by Slurm itself. A re
 the data again and resumes every unfinished run from its checkpoint, so it ends as an
 uninterrupted run would. A task takes its torch threads from SLURM_CPUS_PER_TASK.
 
-Note for a sweep deadline (a sweep that starts only the runs that fit before it, not built
-here): each try of a Slurm task has a walltime of its own, so a task's deadline would be its
-start plus the walltime less `SlurmOptions.signal_s`, taken again after every requeue, and a run
-longer than one walltime would still start, to span several tries.
+Under a deadline (`--deadline`, an end time) every worker and every Slurm task gets the same end and
+admits a run only when its estimate fits before it (`resbench.sweep.timebox`), as a sweep in one process
+does; a Slurm task's own end is the earlier of the deadline and its walltime (less `SlurmOptions.signal_s`),
+taken again after each requeue. A task whose runs paused at the deadline is not requeued (the sweep is over
+for now; the same command resumes them), while one preempted or at its walltime before it is requeued as
+without a deadline.
 """
 from __future__ import annotations
 
@@ -31,65 +33,36 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from resbench.sweep.jobs import Job, describe, make_groups, train_jobs
 from resbench.runs.rundir import last_iteration, read_status, read_summary
 from resbench.runs.store import ENDED, run_state
+from resbench.sweep.jobs import Job, describe, make_groups, train_jobs
+from resbench.sweep.options import LAUNCHERS, Schedule, SlurmOptions  # noqa: F401  (SlurmOptions: here as before)
+from resbench.sweep.plan import load_data, time_box
+from resbench.sweep.timebox import FIRST, TimeBox, deadline_summary
 from resbench.train.engine import Engine
 from resbench.train.stop import WALLTIME, request, requested, stop_on_signals
 
-LAUNCHERS = ("inline", "local", "slurm")
 # a long run crosses many walltimes: submitit's default of 3 requeues after a timeout would end it
 MAX_REQUEUES = 1000
 
 
-@dataclass(frozen=True)
-class SlurmOptions:
-    partition: str | None = None
-    account: str | None = None
-    gpus: int = 1  # GPUs per task (one run per task)
-    cpus: int = 8  # CPU cores per task
-    time_min: int = 240  # wall-time limit per task; longer runs are requeued and resume
-    mem_gb: int | None = 32  # memory per task; None: the cluster's default
-    nodes: int = 1  # ImageNet runs: nodes per run, one process per GPU
-
-    @property
-    def signal_s(self) -> int:
-        """Seconds before the walltime that Slurm warns the task (`--signal`): a sixth of the walltime,
-        at most submitit's 90 s, so that a short walltime is not warned at its start. Slurm checks
-        every 30 s or so and may warn that much earlier; the run needs only one step and a checkpoint."""
-        return min(90, self.time_min * 60 // 6)
-
-    def executor_parameters(self, parallel: int, data_parallel: bool = False) -> dict:
-        """submitit's parameter names for these options."""
-        params = {"slurm_partition": self.partition, "slurm_account": self.account,
-                  "gpus_per_node": self.gpus, "cpus_per_task": self.cpus, "timeout_min": self.time_min,
-                  "mem_gb": self.mem_gb, "slurm_signal_delay_s": self.signal_s,
-                  "slurm_array_parallelism": parallel, "name": "resbench"}
-        if data_parallel:
-            params.update(nodes=self.nodes, tasks_per_node=self.gpus)
-        return {k: v for k, v in params.items() if v is not None}
-
-
 class Worker:
     """One process's share of a sweep: load the data (from `data_root`: the folder the planner
-    read), train what is left of `jobs`."""
+    read, decoded where `decode` says), train what is left of `jobs` as `schedule` says."""
 
-    def __init__(self, jobs: list[Job], data_root: str | None, engine: Engine,
-                 time_limit_s: float | None = None, threads: int | None = None, data_parallel: bool = False,
-                 fuse: int = 1, decode: str = "workers"):
-        self.jobs, self.data_root, self.engine, self.decode = jobs, data_root, engine, decode
-        self.time_limit_s, self.threads, self.data_parallel, self.fuse = time_limit_s, threads, data_parallel, fuse
+    def __init__(self, jobs: list[Job], data_root: str | None, engine: Engine, schedule: Schedule,
+                 decode: str = "workers", threads: int | None = None, data_parallel: bool = False):
+        self.jobs, self.data_root, self.engine, self.schedule, self.decode = jobs, data_root, engine, schedule, decode
+        self.threads, self.data_parallel = threads, data_parallel
 
     def __call__(self) -> list[dict]:
         import torch
-
-        from resbench.sweep.plan import load_data
 
         if threads := self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)):
             torch.set_num_threads(threads)
@@ -102,12 +75,37 @@ class Worker:
             if (device := init_from_env()) is not None:
                 self.engine = replace(self.engine, device=device)
         data = load_data([j.run for j in self.jobs], self.data_root, decode=self.decode, device=self.engine.device)
+        box = self.time_box()
+        schedule = replace(self.schedule, progress=False)  # to the task's log: no bars
         with stop_on_signals(), _walltime_signal() as requeue:
-            results = train_jobs(self.jobs, data, self.engine, progress=False, time_limit_s=self.time_limit_s,
-                                 say=lambda line: print(line, flush=True), fuse=self.fuse)  # to the task's log
-        if requested() == WALLTIME and any(read_status(j.dir) not in ENDED for j in self.jobs):
+            results = train_jobs(self.jobs, data, self.engine, schedule, say=lambda line: print(line, flush=True),
+                                 box=box)
+        if self.requeue_due(results, box):
             requeue()  # the runs have checkpointed: submitit pickles this Worker, requeues the task and exits
         return results
+
+    def time_box(self) -> TimeBox | None:
+        """The deadline's time box in this process: its end, or a Slurm task's walltime (less the time Slurm
+        warns before it) where that comes first; taken when the process starts, so again after a requeue."""
+        end = self.schedule.deadline
+        if end is None:
+            return None
+        if self.schedule.launcher == "slurm" and "SLURM_JOB_ID" in os.environ:
+            walltime = self.schedule.slurm
+            end = min(end, time.time() + walltime.time_min * 60 - walltime.signal_s)
+        return time_box(end, self.engine)
+
+    def requeue_due(self, results: list[dict], box: TimeBox | None = None) -> bool:
+        """Whether this Slurm task goes on in a requeued try: some run is unfinished and the task's walltime
+        stopped it before the deadline (Slurm's warning, or `box`, this task's time box, ending at the walltime).
+        A task whose runs paused at the deadline is over: the deadline is the user's end of the sweep, for now."""
+        if all(read_status(j.dir) in ENDED for j in self.jobs):
+            return False
+        deadline = self.schedule.deadline
+        if requested() == WALLTIME:
+            return deadline is None or time.time() < deadline
+        walltime_first = box is not None and deadline is not None and box.end < deadline
+        return walltime_first and requested() is None and any(r["status"] == "paused" for r in results)
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on preemption or timeout: requeue; the run resumes from its checkpoint."""
@@ -135,46 +133,57 @@ def _walltime_signal() -> Iterator[Callable[[], None]]:
         signal.signal(sig, submitit_handler)
 
 
-def launch_local(jobs: list[Job], workers: int, data_root: str | None, engine: Engine, out: Path,
-                 time_limit_s: float | None = None, progress: bool = True,
-                 say: Callable[[str], None] = print, fuse: int = 1, decode: str = "workers") -> list[dict]:
-    """Train `jobs` with `workers` processes on this machine and wait for them; returns summaries.
-    With `fuse` > 1 each worker trains whole fused groups (`jobs.make_groups`)."""
+def launch_local(jobs: list[Job], engine: Engine, out: Path, schedule: Schedule, data_root: str | None = None,
+                 decode: str = "workers", say: Callable[[str], None] = print) -> list[dict]:
+    """Train `jobs` with `schedule.jobs` processes on this machine and wait for them; returns summaries.
+    With `schedule.fuse` > 1 each worker trains whole fused groups (`jobs.make_groups`); under
+    `schedule.deadline` each admits only the runs that fit before it, and the end says what came of each."""
     import submitit
 
     if all(read_status(j.dir) in ENDED for j in jobs):  # nothing to train: start no process
         return [{"dir": str(j.dir), **read_summary(j.dir), "already": True, "status": run_state(j.dir)} for j in jobs]
+    began = time.time()
     executor = submitit.LocalExecutor(folder=Path(out) / ".submitit" / "%j")
     # submitit kills a local job after timeout_min (default 2 minutes): allow the whole sweep
-    executor.update_parameters(timeout_min=int((time_limit_s or 30 * 24 * 3600) / 60) + 10)
+    limit_s = schedule.time_limit_s or (schedule.deadline - began if schedule.deadline else 30 * 24 * 3600)
+    executor.update_parameters(timeout_min=int(limit_s / 60) + 10)
     gpus = _local_gpus(engine)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    groups = make_groups(jobs, fuse)
+    threads = max(1, (os.cpu_count() or 1) // schedule.jobs)
+    groups = make_groups(jobs, int(schedule.fuse))
     submitted = []
-    for i in range(min(workers, len(groups))):
+    for i in range(min(schedule.jobs, len(groups))):
         # every worker gets every group, rotated, so that they start on different ones
         share = [job for group in groups[i:] + groups[:i] for job in group]
         if gpus:
             executor.update_parameters(gpus_per_node=1, visible_gpus=[gpus[i % len(gpus)]])
-        submitted.append(executor.submit(Worker(share, data_root, engine, time_limit_s, threads, fuse=fuse,
-                                                decode=decode)))
+        submitted.append(executor.submit(Worker(share, data_root, engine, schedule, decode, threads)))
     try:
-        _watch(jobs, submitted, progress, say)
+        _watch(jobs, submitted, schedule.progress, say)
     except KeyboardInterrupt:  # stop the workers too; their runs resume on the next `resbench run`
         for worker in submitted:
             worker.cancel()
         raise
+    refused: dict[str, str] = {}
     for worker in submitted:
         if (exc := worker.exception()) is not None:
             say(f"worker {worker.job_id} stopped: {str(exc).strip().splitlines()[-1]}; "
                 f"log: {worker.paths.stderr}")
-    return [{"dir": str(j.dir), **read_summary(j.dir), "status": run_state(j.dir)} for j in jobs]
+        else:
+            refused.update({r["dir"]: r["reason"] for r in worker.result() if r["status"] == "not started"})
+    results = [{"dir": str(j.dir), **read_summary(j.dir), "status": run_state(j.dir)} for j in jobs]
+    if schedule.deadline is None:
+        return results
+    results = [{"dir": r["dir"], "status": "not started", "reason": refused.get(r["dir"], FIRST)}
+               if r["status"] == "stopped" and not last_iteration(j.dir) else r for j, r in zip(jobs, results)]
+    for line in deadline_summary(schedule.deadline, began, jobs, results):
+        say(line)
+    return results
 
 
-def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: Engine, out: Path,
-                 options: SlurmOptions, fuse: int = 1, decode: str = "workers") -> list[str]:
-    """Submit one array task per run, or per fused group of runs (at most `parallel` at once);
-    returns the Slurm job ids."""
+def submit_slurm(jobs: list[Job], engine: Engine, out: Path, schedule: Schedule, data_root: str | None = None,
+                 decode: str = "workers") -> list[str]:
+    """Submit one array task per run, or per fused group of runs (at most `schedule.jobs` at once, each with
+    `schedule.slurm`'s resources); returns the Slurm job ids."""
     import submitit
 
     from resbench.train.runspec import ImageNetRun
@@ -182,10 +191,11 @@ def submit_slurm(jobs: list[Job], parallel: int, data_root: str | None, engine: 
     data_parallel = any(isinstance(job.run, ImageNetRun) for job in jobs)
     executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm",
                                      slurm_max_num_timeout=MAX_REQUEUES)
-    executor.update_parameters(**options.executor_parameters(parallel, data_parallel))
+    executor.update_parameters(**schedule.slurm.executor_parameters(schedule.jobs, data_parallel))
     with executor.batch():
-        submitted = [executor.submit(Worker(group, data_root, engine, data_parallel=data_parallel, fuse=len(group),
-                                            decode=decode)) for group in make_groups(jobs, fuse)]
+        submitted = [executor.submit(Worker(group, data_root, engine, replace(schedule, fuse=len(group)), decode,
+                                            data_parallel=data_parallel))
+                     for group in make_groups(jobs, int(schedule.fuse))]
     return [j.job_id for j in submitted]
 
 

@@ -16,6 +16,7 @@ from resbench.paper.tiers import tier
 from resbench.runs.rundir import config_key, forget_results, forget_summary, read_status, run_dir_for
 from resbench.paper.declarations import Experiment, load_experiment
 from resbench.sweep.jobs import Job, job_engine, resolve_fuse, train_jobs
+from resbench.sweep.options import Schedule, Sweep
 from resbench.runs.store import is_locked
 from resbench.sweep.timebox import START_S, Pace, Paces, TimeBox
 from resbench.runs.checkpoint import remove_checkpoints
@@ -136,32 +137,33 @@ def reset(job: Job) -> None:
     forget_results(job.dir)
 
 
-def prepare(name: str, preset: str = "paper", models: list[str] | None = None, seeds: int | None = None,
-            out: str | Path = "runs", data: Data | None = None, data_root: str | None = None,
-            engine: Engine = Engine(), overrides: dict | None = None, fresh: bool = False,
-            synthetic: bool = False, say: Callable[[str], None] = print,
-            budget: Fraction | str = Fraction(1), decode: str = "auto") -> tuple[list[Job], Data, Engine]:
-    """Plan and resolve experiment `name`: the jobs to train, the data and the resolved engine.
+def prepare(sweep: Sweep, engine: Engine = Engine(), data: Data | None = None,
+            say: Callable[[str], None] = print) -> tuple[list[Job], Data, Engine]:
+    """Plan and resolve `sweep`: the jobs to train, the data and the resolved engine. `data`: data loaded
+    already (tests), in place of finding it from `sweep.data_root`.
 
-    `synthetic` (ImageNet experiments): train on a small generated folder, made once in
+    `sweep.synthetic` (ImageNet experiments): train on a small generated folder, made once in
     `<out>/.synthetic-imagenet`; its runs are marked synthetic and never compared with the paper.
-    `budget` ('1/32'): the preset's schedule compressed to that share (`CifarRecipe.with_budget`).
-    `decode` (ImageNet): where the training JPEGs are decoded (`resbench.data.imagenet.decode_place`).
+    `sweep.budget` ('1/32'): the preset's schedule compressed to that share (`CifarRecipe.with_budget`).
+    `sweep.decode` (ImageNet): where the training JPEGs are decoded (`resbench.data.imagenet.decode_place`).
     """
-    planned = plan(load_experiment(name), preset, models, seeds, overrides, parse_budget(budget))
+    sweep.validate()
+    name, out = sweep.experiment, Path(sweep.out)
+    planned = plan(load_experiment(name), sweep.preset, sweep.models, sweep.seeds, sweep.overrides,
+                   parse_budget(sweep.budget))
     if not engine.is_resolved and engine.precision != "auto" and (rows := {p.precision for p in planned} - {None, engine.precision}):
         raise ValueError(f"{name} declares its rows' precision ({', '.join(sorted(rows))}); leave out --precision "
                          "and --fp32")
     engine = engine if engine.is_resolved else engine.resolve()  # explicit: e.g. for Slurm's GPU nodes
-    data = data or load_data([p.run for p in planned], data_root,
-                             Path(out) / ".synthetic-imagenet" if synthetic else None, decode, engine.device)
+    data = data or load_data([p.run for p in planned], sweep.data_root,
+                             out / ".synthetic-imagenet" if sweep.synthetic else None, sweep.decode, engine.device)
     jobs = []
     for p in planned:
         if p.skip_reason:
             say(f"skip {p.run.model}: {p.skip_reason}")
             continue
-        job = resolve(p.run, data, engine, Path(out), p.precision)
-        if fresh and job.dir.exists():
+        job = resolve(p.run, data, engine, out, p.precision)
+        if sweep.fresh and job.dir.exists():
             reset(job)
         elif read_status(job.dir) == "failed":  # a new sweep retries a failed run, from its checkpoint
             forget_summary(job.dir)
@@ -169,21 +171,20 @@ def prepare(name: str, preset: str = "paper", models: list[str] | None = None, s
     return jobs, data, engine
 
 
-def run_experiment(name: str, preset: str = "paper", models: list[str] | None = None,
-                   seeds: int | None = None, out: str | Path = "runs", data: Data | None = None,
-                   data_root: str | None = None, engine: Engine = Engine(), progress: bool = True,
-                   time_limit_s: float | None = None, fresh: bool = False, overrides: dict | None = None,
-                   synthetic: bool = False, say: Callable[[str], None] = print, fuse: int | str = 1,
-                   budget: Fraction | str = Fraction(1), pack: int = 1, deadline: float | None = None,
+def run_experiment(sweep: Sweep, engine: Engine = Engine(), schedule: Schedule = Schedule(),
+                   data: Data | None = None, say: Callable[[str], None] = print,
                    pace: Callable[[Job], Pace] | None = None) -> list[dict]:
-    """Train, in this process, every planned run of `name` that has not finished; returns summaries.
+    """Train, in this process, every planned run of `sweep` that has not finished; returns summaries.
 
-    `deadline` (epoch seconds): start only the runs that fit before it, by `pace` (default: `Paces`, from
-    the runs' logs or a short measurement), and pause what still trains at it (`resbench.sweep.timebox`)."""
-    jobs, data, engine = prepare(name, preset, models, seeds, out, data, data_root, engine, overrides, fresh,
-                                 synthetic, say, budget)
-    return train_jobs(jobs, data, engine, progress, time_limit_s, say, resolve_fuse(fuse, engine), pack,
-                      time_box(deadline, engine, pack, pace) if deadline is not None else None)
+    `schedule.deadline` (epoch seconds): start only the runs that fit before it, by `pace` (default: `Paces`,
+    from the runs' logs or a short measurement), and pause what still trains at it (`resbench.sweep.timebox`)."""
+    schedule.validate()
+    jobs, data, engine = prepare(sweep, engine, data, say)
+    # in this process, --pack auto is one run at a time: the machine profile is the command's (resbench.sweep.start)
+    schedule = replace(schedule, fuse=resolve_fuse(schedule.fuse, engine),
+                       pack=1 if schedule.pack == "auto" else int(schedule.pack))
+    box = time_box(schedule.deadline, engine, schedule.pack, pace) if schedule.deadline is not None else None
+    return train_jobs(jobs, data, engine, schedule, say, box)
 
 
 def time_box(end: float, engine: Engine, slots: int = 1, pace: Callable[[Job], Pace] | None = None) -> TimeBox:

@@ -189,20 +189,16 @@ class TimeBox:
         self.ends[job.dir] = (now + seconds, round_s)
         return True
 
+    def not_started(self, jobs: Sequence[Job], results: Sequence[dict]) -> list[dict]:
+        """A result for each job of `jobs` that none of `results` is: not started, and why."""
+        started = {Path(r["dir"]) for r in results}
+        return [{"dir": str(j.dir), "status": "not started", "reason": self.refused.get(j.dir, FIRST)}
+                for j in jobs if j.dir not in started]
+
     def summary(self, jobs: Sequence[Job], results: Sequence[dict]) -> list[str]:
         """What the deadline's user reads at the end: what finished, what is paused, what was not started and
         why, and where each estimate came from."""
-        by_dir = {Path(r["dir"]): r for r in results}
-        done = [j for j in jobs if by_dir.get(j.dir, {}).get("status") == "done"]
-        paused = [j for j in jobs if by_dir.get(j.dir, {}).get("status") == "paused"]
-        waiting = [j for j in jobs if j.dir not in by_dir]
-        lines = [f"deadline {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.end))} "
-                 f"({format_duration(self.end - self.began)} from the start): {len(done)} run(s) finished, "
-                 f"{len(paused)} paused, {len(waiting)} not started"]
-        lines += [f"  paused at iteration {by_dir[j.dir]['iteration']:,}: {j.dir.name} (the same command resumes it)"
-                  for j in paused]
-        lines += [f"  not started: {j.dir.name} ({self.refused.get(j.dir, 'the deadline came first')})"
-                  for j in waiting]
+        lines = deadline_summary(self.end, self.began, jobs, results)
         paces: dict[str, str] = {}
         for job in jobs:
             if job.dir in self.estimates:
@@ -214,3 +210,22 @@ class TimeBox:
             lines.append(f"  estimates{packed}: " + "; ".join(f"{k} {v}" for k, v in paces.items()))
         return lines
 
+
+FIRST = "the deadline came first"  # why a job no estimate refused was not started
+
+
+def deadline_summary(end: float, began: float, jobs: Sequence[Job], results: Sequence[dict]) -> list[str]:
+    """What came of `jobs` under a deadline at `end` (epoch seconds): the runs finished, paused (each with its
+    iteration) and not started (each with its reason, from a "not started" result)."""
+    by_dir = {Path(r["dir"]): r for r in results}
+    status = {j.dir: by_dir.get(j.dir, {}).get("status", "not started") for j in jobs}
+    done = [j for j in jobs if status[j.dir] == "done"]
+    paused = [j for j in jobs if status[j.dir] == "paused"]
+    waiting = [j for j in jobs if status[j.dir] == "not started"]
+    lines = [f"deadline {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(end))} "
+             f"({format_duration(end - began)} from the start): {len(done)} run(s) finished, "
+             f"{len(paused)} paused, {len(waiting)} not started"]
+    lines += [f"  paused at iteration {by_dir[j.dir]['iteration']:,}: {j.dir.name} (the same command resumes it)"
+              for j in paused]
+    lines += [f"  not started: {j.dir.name} ({by_dir.get(j.dir, {}).get('reason', FIRST)})" for j in waiting]
+    return lines
