@@ -73,8 +73,9 @@ CALIBRATION = ("A calibration run trains airbench's own recipe, unchanged, on th
                "interval over seeds (the published mean taken as exact; one seed has no interval). It is shown, never "
                "applied: every verdict stays against the paper's own number.")
 
-GAP = ("One offset at every depth, within seed noise, is what a cost of the data (JPEG q75) would give; a gap that "
-       "differs between depths is something else. How the gap is read is at the end of this page.")
+GAP = ("One offset at every depth, within seed noise, is what a cost of the data (its JPEG q75 re-encoding, say) "
+       "would give; a gap that differs between depths is something else. How the gap is read is at the end of this "
+       "page.")
 
 RUNS = ("Every run read, one line each; `runs.csv` beside this page holds every column (versions, machine, "
         "timings).")
@@ -127,8 +128,7 @@ def claims_rule(fig7: bool) -> str:
     return text
 
 
-GAP_RULE = ("The CIFAR-10 these runs read is re-encoded as JPEG q75. A cost the data puts on every network shows as "
-            "one offset: the same gap to the paper at every depth, up to seed noise. Each depth's gap is our mean "
+GAP_RULE = ("A cost the data puts on every network (CIFAR-10 re-encoded as JPEG q75, say) shows as one offset: the same gap to the paper at every depth, up to seed noise. Each depth's gap is our mean "
             "minus the paper's (its single run where it gives one); its noise is the seed-to-seed std σ, pooled over "
             "our rows with 2 or more seeds, over both sides' run counts: σ·√(1/n_ours + 1/n_paper). A depth is off "
             "when its gap lies more than 2 noise-std from the median gap (the median, so that one outlying depth "
