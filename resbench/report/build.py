@@ -44,8 +44,8 @@ def notebook_for(name: str) -> Path:
     for folder in (PACKAGE_DIR / "analysis", PACKAGE_DIR.parent / "analysis"):
         if (folder / NOTEBOOK).exists():
             return folder / NOTEBOOK
-    raise FileNotFoundError(f"{NOTEBOOK} is in neither {PACKAGE_DIR / 'analysis'} nor {PACKAGE_DIR.parent / 'analysis'}: "
-                            "reinstall resbench")
+    raise FileNotFoundError(f"{NOTEBOOK} is in neither {PACKAGE_DIR / 'analysis'} nor "
+                            f"{PACKAGE_DIR.parent / 'analysis'}: reinstall resbench")
 
 
 def runs_folder(runs: str | Path, out: str | Path) -> str:

@@ -128,9 +128,9 @@ def claims_rule(fig7: bool) -> str:
     return text
 
 
-GAP_RULE = ("A cost the data puts on every network (CIFAR-10 re-encoded as JPEG q75, say) shows as one offset: the same gap to the paper at every depth, up to seed noise. Each depth's gap is our mean "
-            "minus the paper's (its single run where it gives one); its noise is the seed-to-seed std σ, pooled over "
-            "our rows with 2 or more seeds, over both sides' run counts: σ·√(1/n_ours + 1/n_paper). A depth is off "
-            "when its gap lies more than 2 noise-std from the median gap (the median, so that one outlying depth "
-            "does not drag the others with it). One offset is evidence for a shared cost, not proof of where it "
-            "comes from.")
+GAP_RULE = ("A cost the data puts on every network (CIFAR-10 re-encoded as JPEG q75, say) shows as one offset: the "
+            "same gap to the paper at every depth, up to seed noise. Each depth's gap is our mean minus the paper's "
+            "(its single run where it gives one); its noise is the seed-to-seed std σ, pooled over our rows with 2 "
+            "or more seeds, over both sides' run counts: σ·√(1/n_ours + 1/n_paper). A depth is off when its gap lies "
+            "more than 2 noise-std from the median gap (the median, so that one outlying depth does not drag the "
+            "others with it). One offset is evidence for a shared cost, not proof of where it comes from.")

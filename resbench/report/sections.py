@@ -97,7 +97,8 @@ def claims(table: pd.DataFrame) -> list[Section]:
 def budget_curve(curve, figure: str) -> list[Section]:
     """The budget curve (a resbench.report.curve_section.CurveSection): its fits, where each ordering turns,
     and its validation against full-recipe runs."""
-    missing = "\n".join(f"* No curve for {model} in `{family}`: {why}." for (model, family), why in curve.missing.items())
+    missing = "\n".join(f"* No curve for {model} in `{family}`: {why}."
+                        for (model, family), why in curve.missing.items())
     sections = [Section("A budget curve that predicts", "\n\n".join(filter(None, [prose.CURVE, missing])),
                         curve.table() if curve.curves else None, figure if curve.curves else "")]
     if not curve.turns.empty:
