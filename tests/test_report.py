@@ -119,10 +119,10 @@ def test_the_wheel_ships_the_report_notebook_and_an_installed_resbench_finds_it(
 
     root = Path(__file__).resolve().parents[1]
     source = tmp_path / "source"  # a copy: the build's own folders stay out of the checkout
-    for part in ("pyproject.toml", "README.md", "resbench", "experiments", "analysis"):
-        copy = shutil.copytree if (root / part).is_dir() else shutil.copy
-        copy(root / part, source / part, **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                            if (root / part).is_dir() else {}))
+    for folder in ("resbench", "experiments", "analysis"):
+        shutil.copytree(root / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for file in ("pyproject.toml", "README.md"):
+        shutil.copy(root / file, source / file)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheel").glob("resbench-*.whl")
