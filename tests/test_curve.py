@@ -169,7 +169,28 @@ def test_a_report_shows_curves_turns_and_the_validation_as_extrapolations_and_sa
     assert turn["extrapolation: turns at budget"].startswith("0.25")
     check = section.validation.set_index("network").loc["resnet20"]
     assert check["validation"] == "inconclusive" and "differ from the curve's" in check["departure"]
-    text = section.markdown("table6")
+    from resbench.report.sections import budget_curve, markdown
+
+    shown = budget_curve(section, "table6-curve.png")
+    assert [s.title for s in shown] == ["A budget curve that predicts", "Where each ordering turns",
+                                        "Validation: the prediction at the full recipe against full-recipe runs"]
+    text = markdown(shown)
     assert "No curve for plain20 in `proxy: JPEG q75 data (bf16)`: needs 3 budgets" in text
-    assert "![budget curves](table6-curve.png)" in text and section.figure() is not None
+    assert "![A budget curve that predicts](table6-curve.png)" in text and "extrapolations" in text
+
+
+def test_a_curve_figure_saved_twice_is_the_same_bytes(tmp_path):
+    """The curve's SVG was saved with its date: a report rebuilt from unchanged runs changed a file."""
+    from resbench.report.curve_section import CurveSection
+    from resbench.report.figures import save_figure
+
+    bf16 = "proxy: JPEG q75 data (bf16)"
+    errors = {("resnet20", bf16, b): [10.0 / float(Fraction(b)) ** 0.3 + d for d in (-0.1, 0.1)]
+              for b in ("1/32", "1/16", "1/8")}
+    section = CurveSection.build(load_experiment("table6"), budget_runs(errors), draws=20)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        assert save_figure(section.figure(), tmp_path / folder, "table6-curve") == "table6-curve.png"
+    for file in ("table6-curve.png", "table6-curve.svg"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
 

@@ -1,5 +1,6 @@
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -41,26 +42,98 @@ def summaries(root, model):
     return out
 
 
+ONE_OF_EACH_KIND = ("table6", "figure1", "figure7")  # the one notebook, run for a table, error curves and Fig. 7
+
+
 @pytest.fixture(scope="module")
 def built(smoke_runs, tmp_path_factory):
-    """Every report of the smoke runs, and their index, as `resbench report --all` writes them."""
+    """A report of each kind built from the smoke runs, and their index, as `resbench report` writes them."""
     out = tmp_path_factory.mktemp("reports")
-    build_reports(list(experiment_names()), smoke_runs, out, jobs=2)
+    build_reports(list(ONE_OF_EACH_KIND), smoke_runs, out, jobs=2)
     return out
 
 
-@pytest.mark.parametrize("name", experiment_names())
-def test_every_notebook_executes_and_writes_its_outputs(name, built):
+@pytest.mark.parametrize("name", ONE_OF_EACH_KIND)
+def test_the_notebook_executes_for_every_kind_and_writes_its_outputs(name, built):
     out, tmp_path = built / name, built
     for f in (f"{name}.ipynb", f"{name}.html", "diff.csv", "claims.csv", "README.md", "report.json"):
         assert (out / f).exists(), f
-    if name not in ("figure4", "table5"):  # nothing run or computed for them (ImageNet): no figure
-        assert (out / f"{name}.png").stat().st_size > 10_000 and (out / f"{name}.svg").exists()
+    assert (out / f"{name}.png").stat().st_size > 10_000 and (out / f"{name}.svg").exists()
     executed = json.loads((out / f"{name}.ipynb").read_text())
     assert not any(o.get("output_type") == "error" for c in executed["cells"] for o in c.get("outputs", []))
     diff = pd.read_csv(out / "diff.csv")
     assert set(diff["verdict"]) <= {"reproduced", "close", "not reproduced", "inconclusive", "smoke", "not run"}
     assert name in (tmp_path / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(set(experiment_names()) - set(ONE_OF_EACH_KIND)))
+def test_every_other_report_saves_its_outputs(name, smoke_runs, tmp_path):
+    """The same sections as the reports the notebook builds above, without a kernel each."""
+    out = Report.build(name, smoke_runs).save(tmp_path)
+    for f in ("diff.csv", "claims.csv", "runs.csv", "README.md", "report.json"):
+        assert (out / f).exists(), f
+    readme = (out / "README.md").read_text()
+    assert readme.startswith(f"# {load_experiment(name).title}\n") and "## How verdicts are decided" in readme
+    if name not in ("figure4", "table5"):  # nothing run or computed for them (ImageNet): no figure
+        assert (out / f"{name}.png").stat().st_size > 10_000 and f"({name}.png)" in readme
+    else:
+        assert "No figure: nothing was run or computed for it" in readme
+
+
+def headings(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.startswith("#")]
+
+
+@pytest.mark.parametrize("name", ONE_OF_EACH_KIND)
+def test_readme_and_notebook_show_the_same_sections_in_the_same_order(name, built):
+    """Both render `Report.sections()`: the notebook's page is README.md with live tables."""
+    executed = json.loads((built / name / f"{name}.ipynb").read_text())
+    shown = ["".join(o["data"]["text/markdown"]) for c in executed["cells"] for o in c.get("outputs", [])
+             if "text/markdown" in o.get("data", {})]  # a string, or its lines as nbformat writes them
+    readme = (built / name / "README.md").read_text()
+    assert headings("\n".join(shown)) == headings(readme)
+    assert {"## Diff against the paper", "## How verdicts are decided", "## Runs read"} <= set(headings(readme))
+    images = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == readme.count("](") and len(images) >= 1  # each figure README.md links, shown once
+
+
+def test_report_text_is_written_for_its_reader_not_copied_from_docstrings(built):
+    import importlib
+    import pkgutil
+
+    import resbench.report
+
+    docs = [importlib.import_module(f"resbench.report.{m.name}").__doc__ or ""
+            for m in pkgutil.iter_modules(resbench.report.__path__)]
+    paragraphs = [" ".join(p.split()) for doc in docs for p in doc.split("\n\n") if len(p) > 80]
+    for name in ONE_OF_EACH_KIND:
+        readme = " ".join((built / name / "README.md").read_text().split())
+        assert not [p for p in paragraphs if p in readme], name
+
+
+def test_the_wheel_ships_the_report_notebook_and_an_installed_resbench_finds_it(tmp_path):
+    """`resbench report` from a wheel: the notebook is inside it, where notebook_for() looks (no checkout)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # a copy: the build's own folders stay out of the checkout
+    for folder in ("resbench", "experiments", "analysis"):
+        shutil.copytree(root / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for file in ("pyproject.toml", "README.md"):
+        shutil.copy(root / file, source / file)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("resbench-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert "resbench/analysis/report.ipynb" in archive.namelist()
+        archive.extractall(tmp_path / "installed")
+    found = subprocess.run([sys.executable, "-c", "from resbench.report.build import notebook_for; "
+                            "print(notebook_for('table6'))"], capture_output=True, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")}, check=True).stdout
+    assert Path(found.strip()) == tmp_path / "installed" / "resbench" / "analysis" / "report.ipynb"
 
 
 def test_diff_numbers_are_the_runs_numbers(smoke_runs, built):
@@ -355,13 +428,12 @@ def test_fig7_claims_under_every_reading_of_std():
     assert list(status.values()).count("exploratory") == len(status) - 2
 
 
-def test_notebooks_are_committed_without_outputs():
-    from resbench.report.build import ANALYSIS_DIR
+def test_the_notebook_is_committed_without_outputs():
+    from resbench.report.build import notebook_for
 
-    for path in ANALYSIS_DIR.glob("*.ipynb"):
-        cells = json.loads(path.read_text())["cells"]
-        assert all(not c.get("outputs") and not c.get("execution_count") for c in cells if c["cell_type"] == "code")
-        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells), path.name
+    cells = json.loads(notebook_for("table6").read_text())["cells"]
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in cells if c["cell_type"] == "code")
+    assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
 
 
 def test_reports_hold_no_absolute_path_no_code_and_the_index_links_resolve(built, smoke_runs):

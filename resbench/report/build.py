@@ -1,4 +1,5 @@
-"""Execute report notebooks with papermill into <reports>/<name>/, export them to HTML, write the index.
+"""Execute the report notebook (analysis/report.ipynb) with papermill into <reports>/<name>/, export each
+report to HTML, write the index.
 
 The reports folder defaults to <runs>/reports, beside the runs it reads: a report of your own runs never
 lands in a checkout's committed reports/ unless asked to (`out`).
@@ -26,7 +27,7 @@ from resbench.report.counts import cached, counted, counted_models
 from resbench.report.folder import read_report, write_report
 from resbench.report.index import build_index
 
-ANALYSIS_DIR = PACKAGE_DIR.parent / "analysis"
+NOTEBOOK = "report.ipynb"  # analysis/report.ipynb: one notebook shows every report's sections
 TIMINGS = ("start_time", "end_time", "duration")  # papermill's clock readings, per notebook and per cell
 STYLER_TABLE = re.compile(r'<table id="T_([0-9a-f]{5})"')  # pandas' Styler: T_ and 5 random hex digits
 ADDRESS = re.compile(r" at 0x[0-9a-f]+>")  # an object's default repr: where it happened to be in memory
@@ -37,12 +38,14 @@ class ReportError(ValueError):
 
 
 def notebook_for(name: str) -> Path:
-    """analysis/table.ipynb for tables, figure7.ipynb for Fig. 7, curves.ipynb for the others."""
-    kind = "table" if name.startswith("table") else ("figure7" if name == "figure7" else "curves")
-    path = ANALYSIS_DIR / f"{kind}.ipynb"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: reports are built from a resbench checkout")
-    return path
+    """The report notebook, the same for every report (`name` is its parameter): resbench/analysis/ as a wheel
+    installs it, else analysis/ beside the package in a checkout."""
+    load_experiment(name)  # an unknown name fails here, not inside a kernel
+    for folder in (PACKAGE_DIR / "analysis", PACKAGE_DIR.parent / "analysis"):
+        if (folder / NOTEBOOK).exists():
+            return folder / NOTEBOOK
+    raise FileNotFoundError(f"{NOTEBOOK} is in neither {PACKAGE_DIR / 'analysis'} nor "
+                            f"{PACKAGE_DIR.parent / 'analysis'}: reinstall resbench")
 
 
 def runs_folder(runs: str | Path, out: str | Path) -> str:
@@ -200,7 +203,7 @@ def _execute(kernel: Kernel, name: str, runs: str | Path, out_dir: Path, preset:
     kernel.execute(source, executed, out_dir, {"experiment": name, "runs": os.path.relpath(Path(runs).resolve(),
                    out_dir.resolve()), "out": ".", "preset": preset, "data_variant": data_variant})
     notebook = nbformat.read(executed, as_version=4)
-    notebook.metadata.papermill.update(input_path=f"{ANALYSIS_DIR.name}/{source.name}", output_path=executed.name)
+    notebook.metadata.papermill.update(input_path=f"analysis/{source.name}", output_path=executed.name)
     _number_from_one(notebook)
     _same_every_build(notebook)
     nbformat.write(notebook, executed)

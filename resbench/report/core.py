@@ -1,32 +1,29 @@
 """A report of one table or figure: our runs, diffed against the paper's values."""
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from resbench.probes.complexity import Complexity
 from resbench.paper.tiers import is_exact
-from resbench.host.files import write_json
 from resbench.report.counts import counted, counted_models
 from resbench.report.runs import load_curves, load_responses, load_runs
 from resbench.paper.declarations import Experiment, load_experiment
 from resbench.report import diff as diffs
 from resbench.report import gap as gaps
-from resbench.report import arithmetic as arithmetic_module
 from resbench.report import calibration as calibrations
-from resbench.report import budgets as budgets_module
+from resbench.report import sections as report_sections
 from resbench.report.arithmetic import ARITHMETIC_COLUMNS, arithmetic_control
-from resbench.report import claims as claim_checks
 from resbench.report import stats
 from resbench.report.budgets import BUDGET_COLUMNS, across_budgets, budgets_figure
 from resbench.report.claims import check_claims, count_claims
 from resbench.report.curve_section import CurveSection
 from resbench.report.folder import write_report
-from resbench.report.figures import SAVE_METADATA, curves_figure, responses_figure, table_figure
-from resbench.report.markdown import counts_line, markdown_table as _markdown_table, ours as _ours, schedule_name
+from resbench.report.figures import curves_figure, responses_figure, save_figure, table_figure
+from resbench.report.markdown import counts_line, ours as _ours, schedule_name
+from resbench.report.sections import Section
 from resbench.report.statement import statement
 
 __all__ = ["Report", "counts_line", "schedule_name", "one_run_each"]  # the CLI and the index import the helpers here
@@ -51,6 +48,7 @@ class Report:
     calibration: pd.DataFrame  # what the data costs airbench (report/calibration.py), per peer and data variant
     noise: stats.Noise  # the spread one seed is judged at, pooled over every run of the preset read
     budget_curve: CurveSection  # the budget curve (report/curve_section.py): extrapolations, never verdicts
+    figures: list[str] = field(default_factory=list)  # the image files `save` wrote, which the sections show
 
     @classmethod
     def build(cls, name: str, runs_dir: str | Path = "runs", preset: str | None = None,
@@ -150,30 +148,25 @@ class Report:
         return mine.groupby(["tier", "model"])[[r for r in READINGS if r in mine]].mean()
 
     def save(self, out_dir: str | Path) -> Path:
-        """diff.csv, claims.csv, runs.csv, <name>.png/.svg and README.md into `out_dir`."""
+        """diff.csv, claims.csv, runs.csv, the figures and README.md (the report's sections) into `out_dir`."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.diff.to_csv(out / "diff.csv", index=False)  # full precision: it is the record
         self.claims.to_csv(out / "claims.csv", index=False)
         if not self.budgets.empty:
             self.budgets.to_csv(out / "budgets.csv", index=False)
-            figure = self.budgets_figure()
-            for ext in ("png", "svg"):
-                figure.savefig(out / f"{self.exp.name}-budgets.{ext}", dpi=130, bbox_inches="tight",
-                               metadata=SAVE_METADATA[ext])
         if not self.arithmetic.empty:
             self.arithmetic.to_csv(out / "arithmetic.csv", index=False)
         if self.gap_verdict:
             self.gap.to_csv(out / "gap.csv", index=False)
         if not self.calibration.empty:
             self.calibration.to_csv(out / "calibration.csv", index=False)
-        self.budget_curve.save(out, self.exp.name)
+        self.budget_curve.save(out)
         self.runs.drop(columns=["dir"]).to_csv(out / "runs.csv", index=False)
-        fig = self.figure()
-        if fig is not None:
-            for ext in ("png", "svg"):
-                fig.savefig(out / f"{self.exp.name}.{ext}", dpi=130, bbox_inches="tight", metadata=SAVE_METADATA[ext])
-        (out / "README.md").write_text(self.markdown(has_figure=fig is not None))
+        figures = {self.exp.name: self.figure(), f"{self.exp.name}-budgets": self.budgets_figure(),
+                   f"{self.exp.name}-curve": self.budget_curve.figure()}
+        self.figures = [save_figure(fig, out, stem) for stem, fig in figures.items() if fig is not None]
+        (out / "README.md").write_text(self.markdown())
         write_report(out, {"name": self.exp.name, "title": self.exp.title, "preset": self.preset,
                                           "verdicts": self.verdicts(), "runs": len(self.run_names),
                                           "trained": self.verdicts(computed=False),
@@ -235,44 +228,13 @@ class Report:
                       "from the models; every error is `not run`.", ""]
         return "\n".join(lines)
 
-    def rules(self) -> str:
-        """How verdicts and claims are decided (and, for Table 6, how the gap is read)."""
-        lines = ["## How verdicts are decided", "", diffs.__doc__.split("\n\n", 1)[1].strip(), "",
-                 f"Tolerances for this experiment: {json.dumps(self.exp.tolerance)}.", ""]
-        if not self.claims.empty:
-            lines += ["## How claims are judged", "", claims_rule(), ""]
-        if self.gap_verdict:
-            lines += ["## How the gap by depth is read", "", gaps.__doc__.split("\n\n", 1)[1].strip(), ""]
-        return "\n".join(lines)
+    def sections(self) -> list[Section]:
+        """What the report shows, in order (resbench/report/sections.py): README.md and the notebook show these."""
+        return report_sections.report_sections(self)
 
-    def markdown(self, has_figure: bool = True) -> str:
-        lines = [f"# {self.exp.title}", "", self.header()]
-        if has_figure:
-            lines += [f"![{self.exp.name}]({self.exp.name}.png)", ""]
-        lines += ["## Diff against the paper", "", _markdown_table(self.diff), ""]
-        if not self.claims.empty:
-            lines += ["## The paper's claims", "", "One table per tier: runs of different data, budgets or "
-                      "arithmetic are never pooled.", ""]
-            for tier, claims in self.claims.groupby("tier", sort=False):
-                lines += [f"### {'`' + tier + '`' if tier else 'No tier has runs for these claims'}", "",
-                          _markdown_table(claims.drop(columns="tier")), ""]
-        if not self.budgets.empty:
-            lines += ["## Claims across budgets", "", budgets_doc(), "", f"![claims across budgets]"
-                      f"({self.exp.name}-budgets.png)", "", _markdown_table(self.budgets), ""]
-        if self.budget_curve.shown:
-            lines += [self.budget_curve.markdown(self.exp.name), ""]
-        if not self.arithmetic.empty:
-            lines += ["## Does the arithmetic move the result?", "", arithmetic_doc(), "",
-                      _markdown_table(self.arithmetic), ""]
-        beside = calibrations.gap_beside_penalty(self.diff, self.runs, self.calibration)
-        if not beside.empty:
-            lines += ["## How much of the gap is the data?", "", calibrations.__doc__.split("\n\n", 1)[1].strip(), "",
-                      _markdown_table(beside), ""]
-        if self.gap_verdict:
-            lines += ["## Is the gap the same at every depth?", "", f"**{self.gap_verdict}.**", ""]
-            if not self.gap.empty:
-                lines += [_markdown_table(self.gap), ""]
-        return "\n".join(lines + [self.rules()])
+    def markdown(self) -> str:
+        """README.md: the sections as markdown, linking the figures `save` wrote."""
+        return report_sections.markdown(self.sections())
 
 
 def one_run_each(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -285,14 +247,3 @@ def one_run_each(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     keep = ~rank.duplicated(["model", "options", "seed", "tier"])
     return runs.loc[rank.index[keep]].sort_index(), sorted(rank.loc[~keep, "run"])
 
-
-def arithmetic_doc() -> str:
-    return arithmetic_module.__doc__.split("\n\n", 1)[1].strip()
-
-
-def budgets_doc() -> str:
-    return budgets_module.__doc__.split("\n\n", 1)[0].strip()
-
-
-def claims_rule() -> str:
-    return claim_checks.__doc__.split("\n\n", 1)[1].strip()

@@ -1,6 +1,6 @@
 """The budget curve in a report (Table 6, the error figures): the fitted curves over the points, their
 extrapolations in columns of their own, where each ordering is predicted to turn, and the validation
-against full-recipe runs. See `resbench.report.curve` for the method."""
+against full-recipe runs. See `resbench.report.curve` for the method; `resbench.report.sections` shows it."""
 from __future__ import annotations
 
 import math
@@ -16,7 +16,6 @@ from resbench.paper.declarations import Experiment
 from resbench.report import curve as fits
 from resbench.report.claims import CLAIMS
 from resbench.report.curve import Curve, budget_label
-from resbench.report.markdown import markdown_table
 
 EXTRAPOLATION = "extrapolation"  # the word every predicted column carries
 
@@ -58,30 +57,8 @@ class CurveSection:
                           "resamples": f"{len(c.draws)} ({c.failed} failed to fit)"})
         return pd.DataFrame(lines)
 
-    def markdown(self, name: str, figure: bool = True) -> str:
-        """The section as markdown; `figure`: with the link to `<name>-curve.png` (a notebook draws it inline)."""
-        method, reading = fits.__doc__.split("\n\n")[1:3]
-        lines = ["## A budget curve that predicts", "", method.strip(), ""]
-        if self.curves:
-            lines += [f"![budget curves]({name}-curve.png)", ""] if figure else []
-            lines += [markdown_table(self.table()), ""]
-        for (model, family), why in self.missing.items():
-            lines.append(f"* No curve for {model} in `{family}`: {why}.")
-        if self.missing:
-            lines.append("")
-        if not self.turns.empty:
-            lines += ["Where each ordering of the paper's claims is predicted to turn (the smallest budget from "
-                      "which the higher network's fitted error stays above the lower one's, up to b = 1):", "",
-                      markdown_table(self.turns), ""]
-        lines += ["### Validation: the prediction at the full recipe against full-recipe runs", ""]
-        if self.validation.empty:
-            lines += ["Not possible yet: no network has both a curve and >= 2 full-recipe runs on the same data.", ""]
-        else:
-            lines += [markdown_table(self.validation), ""]
-        lines += [reading.strip(), ""]
-        return "\n".join(lines)
-
-    def save(self, out: Path, name: str) -> None:
+    def save(self, out: Path) -> None:
+        """curve.csv, curve-validation.csv and curve-turns.csv (the report saves the figure)."""
         if not self.curves:
             return
         self.table().to_csv(out / "curve.csv", index=False)
@@ -89,10 +66,6 @@ class CurveSection:
             self.validation.to_csv(out / "curve-validation.csv", index=False)
         if not self.turns.empty:
             self.turns.to_csv(out / "curve-turns.csv", index=False)
-        fig = self.figure()
-        for ext in ("png", "svg"):
-            fig.savefig(out / f"{name}-curve.{ext}", dpi=130, bbox_inches="tight")
-        plt.close(fig)
 
     def figure(self) -> plt.Figure | None:
         """One panel per family: each run's error at its budget, the fitted curve (dashed beyond the last

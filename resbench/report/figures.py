@@ -1,7 +1,8 @@
-"""Figures in the paper's style, from run results (seaborn/matplotlib; inline in the notebooks)."""
+"""Figures in the paper's style, from run results (seaborn/matplotlib), saved beside a report's README.md."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -13,6 +14,15 @@ sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
 # the same figure, the same SVG bytes: element ids hashed from a fixed salt (else a random one), no date
 plt.rcParams["svg.hashsalt"] = "resbench"
 SAVE_METADATA = {"png": None, "svg": {"Date": None}}
+
+
+def save_figure(fig: plt.Figure, folder: Path, stem: str) -> str:
+    """<stem>.png and .svg into `folder`, the same bytes every time; the figure closed (a notebook shows the
+    PNG, not a second drawing). Returns the PNG's file name, which README.md links."""
+    for ext in ("png", "svg"):
+        fig.savefig(folder / f"{stem}.{ext}", dpi=130, bbox_inches="tight", metadata=SAVE_METADATA[ext])
+    plt.close(fig)
+    return f"{stem}.png"
 
 
 def _palette(models: list[str]) -> dict[str, tuple]:
