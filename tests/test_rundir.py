@@ -69,9 +69,9 @@ def test_a_run_resumed_on_another_machine_names_that_machine_in_its_log(tiny_dat
     second one in its `resumed` event (a CPU run's machine is its CPU: `gpu` alone said nothing)."""
     from resbench.data.pipeline import DeviceLoader
     from resbench.paper.recipes import CifarRecipe
-    from resbench.train import member
+    from resbench.train import cifar
     from resbench.train.engine import Engine
-    from resbench.train.loop import CifarRun, train_cifar
+    from resbench.train.cifar import CifarRun, train_cifar
 
     run = CifarRun("resnet8", CifarRecipe(batch_size=32, iterations=8, milestones=(6, 7), log_every=2, eval_every=4,
                                           checkpoint_every=4).validate(), seed=0)
@@ -87,8 +87,8 @@ def test_a_run_resumed_on_another_machine_names_that_machine_in_its_log(tiny_dat
         train_cifar(run, tiny_data, tmp_path, cpu, progress=False)
     monkeypatch.setattr(DeviceLoader, "batch", real_batch)
     first = read_env(tmp_path)["cpu"]
-    real_environment = member.environment
-    monkeypatch.setattr(member, "environment", lambda *a: {**real_environment(*a), "cpu": "Another CPU", "host": "b"})
+    real_environment = cifar.environment
+    monkeypatch.setattr(cifar, "environment", lambda *a: {**real_environment(*a), "cpu": "Another CPU", "host": "b"})
     train_cifar(run, tiny_data, tmp_path, cpu, progress=False)
     resumed, = [r for r in read_metrics(tmp_path) if r.get("event") == "resumed"]
     assert (resumed["iter"], resumed["cpu"], resumed["host"]) == (4, "Another CPU", "b")

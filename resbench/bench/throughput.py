@@ -35,7 +35,7 @@ from resbench.sweep.options import Schedule
 from resbench.sweep.plan import resolve
 from resbench.train.engine import Engine, make_optimizer, sync
 from resbench.train.fused import train_fused
-from resbench.train.loop import CifarRun, train_cifar
+from resbench.train.cifar import CifarRun, train_cifar
 from resbench.train.steps import make_train_step
 
 

@@ -126,7 +126,7 @@ def run(
     """Train the rows of an experiment; finished runs are skipped, unfinished ones resume."""
     from resbench.bench.tune import auto_pack
     from resbench.sweep.options import Schedule, SlurmOptions, Sweep
-    from resbench.sweep.start import start
+    from resbench.sweep.launch import start
     from resbench.train.engine import Engine
 
     out = runs_folder(runs_, old_out)

@@ -19,7 +19,7 @@ from resbench.runs.store import ENDED
 from resbench.sweep.options import Schedule
 from resbench.train.distributed import claim_once, world
 from resbench.train.engine import Engine
-from resbench.train.loop import train_cifar
+from resbench.train.cifar import train_cifar
 from resbench.train.runspec import CifarRun, ImageNetRun
 from resbench.train.stop import Deadline, requested, stop_on_signals
 
@@ -217,7 +217,7 @@ def train_jobs(jobs: list[Job], data: Data, engine: Engine, schedule: Schedule =
     jobs whose estimated time fits before its end, pause the rest at it, and say at the end what came of each;
     a job it did not start is in the results as "not started", with the reason."""
     if not (str(schedule.fuse).isdigit() and str(schedule.pack).isdigit()):
-        raise ValueError("--fuse auto and --pack auto are decided before training (resbench.sweep.start)")
+        raise ValueError("--fuse auto and --pack auto are decided before training (resbench.sweep.launch.start)")
     fuse, pack = int(schedule.fuse), int(schedule.pack)
     if box is not None and fuse > 1:
         raise ValueError("--deadline plans runs one at a time or packed (--pack); it does not combine with --fuse")

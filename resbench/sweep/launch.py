@@ -1,4 +1,7 @@
-"""Running a sweep's jobs in other processes: N workers on this machine, or Slurm tasks.
+"""`resbench run` as one call (`start`): the launcher picked, the engine settled, the runs planned, then
+trained here (`resbench.sweep.jobs`), by worker processes on this machine, or submitted as Slurm tasks.
+
+Worker processes and Slurm tasks:
 
 Both go through submitit. Locally (`--launcher local`, the default for `--jobs N > 1`)
 N worker processes share one list of jobs; each trains the next run (or fused group of
@@ -33,20 +36,75 @@ import os
 import signal
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from resbench.paper.declarations import load_experiment
 from resbench.runs.rundir import last_iteration, read_status, read_summary
 from resbench.runs.store import ENDED, run_state
-from resbench.sweep.jobs import Job, describe, make_groups, train_jobs
+from resbench.sweep.jobs import Job, describe, make_groups, resolve_fuse, train_jobs
 from resbench.sweep.options import LAUNCHERS, Schedule, SlurmOptions  # noqa: F401  (SlurmOptions: here as before)
-from resbench.sweep.plan import load_data, time_box
+from resbench.sweep.plan import load_data, prepare, time_box
 from resbench.sweep.timebox import FIRST, TimeBox, deadline_summary
+from resbench.train.distributed import init_from_env
 from resbench.train.engine import Engine
+from resbench.train.runspec import ImageNetRun
 from resbench.train.stop import WALLTIME, request, requested, stop_on_signals
+
+# submitit is imported by the launchers that use it, not here: runs trained in this process need only
+# torch, as on a bare GPU node where nothing else is installed
+
+# how --pack auto picks its size: (engine, jobs, data, packable, profile, graph, say) -> runs at a time. The
+# caller gives it (resbench.bench.tune.auto_pack: the machine profile sits above the sweep); None: 1
+PackSize = Callable[..., int]
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a sweep's start came to."""
+
+    results: list[dict]  # each run's summary (trained here or by workers); empty when submitted to Slurm
+    submitted: list[str]  # the Slurm job ids of the submitted tasks
+    report: str  # the `resbench report` options of the reports these runs feed, e.g. "--table 6"
+
+
+def start(sweep: Sweep, schedule: Schedule, engine: Engine, say: Callable[[str], None] = print,
+          pack_size: PackSize | None = None) -> Started:
+    """Train `sweep` as `schedule` says, on `engine`: in this process (and under torchrun, as one of its
+    data-parallel processes), in worker processes, or as Slurm tasks (submitted; this returns at once).
+    Every option is checked before the data is looked for; a ValueError says what is wrong in one line."""
+    schedule = schedule.picked()
+    if (rank_device := init_from_env()) is not None:  # started by torchrun: one data-parallel process
+        engine, schedule = replace(engine, device=rank_device), replace(schedule, launcher="inline", jobs=1)
+    sweep.validate()
+    schedule.validate()
+    if schedule.launcher == "slurm" and schedule.slurm.gpus:  # resolved for the GPU nodes, not this one
+        engine = engine.resolve(cuda_available=True)
+    # a deadline plans runs one at a time: --fuse auto is 1 there
+    fuse = 1 if schedule.deadline is not None and schedule.fuse == "auto" else resolve_fuse(schedule.fuse, engine)
+    jobs, data, engine = prepare(sweep, engine, say=say)
+    root, decode = data.source, getattr(data, "decode", "workers")  # workers read the data the plan was made on
+    pack = 1
+    if schedule.pack != "auto":
+        pack = int(schedule.pack)
+    elif pack_size is not None:
+        pack = pack_size(engine, jobs, data, schedule.launcher == "inline" and fuse == 1, schedule.profile,
+                         schedule.graph, say)
+    if schedule.graph is None and pack > 1 and engine.device.startswith("cuda"):
+        engine = replace(engine, graph="cuda")  # a pack cannot torch.compile: its runs step captured
+    schedule = replace(schedule, fuse=fuse, pack=pack)
+    report = load_experiment(sweep.experiment).report_options
+    if schedule.launcher == "slurm":
+        return Started([], submit_slurm(jobs, engine, sweep.out, schedule, root, decode), report)
+    if schedule.launcher == "local":
+        return Started(launch_local(jobs, engine, sweep.out, schedule, root, decode, say), [], report)
+    box = time_box(schedule.deadline, engine, pack) if schedule.deadline is not None else None
+    return Started(train_jobs(jobs, data, engine, schedule, say, box), [], report)
+
 
 # a long run crosses many walltimes: submitit's default of 3 requeues after a timeout would end it
 MAX_REQUEUES = 1000
@@ -62,14 +120,10 @@ class Worker:
         self.threads, self.data_parallel = threads, data_parallel
 
     def __call__(self) -> list[dict]:
-        import torch
-
         if threads := self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)):
             torch.set_num_threads(threads)
         if self.data_parallel:  # one of the run's Slurm tasks: join the others
             import submitit
-
-            from resbench.train.distributed import init_from_env
 
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
             if (device := init_from_env()) is not None:
@@ -186,8 +240,6 @@ def submit_slurm(jobs: list[Job], engine: Engine, out: Path, schedule: Schedule,
     `schedule.slurm`'s resources); returns the Slurm job ids."""
     import submitit
 
-    from resbench.train.runspec import ImageNetRun
-
     data_parallel = any(isinstance(job.run, ImageNetRun) for job in jobs)
     executor = submitit.AutoExecutor(folder=Path(out) / ".submitit" / "%j", cluster="slurm",
                                      slurm_max_num_timeout=MAX_REQUEUES)
@@ -202,8 +254,6 @@ def submit_slurm(jobs: list[Job], engine: Engine, out: Path, schedule: Schedule,
 def _local_gpus(engine: Engine) -> list[int]:
     if not engine.device.startswith("cuda"):
         return []
-    import torch
-
     if ":" in engine.device:
         return [int(engine.device.split(":")[1])]
     return list(range(torch.cuda.device_count()))

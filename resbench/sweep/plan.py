@@ -180,7 +180,7 @@ def run_experiment(sweep: Sweep, engine: Engine = Engine(), schedule: Schedule =
     from the runs' logs or a short measurement), and pause what still trains at it (`resbench.sweep.timebox`)."""
     schedule.validate()
     jobs, data, engine = prepare(sweep, engine, data, say)
-    # in this process, --pack auto is one run at a time: the machine profile is the command's (resbench.sweep.start)
+    # in this process, --pack auto is one run at a time: the machine profile is the command's (resbench.sweep.launch.start)
     schedule = replace(schedule, fuse=resolve_fuse(schedule.fuse, engine),
                        pack=1 if schedule.pack == "auto" else int(schedule.pack))
     box = time_box(schedule.deadline, engine, schedule.pack, pace) if schedule.deadline is not None else None

@@ -27,9 +27,8 @@ from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
 from resbench.train.distributed import after_lead, any_rank, broadcast, world
 from resbench.train.engine import Engine, graphs_compiled, make_optimizer, step_path
 from resbench.train.steps import make_train_step
-from resbench.train.member import Window
 from resbench.train.runspec import ImageNetRun
-from resbench.train.skeleton import Schedule, drive
+from resbench.train.skeleton import Schedule, Window, drive
 from resbench.train.stop import Deadline
 
 __all__ = ["ImageNetRun", "train_imagenet"]

@@ -1,6 +1,8 @@
-"""One CIFAR-10 run as a training loop keeps it: model, optimizer, data order, counters, and its files."""
+"""One CIFAR-10 run: its state as a training loop keeps it (`Member`: model, optimizer, data order,
+counters, files), the skeleton's driver that steps it (`OneRun`), and `train_cifar`, which trains one."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -13,35 +15,14 @@ from resbench.probes.responses import response_stds
 from resbench.runs.provenance import environment
 from resbench.runs.rundir import MetricsLog, last_error, write_env, write_responses, write_summary
 from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
-from resbench.train.engine import Engine, loss_and_error, make_optimizer
+from resbench.train.engine import Engine, graphs_compiled, loss_and_error, make_optimizer, step_path
+from resbench.train.graphs import WARMUP_STEPS
 from resbench.train.runspec import CifarRun
+from resbench.train.skeleton import Schedule, Window, drive
+from resbench.train.steps import make_train_step
+from resbench.train.stop import Deadline, stop_on_signals
 
-
-class Window:
-    """Sums of loss and wrong predictions since the last read, on the device; images on the host."""
-
-    def __init__(self, device: str):
-        self.sums = torch.zeros(2, device=device, dtype=torch.float64)
-        self.images = 0
-
-    def add(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> None:
-        self.sums += torch.stack([loss.double() * n, wrong.double()])
-        self.images += n
-
-    def state_dict(self) -> dict:
-        """What a checkpoint keeps of a window cut short by a pause, so the next record is whole."""
-        return {"sums": self.sums.tolist(), "images": self.images}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sums.copy_(torch.tensor(state["sums"], dtype=torch.float64))
-        self.images = state["images"]
-
-    def read(self) -> tuple[float, float]:
-        """(mean loss, error %) since the last read; synchronises with the device once."""
-        loss_sum, wrong = self.sums.tolist()
-        n, self.images = self.images, 0
-        self.sums.zero_()
-        return loss_sum / n, 100.0 * wrong / n
+__all__ = ["CifarRun", "Member", "OneRun", "train_cifar"]
 
 
 class Member:
@@ -165,3 +146,59 @@ class Member:
     def diverged(self, loss: float) -> dict:
         return self.finish("diverged", train_error=None, test_error=None,
                            reason=f"training loss became {loss} by iteration {self.iteration}")
+
+
+class OneRun:
+    """The skeleton's driver for one run: its Member, stepped by the engine's train step."""
+
+    def __init__(self, member: Member, engine: Engine):
+        self.member, self.engine = member, engine
+        self.name, self.first, self.schedule = member.dir.name, member.iteration, Schedule.of(member.recipe)
+        self.train_step = make_train_step(member.model, member.optimizer, member.recipe.bn_splits, engine)
+        self.lr = member.lr(self.first)
+
+    def step(self, iteration: int) -> None:
+        x, y = self.member.loader.batch(iteration)
+        self.lr = self.member.lr(iteration)
+        graphs = graphs_compiled()
+        loss, wrong = self.train_step(x, y, self.lr)
+        if iteration == self.first:
+            self.member.state["step"] = step_path(self.engine, graphs, self.train_step)
+        elif iteration == self.first + WARMUP_STEPS and hasattr(self.train_step, "path"):
+            self.member.state["step"] = self.train_step.path  # a captured step, once it has captured
+        self.member.record(loss, wrong, len(y))
+
+    def add_time(self, seconds: float) -> None:
+        self.member.state["train_s"] += seconds
+
+    def log(self) -> tuple[str, dict | None]:
+        loss = self.member.log_train(self.lr)
+        status = f"loss {loss:.3f}  train err {self.member.train_err:.1f}%"
+        return status, None if math.isfinite(loss) else self.member.diverged(loss)
+
+    def test(self) -> None:
+        self.member.log_test()
+
+    def checkpoint(self) -> None:
+        self.member.checkpoint()
+
+    def pause(self, reason: str) -> dict:
+        return self.member.finish("paused", train_error=self.member.train_err, test_error=None, reason=reason)
+
+    def finish(self) -> dict:
+        return self.member.finish("done")
+
+
+def train_cifar(run: CifarRun, data: CifarData, run_dir: Path, engine: Engine = Engine(),
+                progress: bool = True, time_limit_s: float | None = None) -> dict:
+    """Train (or resume) one run in `run_dir`; returns its summary (also in summary.json).
+
+    The run checkpoints and stops with status "paused" once `time_limit_s` of wall time has
+    passed or a stop is requested (SIGTERM, Ctrl-C: `resbench.train.stop`), so that a long
+    run can span several limited jobs and resumes exactly.
+    """
+    engine = engine.resolve()
+    engine.apply_global_settings()
+    with stop_on_signals():
+        deadline = Deadline(time_limit_s)
+        return drive(OneRun(Member(run, data, run_dir, engine), engine), deadline, engine.device, progress)
