@@ -53,7 +53,7 @@ def write_run(root, paused, seed, status="done", at=None, test_error=10.0):
     config["key"] = config_key(config)
     run = run_dir_for(root, config["model"], config["preset"], config["key"], seed)
     write_config(run, config)
-    MetricsLog(run).append({"iter": at or 60, "split": "test", "error": test_error})
+    MetricsLog(run).append({"iter": at or 60, "record": "test", "error": test_error})
     if status:
         write_summary(run, {"status": status, "iteration": 60 if status == "done" else at,
                             "test_error": test_error if status == "done" else None})

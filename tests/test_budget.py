@@ -118,7 +118,7 @@ def test_status_shows_an_eta_from_the_measured_rate(tiny_data, tmp_path):
         "precision": "fp32", "tf32": False}))
     assert eta_s(run_dir, 39, 32, summary["img_per_s"]) == pytest.approx(39 * 32 / summary["img_per_s"])
     with open(run_dir / "metrics.jsonl", "a") as f:  # a training record's rate is the newer measurement
-        f.write(json.dumps({"iter": 1, "split": "train", "img_per_s": 64.0}) + "\n")
+        f.write(json.dumps({"iter": 1, "record": "train", "img_per_s": 64.0}) + "\n")
     assert eta_s(run_dir, 39, 32, summary["img_per_s"]) == pytest.approx(39 * 32 / 64.0)
     result = CliRunner().invoke(app, ["status", "--runs", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "paused" in result.output and "ETA" in result.output

@@ -51,8 +51,8 @@ def test_a_run_paused_by_the_previous_code_resumes_to_the_same_end(tmp_path, jpe
     _, straight = train(ROOT, tmp_path / "straight", jpeg_root, 1e9)
 
     def curve(run_dir: str) -> list:
-        return [(r["iter"], r["split"], r.get("loss"), r.get("error")) for r in
-                read_metrics(Path(run_dir)) if r["split"] in ("train", "test")]
+        return [(r["iter"], r["record"], r.get("loss"), r.get("error")) for r in
+                read_metrics(Path(run_dir)) if r["record"] in ("train", "test")]
     assert curve(new_dir) == curve(straight)
     events = [r["event"] for r in read_metrics(Path(new_dir)) if "event" in r]
     assert events == ["resumed"]

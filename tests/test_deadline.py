@@ -39,7 +39,7 @@ def seconds_per_layer(seconds: float):
 
 def curve(run_dir):
     return [{k: v for k, v in r.items() if k != "img_per_s"} for r in read_metrics(run_dir)
-            if r["split"] in ("train", "test")]
+            if r["record"] in ("train", "test")]
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("45m", 2700), ("2h", 7200), ("1h30m", 5400),
@@ -97,7 +97,7 @@ def test_paces_come_from_the_runs_own_log_else_runs_of_its_network_else_a_measur
     env = {"device": "cpu", "gpu": None, "cpu": paces.device}
     write_config(other.dir, other.config), write_env(other.dir, env), write_summary(other.dir, {"pack_slots": 2})
     for i, rate in [(5, 90.0), (10, 100.0), (15, 500.0)]:
-        MetricsLog(other.dir).append({"iter": i, "split": "train", "img_per_s": rate})
+        MetricsLog(other.dir).append({"iter": i, "record": "train", "img_per_s": rate})
     assert Paces(CPU, measure=None)(job) == Pace(200.0, f"1 resnet8 run(s) in {tmp_path}")  # median x 2 slots
     assert Paces(CPU, measure=None)(other) == Pace(200.0, "its own log")
     env["cpu"] = "another CPU"
@@ -186,7 +186,7 @@ def plant_pace(out, model: str, img_per_s: float) -> None:
     run_dir.mkdir(parents=True)
     write_config(run_dir, {"model": model, "precision": "fp32", "recipe": {"batch_size": 32}})
     write_env(run_dir, {"device": "cpu", "gpu": None, "cpu": cpu_model()})
-    MetricsLog(run_dir).append({"iter": 10, "split": "train", "img_per_s": img_per_s})
+    MetricsLog(run_dir).append({"iter": 10, "record": "train", "img_per_s": img_per_s})
 
 
 def test_workers_under_a_deadline_start_only_what_fits_and_say_what_was_not_started(jpeg_root, tmp_path):

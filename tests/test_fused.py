@@ -31,9 +31,8 @@ def checkpoint(run_dir):
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)
 
 
-def losses(run_dir, split="train"):
-    return [r["loss"] if "loss" in r else r["error"] for r in read_metrics(run_dir)
-            if r["split"] == split]
+def losses(run_dir, record="train"):
+    return [r["loss"] if "loss" in r else r["error"] for r in read_metrics(run_dir, record)]
 
 
 def assert_same_state(a, b, **tol):
@@ -113,7 +112,7 @@ def test_warmup_ends_at_each_runs_own_iteration(tiny_data, tmp_path):
     assert len(set(ended)) > 1, ended  # the runs left the warm-up at different iterations
     for seed, end in zip((0, 1, 2, 3), ended):
         lrs = [r["lr"] for r in read_metrics(tmp_path / f"fused-{seed}")
-               if r["split"] == "train"]
+               if r["record"] == "train"]
         assert lrs == [0.01 if it <= end else 0.1 for it in range(2, 41, 2)]
 
 

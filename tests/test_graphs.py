@@ -14,8 +14,8 @@ PLAIN = Engine("cpu", "fp32", False, deterministic=True)
 DRY = Engine("cpu", "fp32", False, deterministic=True, graph="dry")
 
 
-def records(run_dir, split):
-    return [r for r in read_metrics(run_dir) if r["split"] == split]
+def records(run_dir, record):
+    return read_metrics(run_dir, record)
 
 
 def weights(run_dir):

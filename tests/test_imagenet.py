@@ -145,8 +145,8 @@ def test_smoke_run_trains_and_tests(smoke_whole):
     for mode in ("center", "10crop", "multiscale"):  # tested once with every protocol
         assert 0 <= summary["tests"][mode]["top5_err"] <= summary["tests"][mode]["top1_err"] <= 100
     records = read_metrics(run_dir)
-    assert [r["iter"] for r in records if r["split"] == "test"] == [4, 8]
-    assert [r["lr"] for r in records if r["split"] == "train"] == [0.1, 0.1, 0.1, pytest.approx(0.01)]
+    assert [r["iter"] for r in records if r["record"] == "test"] == [4, 8]
+    assert [r["lr"] for r in records if r["record"] == "train"] == [0.1, 0.1, 0.1, pytest.approx(0.01)]
 
 
 def test_resume_equals_uninterrupted(folder, smoke_whole, tmp_path, monkeypatch):

@@ -78,7 +78,7 @@ def test_a_deadline_pauses_every_run_in_flight_and_they_resume_to_the_same_end(t
     for run, run_dir in runs:
         alone = train_cifar(run, tiny_data, tmp_path / f"a{run.seed}", CPU, progress=False)
         assert resumed[run_dir]["test_error"] == alone["test_error"]
-        assert [r for r in records(run_dir) if r["split"] != "event"] == records(tmp_path / f"a{run.seed}")
+        assert [r for r in records(run_dir) if r["record"] != "event"] == records(tmp_path / f"a{run.seed}")
 
 
 def test_a_sigterm_during_one_pack_holds_for_the_next_pack_of_the_process(tiny_data, tmp_path, monkeypatch):

@@ -347,7 +347,7 @@ def test_a_finished_run_whose_summary_lacks_its_training_error_is_read_from_its_
     run = shutil.copytree(run_dirs(smoke_runs)[0], tmp_path / "run")
     summary = read_summary(run)
     write_summary(run, {**summary, "train_error": None})
-    last_train = [r for r in read_metrics(run) if r["split"] == "train"][-1]
+    last_train = [r for r in read_metrics(run) if r["record"] == "train"][-1]
     assert load_runs(tmp_path).loc[0, "train_error"] == last_train["error"] == summary["train_error"]
 
 

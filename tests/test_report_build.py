@@ -53,8 +53,8 @@ def test_a_report_of_one_runs_folder_is_not_rebuilt_from_another_unless_replaced
 
 def write_run(folder: Path, losses: list[float], test: list[tuple[float, float]], error: float) -> None:
     folder.mkdir(parents=True)
-    records = [{"iter": 100 * (i + 1), "split": "train", "loss": v} for i, v in enumerate(losses)]
-    records += [{"iter": 1000 * (i + 1), "split": "test", "loss": l, "error": e} for i, (l, e) in enumerate(test)]
+    records = [{"iter": 100 * (i + 1), "record": "train", "loss": v} for i, v in enumerate(losses)]
+    records += [{"iter": 1000 * (i + 1), "record": "test", "loss": l, "error": e} for i, (l, e) in enumerate(test)]
     for record in records:
         MetricsLog(folder).append(record)
     write_summary(folder, {"status": "done", "test_error": error})

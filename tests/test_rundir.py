@@ -7,8 +7,8 @@ import pytest
 from resbench.runs.rundir import (METRICS, MetricsLog, RunDirError, config_key, read_config, read_env, read_metrics,
                                   read_status, read_summary, run_dirs, short_hash, write_config, write_summary)
 
-RECORDS = [{"iter": 10, "split": "train", "loss": 2.0}, {"iter": 20, "split": "train", "loss": 1.5},
-           {"iter": 20, "split": "test", "error": 60.0}]
+RECORDS = [{"iter": 10, "record": "train", "loss": 2.0}, {"iter": 20, "record": "train", "loss": 1.5},
+           {"iter": 20, "record": "test", "error": 60.0}]
 
 
 def write_metrics(run_dir, lines: list[str]) -> None:
@@ -19,7 +19,7 @@ def write_metrics(run_dir, lines: list[str]) -> None:
 def test_a_torn_last_line_is_left_out_silently(tmp_path):
     write_metrics(tmp_path, [json.dumps(r) for r in RECORDS])
     with open(tmp_path / METRICS, "a") as f:
-        f.write('{"iter": 30, "spl')  # killed while appending
+        f.write('{"iter": 30, "rec')  # killed while appending
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_metrics(tmp_path) == RECORDS
@@ -32,8 +32,17 @@ def test_a_bad_line_mid_file_is_named_and_the_rest_is_kept(tmp_path):
         assert read_metrics(tmp_path / "resnet20-run") == RECORDS
 
 
+def test_metrics_written_before_the_record_key_read_as_records(tmp_path):
+    """Run directories of 2026-11 and earlier (the committed evidence among them) named a record's kind "split"."""
+    old = [{"iter": 10, "split": "train", "loss": 2.0}, {"iter": 10, "split": "event", "event": "resumed"}]
+    write_metrics(tmp_path, [json.dumps(r) for r in old])
+    assert read_metrics(tmp_path) == [{"iter": 10, "record": "train", "loss": 2.0},
+                                      {"iter": 10, "record": "event", "event": "resumed"}]
+    assert read_metrics(tmp_path, "event") == [{"iter": 10, "record": "event", "event": "resumed"}]
+
+
 def test_resuming_keeps_the_readable_records_up_to_the_checkpoint(tmp_path):
-    write_metrics(tmp_path, [json.dumps(RECORDS[0]), "garbage", json.dumps(RECORDS[1]), '{"iter": 30, "split": "tr'])
+    write_metrics(tmp_path, [json.dumps(RECORDS[0]), "garbage", json.dumps(RECORDS[1]), '{"iter": 30, "record": "tr'])
     with pytest.warns(UserWarning):
         assert MetricsLog(tmp_path).truncate_after(20) == RECORDS[:2]
     assert read_metrics(tmp_path) == RECORDS[:2]  # rewritten whole: the garbage and the torn line are gone

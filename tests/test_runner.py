@@ -73,7 +73,7 @@ def test_run_experiment_skips_finished_runs_and_loads_as_dataframes(tiny_data, t
         {"seed": int(d.rsplit("-s", 1)[1]), "test_error": s["test_error"]} for d, s in
         ((x["dir"], x) for x in first))}
     curves = load_curves(tmp_path)
-    assert {"train", "test"} <= set(curves["split"]) and curves["iter"].max() == 60
+    assert {"train", "test"} <= set(curves["record"]) and curves["iter"].max() == 60
     responses = load_responses(tmp_path)
     assert len(responses) == 2 * 19
 

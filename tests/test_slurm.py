@@ -100,7 +100,7 @@ def records_or_none(d: Path) -> list[dict]:
 
 def trained(d: Path) -> list[dict]:
     """The training and test records: what an uninterrupted run logs too."""
-    return [r for r in records(d) if r["split"] != "event"]
+    return [r for r in records(d) if r["record"] != "event"]
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -186,7 +186,7 @@ def sweep(slurm_cluster: Cluster, jpeg_root: Path, tmp_path_factory) -> Sweep:  
         machine's speed; once the first command's tasks have ended, the same command with a later deadline."""
         nonlocal s20, suspended, first_results, paused
         s20 = s20 or next(iter(deadlined.glob("resnet20-smoke-*")), None)
-        if suspended is None and s20 is not None and any(r["split"] == "train" for r in records_or_none(s20)):
+        if suspended is None and s20 is not None and any(r["record"] == "train" for r in records_or_none(s20)):
             suspended = lock_holder(s20)
             subprocess.run(["scontrol", "suspend", suspended], check=True)
         if suspended and datetime.now() > end + timedelta(seconds=1):
@@ -203,7 +203,7 @@ def sweep(slurm_cluster: Cluster, jpeg_root: Path, tmp_path_factory) -> Sweep:  
             # warned and requeued once: the next try of the task gets the time to finish
             subprocess.run(["scontrol", "update", f"JobId={walltime}", "TimeLimit=10"], check=True)
             extended = True
-        if status is None and any(r["split"] == "train" for r in records_or_none(jobs[0].dir)):
+        if status is None and any(r["record"] == "train" for r in records_or_none(jobs[0].dir)):
             # preempt s0 mid-run, past its first log record: requeue whichever of its two tasks trains it
             if read_status(jobs[0].dir) == "done":
                 pytest.fail("s0 finished before the test could requeue it")
@@ -238,7 +238,7 @@ def test_a_requeued_task_resumes_from_its_checkpoint_to_the_same_metrics(sweep):
 
 def test_two_tasks_given_the_same_run_never_both_train_it(sweep):
     for seed in (0, 1):
-        train_iters = [r["iter"] for r in records(run_dir(sweep.out, seed)) if r["split"] == "train"]
+        train_iters = [r["iter"] for r in records(run_dir(sweep.out, seed)) if r["record"] == "train"]
         assert train_iters == list(range(10, 61, 10))  # each iteration trained once, in order
     results = {**task_results(sweep.out, sweep.array), **task_results(sweep.out, sweep.rival)}
     for seed in (0, 1):  # each run: its array task and its rival; one of them found it taken
@@ -269,7 +269,7 @@ def test_a_task_at_its_walltime_checkpoints_is_requeued_and_finishes(sweep):
     resumed = [r["iter"] for r in records(d) if r.get("event") == "resumed"]
     # each warning: a checkpoint at that step, then the requeued task resumed from it
     assert resumed and all(0 < i < WALLTIME_ITERATIONS for i in resumed) and paused_at(out, "walltime") == resumed
-    train_iters = [r["iter"] for r in records(d) if r["split"] == "train"]
+    train_iters = [r["iter"] for r in records(d) if r["record"] == "train"]
     assert train_iters == list(range(10, WALLTIME_ITERATIONS + 1, 10))  # nothing lost or trained twice
     log = "\n".join(p.read_text() for p in out.glob(".submitit/*/*_log.*"))
     assert "this job is timed-out" in log and "Requeued job" in log  # submitit's requeue

@@ -63,7 +63,7 @@ def test_a_lock_is_exclusive_and_dies_with_its_process(tmp_path):
 
 
 def test_last_iteration_reads_a_torn_tail(tmp_path):
-    (tmp_path / "metrics.jsonl").write_text('{"iter": 10, "split": "train"}\n{"iter": 20, "split": "train"}\n{"it')
+    (tmp_path / "metrics.jsonl").write_text('{"iter": 10, "record": "train"}\n{"iter": 20, "record": "train"}\n{"it')
     assert last_iteration(tmp_path) == 20 and last_iteration(tmp_path / "absent") == 0
 
 
@@ -95,7 +95,7 @@ def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(jpeg_root, tmp_path):
     assert whole_dir.name == run_dir.name  # same config, same key
     for a, b in zip(*(torch.load(d / "checkpoint.pt")["model"].values() for d in (whole_dir, run_dir))):
         assert torch.equal(a, b)
-    tests = [[r for r in read_metrics(d) if r["split"] == "test"]
+    tests = [[r for r in read_metrics(d) if r["record"] == "test"]
              for d in (whole_dir, run_dir)]
     assert tests[0] == tests[1] and len(tests[0]) == 2
     summaries = [read_summary(d) for d in (whole_dir, run_dir)]
@@ -122,7 +122,7 @@ def test_four_workers_and_a_second_command_share_one_store(jpeg_root, tmp_path):
     assert sorted(runs["seed"]) == [0, 1, 2, 3] and set(runs["status"]) == {"done"}
     for d in runs["dir"]:
         records = read_metrics(Path(d))
-        train_iters = [r["iter"] for r in records if r["split"] == "train"]
+        train_iters = [r["iter"] for r in records if r["record"] == "train"]
         assert train_iters == [10, 20], d  # one trainer, in order, no resumes
     assert "/4 runs done" in sweep.stdout and "/4 runs done" in rival_out
 

@@ -18,9 +18,8 @@ def tiny_recipe(**kw) -> CifarRecipe:
     return CifarRecipe(**{**base, **kw}).validate()
 
 
-def records(run_dir, split):
-    lines = read_metrics(run_dir)
-    return [r for r in lines if r["split"] == split]
+def records(run_dir, record):
+    return read_metrics(run_dir, record)
 
 
 def engine():
@@ -253,7 +252,7 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(tiny_data, tmp_path):
     paused = train_cifar(run, tiny_data, tmp_path, engine(), progress=False, time_limit_s=0.0)
     assert paused["status"] == "paused"
     with open(tmp_path / "metrics.jsonl", "a") as f:
-        f.write('{"iter": 2, "split": "tra')
+        f.write('{"iter": 2, "record": "tra')
     done = train_cifar(run, tiny_data, tmp_path, engine(), progress=False)
     assert done["status"] == "done"
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()

@@ -122,5 +122,5 @@ def pack_agrees(data: CifarData, engine: Engine, out: Path, steps: int = 12, bat
 
 
 def _losses_and_weights(run_dir: Path) -> tuple[list[float], dict]:
-    losses = [r["loss"] for r in read_metrics(run_dir) if r["split"] == "train"]
+    losses = [r["loss"] for r in read_metrics(run_dir, "train")]
     return losses, load_checkpoint(run_dir)["model"]

@@ -131,8 +131,7 @@ def _bench_recipe(iterations: int, batch_size: int = 128) -> CifarRecipe:
 
 def _steady_rate(run_dir: Path, iterations: int) -> float:
     """A run's img/s in the middle of training (30-80% of the iterations: compilation over)."""
-    rates = [r["img_per_s"] for r in read_metrics(run_dir)
-             if r["split"] == "train" and 0.3 * iterations < r["iter"] <= 0.8 * iterations]
+    rates = [r["img_per_s"] for r in read_metrics(run_dir, "train") if 0.3 * iterations < r["iter"] <= 0.8 * iterations]
     return sum(rates) / len(rates) if rates else float("nan")
 
 

@@ -75,15 +75,15 @@ def curves_figure(exp: Experiment, curves: pd.DataFrame, tiers: dict[str, list[s
 def _curves_panel(ax, curves: pd.DataFrame, models: tuple[str, ...], scale: float) -> None:
     colors = _palette(list(models))
     for model in models:
-        for split, style in (("train", dict(ls="--", lw=1.0)), ("test", dict(ls="-", lw=2.2))):
-            points = curves[(curves["model"] == model) & (curves["split"] == split)]
+        for record, style in (("train", dict(ls="--", lw=1.0)), ("test", dict(ls="-", lw=2.2))):
+            points = curves[(curves["model"] == model) & (curves["record"] == record)]
             if points.empty:
                 continue
             mean = points.groupby("iter")["error"].mean()
             ax.plot(mean.index / scale, mean.values, color=colors[model],
-                    label=f"{model} (n={points['run'].nunique()})" if split == "test" else None, **style)
+                    label=f"{model} (n={points['run'].nunique()})" if record == "test" else None, **style)
             paper = _paper_final_error(model)
-            if split == "test" and paper is not None and mean.index.max() >= 60_000:
+            if record == "test" and paper is not None and mean.index.max() >= 60_000:
                 ax.plot(mean.index.max() / scale, paper, "x", color=colors[model], ms=9, mew=2)
     ax.set_ylabel("error (%)")
     ax.set_ylim(bottom=0)

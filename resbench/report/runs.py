@@ -66,7 +66,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
 
 
 def load_curves(root: str | os.PathLike) -> pd.DataFrame:
-    """All metrics records of all runs, long format: run, model, seed, split, iter, error, ..."""
+    """All metrics records of all runs, long format: run, model, seed, record (train, test, ...), iter, error, ..."""
     frames = []
     for d in run_dirs(Path(root)):
         records = read_metrics(d)
@@ -99,7 +99,7 @@ def load_repeats(root: str | os.PathLike) -> pd.DataFrame:
     many test evaluations agree, and the final test errors."""
     rows = []
     for run, again in repeat_dirs(Path(root)):
-        mine, theirs = (_by_split(read_metrics(d)) for d in (run, again))
+        mine, theirs = ({kind: read_metrics(d, kind) for kind in ("train", "test")} for d in (run, again))
         train = [(r["iter"], r["loss"]) for r in mine["train"]], [(r["iter"], r["loss"]) for r in theirs["train"]]
         test = list(zip(mine["test"], theirs["test"]))
         about = read_repeat(again)
@@ -112,6 +112,3 @@ def load_repeats(root: str | os.PathLike) -> pd.DataFrame:
                      "repeat_test_error": read_summary(again).get("test_error")})
     return pd.DataFrame(rows, columns=REPEAT_COLUMNS)
 
-
-def _by_split(records: list[dict]) -> dict[str, list[dict]]:
-    return {split: [r for r in records if r.get("split") == split] for split in ("train", "test")}

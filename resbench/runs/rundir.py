@@ -4,7 +4,8 @@ their layout: every file name, and every read and write of a run's config, env, 
     <runs>/<model>-<schedule>-<key>-s<seed>/
         config.json      resolved config (model, recipe, seed, data, precision) and its key
         env.json         git commit (+ dirty), versions, device/GPU, data variant and sha256
-        metrics.jsonl    one JSON object per record: train (loss, error, lr, img/s) and test (error)
+        metrics.jsonl    one JSON object per line, its "record" saying which: train (loss, error, lr,
+                         img/s), test (error), warmup (the warm-up window's error), event (resumed)
         responses.json   Fig. 7 probe: std of every 3x3 layer's response, in layer order
         summary.json     status (done | diverged | paused | failed), final test error, wall time, img/s
         error.txt        traceback of a failed run
@@ -162,8 +163,9 @@ def _read_optional(path: Path) -> dict:
 
 # --- metrics ----------------------------------------------------------------------------------
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """Every readable record of the run's metrics.jsonl, oldest first ([] before the first).
+def read_metrics(run_dir: Path, record: str | None = None) -> list[dict]:
+    """Every readable record of the run's metrics.jsonl (only those of kind `record`: train, test, warmup,
+    event), oldest first ([] before the first).
 
     A torn last line (a process killed, or a disk full, while it appended) is left out silently; an
     unreadable line before it is left out with a warning naming the run and the line, and the lines
@@ -176,18 +178,15 @@ def read_metrics(run_dir: Path) -> list[dict]:
     records = []
     for number, line in enumerate(lines, 1):
         try:
-            record = json.loads(line) if line.strip() else None
+            records.append(_parse(line))
         except ValueError:
-            record = None
             if number < len(lines):
                 warnings.warn(f"{path}: line {number} is not a JSON record; left out", stacklevel=2)
-        if isinstance(record, dict) and "iter" in record:
-            records.append(record)
-    return records
+    return _of_kind(records, record)
 
 
-def tail_metrics(run_dir: Path, tail_bytes: int = 4096) -> list[dict]:
-    """The last few metrics records, oldest first: cheap to read while a run is writing."""
+def tail_metrics(run_dir: Path, record: str | None = None, tail_bytes: int = 4096) -> list[dict]:
+    """The last few metrics records (of kind `record`), oldest first: cheap to read while a run is writing."""
     path = run_dir / METRICS
     if not path.exists():
         return []
@@ -197,10 +196,23 @@ def tail_metrics(run_dir: Path, tail_bytes: int = 4096) -> list[dict]:
     records = []
     for line in lines:
         try:
-            records.append(json.loads(line))
+            records.append(_parse(line))
         except ValueError:  # the first line of the tail may be cut, the last torn
             continue
-    return [r for r in records if isinstance(r, dict) and "iter" in r]
+    return _of_kind(records, record)
+
+
+def _parse(line: str | bytes) -> dict:
+    record = json.loads(line)
+    if not (isinstance(record, dict) and "iter" in record):
+        raise ValueError("not a metrics record")
+    if "split" in record:  # its name until 2026-12-03: every committed run directory has it
+        record["record"] = record.pop("split")
+    return record
+
+
+def _of_kind(records: list[dict], record: str | None) -> list[dict]:
+    return records if record is None else [r for r in records if r.get("record") == record]
 
 
 def last_iteration(run_dir: Path) -> int:
@@ -209,14 +221,14 @@ def last_iteration(run_dir: Path) -> int:
     return int(records[-1]["iter"]) if records else 0
 
 
-def train_rates(run_dir: Path) -> list[float]:
-    """The img/s of every logged training record, oldest first."""
-    return [r["img_per_s"] for r in read_metrics(run_dir) if r.get("split") == "train" and r.get("img_per_s")]
+def recent_train_rates(run_dir: Path) -> list[float]:
+    """The img/s of the last few logged training records, oldest first."""
+    return [r["img_per_s"] for r in tail_metrics(run_dir, "train") if r.get("img_per_s")]
 
 
-def last_error(records: list[dict], split: str = "train") -> float | None:
-    """The error of the last record of `split`: what a run resumed at its end reports as its final one."""
-    return next((r["error"] for r in reversed(records) if r["split"] == split), None)
+def last_error(records: list[dict], record: str = "train") -> float | None:
+    """The error of the last record of kind `record`: what a run resumed at its end reports as its final one."""
+    return next((r["error"] for r in reversed(records) if r["record"] == record), None)
 
 
 class MetricsLog:

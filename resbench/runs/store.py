@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from resbench.runs.rundir import read_status, tail_metrics
+from resbench.runs.rundir import read_status, recent_train_rates
 
 LOCK = ".lock"
 FINISHED = ("done", "diverged")  # a result: never trained again (unless --fresh)
@@ -80,6 +80,6 @@ def run_state(run_dir: Path) -> str:
 
 def eta_s(run_dir: Path, iterations_left: int, batch_size: int, fallback_img_per_s: float | None = None) -> float | None:
     """Seconds of training a run has left, at its last measured img/s (None while unmeasured)."""
-    rates = [r["img_per_s"] for r in tail_metrics(run_dir) if r.get("split") == "train" and r.get("img_per_s")]
+    rates = recent_train_rates(run_dir)
     rate = rates[-1] if rates else fallback_img_per_s
     return max(0, iterations_left) * batch_size / rate if rate else None

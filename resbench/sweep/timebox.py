@@ -21,7 +21,7 @@ import torch
 
 from resbench.host.machine import cpu_model
 from resbench.models import build_model
-from resbench.runs.rundir import RunDirError, read_config, read_env, read_status, read_summary, run_dirs, tail_metrics
+from resbench.runs.rundir import RunDirError, read_config, read_env, read_status, read_summary, run_dirs, recent_train_rates
 from resbench.sweep.durations import format_duration
 from resbench.sweep.jobs import Job, job_engine
 from resbench.train.engine import Engine, make_optimizer, sync
@@ -80,7 +80,7 @@ def logged_pace(run_dir: Path) -> float | None:
     """The img/s a run's recent log records show, as the pace of its network alone: a packed run logged its
     share of the device (its summary's pack_slots K runs), so K x its rate (exact for equal members; for a
     mixed pack, too high for its deepest member and too low for the others)."""
-    rates = [r["img_per_s"] for r in tail_metrics(run_dir) if r.get("split") == "train" and r.get("img_per_s")]
+    rates = recent_train_rates(run_dir)
     if not rates:
         return None
     return statistics.median(rates) * read_summary(run_dir).get("pack_slots", 1)

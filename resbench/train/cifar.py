@@ -57,7 +57,7 @@ class Member:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.state.update(ckpt["state"])
             self.train_err = last_error(self.log.truncate_after(self.state["iteration"]))
-            self.log.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
+            self.log.append({"iter": self.state["iteration"], "record": "event", "event": "resumed",
                              "git": env["git"], "gpu": env["gpu"], "cpu": env["cpu"], "host": env["host"],
                              "torch": env["torch"],  # a run can span machines: each leg names its own
                              **self.fused_with})
@@ -92,7 +92,7 @@ class Member:
             if done % self.recipe.warmup_window == 0:
                 # the paper's condition: back to lr 0.1 once training error is below 80%
                 error = self.warm.read()[1]
-                self.log.append({"iter": done, "split": "warmup", "error": error})
+                self.log.append({"iter": done, "record": "warmup", "error": error})
                 if error < self.recipe.warmup_until:
                     self.state["warming_up"], self.state["warmup_ended_at"] = False, done
 
@@ -101,7 +101,7 @@ class Member:
         train_loss, self.train_err = self.window.read()
         images, seconds = self.state["images"] - self.last_log[0], self.state["train_s"] - self.last_log[1]
         self.last_log = (self.state["images"], self.state["train_s"])
-        self.log.append({"iter": self.iteration, "split": "train", "loss": train_loss, "error": self.train_err,
+        self.log.append({"iter": self.iteration, "record": "train", "loss": train_loss, "error": self.train_err,
                          "lr": lr,  # of the window's last step
                          "img_per_s": round(images / max(seconds, 1e-9), 1)})
         return train_loss
@@ -111,7 +111,7 @@ class Member:
 
     def log_test(self) -> float:
         test_loss, test_err = loss_and_error(self.model, self.test_batches(), self.engine)
-        self.log.append({"iter": self.iteration, "split": "test", "loss": test_loss, "error": test_err})
+        self.log.append({"iter": self.iteration, "record": "test", "loss": test_loss, "error": test_err})
         return test_err
 
     def tick_wall(self) -> None:

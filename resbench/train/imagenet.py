@@ -77,7 +77,7 @@ class ImageNetTraining:
             self.state.update(ckpt["state"])
             if self.lead:
                 self.train_err = last_error(self.log_file.truncate_after(self.state["iteration"]))
-                self.log_file.append({"iter": self.state["iteration"], "split": "event", "event": "resumed",
+                self.log_file.append({"iter": self.state["iteration"], "record": "event", "event": "resumed",
                                       "processes": self.size})
         elif self.lead:
             self.log_file.truncate_after(0)
@@ -105,7 +105,7 @@ class ImageNetTraining:
         done = self.state["iteration"]
         train_loss, self.train_err = self.window.read()  # this process's share of the batches
         if self.lead:
-            self.log_file.append({"iter": done, "split": "train", "loss": train_loss, "error": self.train_err,
+            self.log_file.append({"iter": done, "record": "train", "loss": train_loss, "error": self.train_err,
                                   "lr": self.lr(done - 1)})
         status = f"loss {train_loss:.3f}  train err {self.train_err:.1f}%"
         if any_rank(not math.isfinite(train_loss)):  # every process stops, or none
@@ -116,7 +116,7 @@ class ImageNetTraining:
     def test(self) -> None:
         val = after_lead(self._evaluate("center", self.recipe.val_limit))
         if self.lead:
-            self.log_file.append({"iter": self.state["iteration"], "split": "test", "error": val["top1_err"],
+            self.log_file.append({"iter": self.state["iteration"], "record": "test", "error": val["top1_err"],
                                   "top5": val["top5_err"]})
         if self.recipe.schedule == "plateau":  # every process takes the same decision
             self.plateau.step(val["top1_err"])
