@@ -192,7 +192,7 @@ def fake_runs(rows: list[tuple[str, float, float, str]], options: dict | None = 
                       "key": "k", "options": json.dumps((options or {}).get(m, {}), sort_keys=True),
                       "overrides": json.dumps(cfg["overrides"]), "tier": tier(cfg), "data_variant": variant,
                       "precision": precision, "tf32": cfg["tf32"], "iterations": 64000, "git_commit": "abc",
-                      "git_dirty": False, "gpu": "H100", "torch": "2", "status": status, "test_error": test,
+                      "git_dirty": False, "gpu": "H100", "devices": "H100", "torch": "2", "status": status, "test_error": test,
                       "train_error": train, "iteration": 64000, "train_s": 1.0, "img_per_s": 1.0, "params": 1})
     return pd.DataFrame(lines)
 
@@ -329,6 +329,21 @@ def test_proxy_runs_show_numbers_but_no_reproduction_verdict_and_tiers_are_never
     lines = diff_table(load_experiment("table6"), mixed).query("row == 'resnet20' and metric == 'error'")
     assert lines["tier"].tolist() == ["exact (bf16+TF32)", "exact (fp32)"] and lines["n"].tolist() == [1, 1]
     assert lines["ours_mean"].tolist() == [9.0, 8.0]  # never averaged together
+
+
+def test_a_runs_devices_name_every_machine_it_trained_on(tmp_path):
+    """A run paused on one machine and resumed on others is shown with each of them, not only the first
+    (env.json); a resume logged before machines were recorded says so rather than guess."""
+    from resbench.report.runs import devices
+    from resbench.runs.rundir import MetricsLog
+
+    log = MetricsLog(tmp_path)
+    log.append({"iter": 100, "record": "event", "event": "resumed", "gpu": None, "cpu": "AMD EPYC"})
+    log.append({"iter": 200, "record": "event", "event": "resumed", "gpu": None})
+    log.append({"iter": 300, "record": "event", "event": "resumed", "gpu": None, "cpu": "AMD EPYC"})
+    assert devices(tmp_path, {"gpu": None, "cpu": "Intel Xeon"}) == [
+        "Intel Xeon", "AMD EPYC", "machine of a resume, not recorded"]
+    assert devices(tmp_path / "fresh", {"gpu": "NVIDIA H200", "cpu": "AMD EPYC"}) == ["NVIDIA H200"]
 
 
 def test_the_header_counts_computed_verdicts_apart_from_trained_ones(smoke_runs):

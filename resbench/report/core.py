@@ -9,7 +9,7 @@ import pandas as pd
 from resbench.probes.complexity import Complexity
 from resbench.paper.tiers import is_exact
 from resbench.report.counts import counted, counted_models
-from resbench.report.runs import load_curves, load_responses, load_runs
+from resbench.report.runs import DEVICES_SEP, load_curves, load_responses, load_runs
 from resbench.paper.declarations import Experiment, load_experiment
 from resbench.report import diff as diffs
 from resbench.report import gap as gaps
@@ -185,7 +185,7 @@ class Report:
         done = self.runs[self.runs["status"] == "done"]
         found = []
         for budget, group in sorted(done.groupby(done["budget"].fillna("1")), key=lambda bg: -Fraction(bg[0])):
-            devices = group["gpu"].where(group["gpu"].notna(), group["cpu"]).fillna("CPU")
+            devices = {device for legs in group["devices"] for device in legs.split(DEVICES_SEP)}
             found.append({"budget": budget, "preset": self.preset, "runs": len(group),
                           "networks": {m: int(n) for m, n in group["model"].value_counts(sort=False).items()},
                           "devices": sorted(set(devices))})

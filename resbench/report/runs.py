@@ -21,7 +21,19 @@ IMAGENET_COLUMNS = [f"{metric}_{test}" for test in IMAGENET_TESTS for metric in 
 RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overrides", "tier", "data_variant",
                "precision", "tf32", "iterations", "git_commit", "git_dirty", "gpu", "torch", "status", "test_error",
                "train_error", "iteration", "train_s", "img_per_s", "eta_s", "params", *IMAGENET_COLUMNS, "fused_with",
-               "note", "budget", "cpu", "dataset", "family"]
+               "note", "budget", "cpu", "devices", "dataset", "family"]
+
+
+DEVICES_SEP = "; "  # between the machines of a run's legs, in its "devices" column
+
+
+def devices(run_dir: Path, env: dict) -> list[str]:
+    """Every machine a run trained on, in order: where it started (env.json), then where each resume ran
+    (its `resumed` event; those written before 2026-12-03 named a GPU but no CPU)."""
+    legs = [env.get("gpu") or env.get("cpu") or "CPU"]
+    legs += [e.get("gpu") or e.get("cpu") or "machine of a resume, not recorded" for e in read_metrics(run_dir, "event")
+             if e.get("event") == "resumed"]
+    return list(dict.fromkeys(legs))
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
@@ -58,7 +70,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
             "eta_s": None if summary["status"] in ENDED else eta_s(
                 d, cfg["recipe"]["iterations"] - (summary.get("iteration") or last_iteration(d)),
                 cfg["recipe"]["batch_size"], summary.get("img_per_s")),
-            "budget": cfg.get("budget", "1"), "cpu": env.get("cpu"),
+            "budget": cfg.get("budget", "1"), "cpu": env.get("cpu"), "devices": DEVICES_SEP.join(devices(d, env)),
             "dataset": "imagenet" if "bn_group" in cfg["recipe"] else "cifar",
             "family": tier({**cfg, "budget": "1"}),  # the tier but for the schedule's budget
         })

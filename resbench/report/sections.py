@@ -15,6 +15,7 @@ from resbench.report import prose
 from resbench.report.calibration import gap_beside_penalty
 from resbench.report.claims import FIG7_CLAIMS
 from resbench.report.markdown import markdown_table
+from resbench.report.runs import DEVICES_SEP
 
 RUN_COLUMNS = ["run", "model", "tier", "seed", "status", "iterations", "test_error", "train_error", "device",
                "commit"]  # what the runs section shows of each run; runs.csv has every column
@@ -112,7 +113,7 @@ def budget_curve(curve, figure: str) -> list[Section]:
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One line per run read: what it is, where it stands, what it measured, where and from which commit."""
-    table = runs.assign(device=runs["gpu"].fillna(runs["cpu"]).fillna("CPU"),
+    table = runs.assign(device=runs["devices"].str.replace(DEVICES_SEP, ", then "),
                         commit=runs["git_commit"].fillna("").astype(str).str[:8])
     return table[RUN_COLUMNS]
 
