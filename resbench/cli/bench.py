@@ -17,11 +17,14 @@ DATA_ROOT = typer.Option(None, help="folder holding CIFAR-10")
 OUT = typer.Option(None, help="also write the results as JSON here")
 
 
-def _counts(text: str) -> list[int]:
+def _counts(text: str, option: str) -> list[int]:
     try:
-        return [int(n) for n in comma_list(text) or []]
+        counts = [int(n) for n in comma_list(text) or []]
     except ValueError:
         fail(f"expected comma-separated numbers, got {text!r}")
+    if not counts or min(counts) < 1:
+        fail(f"{option} takes comma-separated numbers of 1 or more, got {text!r}")
+    return counts
 
 
 def _setup(**options):
@@ -104,7 +107,7 @@ def bench_jobs(
     """Aggregate img/s of N trainings sharing one device (resbench run --jobs N), for each N."""
     from resbench.bench.throughput import jobs_rows
 
-    names, counts = comma_list(models) or [], _counts(jobs)
+    names, counts = comma_list(models) or [], _counts(jobs, "--jobs")
     engine, data = _setup(device=device, compile=compile, compile_mode=compile_mode, data_root=data_root)
     try:
         results = list(jobs_rows(names, counts, iterations, data, engine, data_root=data_root))
@@ -138,7 +141,7 @@ def bench_fuse(
     --jobs processes, on one device (resbench run --fuse N)."""
     from resbench.bench.throughput import fuse_rows
 
-    names, counts = comma_list(models) or [], _counts(fuse)
+    names, counts = comma_list(models) or [], _counts(fuse, "--fuse")
     engine, data = _setup(device=device, compile=compile, compile_mode=compile_mode, data_root=data_root)
     try:
         results = list(fuse_rows(names, counts, iterations, data, engine, data_root=data_root,
@@ -178,7 +181,7 @@ def bench_pack(
     ratio to the first and its share of the device's measured bf16 peak."""
     from resbench.bench.packs import pack_bench
 
-    names, counts = comma_list(models) or ["resnet20"], _counts(sizes)
+    names, counts = comma_list(models) or ["resnet20"], _counts(sizes, "--sizes")
     engine, data = _setup(device=device, compile=False, data_root=data_root)
     try:
         rows = pack_bench(names, counts, iterations, data, engine, grow=grow, batch_size=batch_size, graph=graph)
