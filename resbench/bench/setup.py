@@ -9,8 +9,11 @@ import torch
 
 from resbench.data.cifar import CifarData, load_cifar10
 from resbench.host.files import write_json
+from resbench.models import parse_model_name
 from resbench.runs.provenance import environment
 from resbench.train.engine import Engine
+
+NETWORKS = {"cifar": "CIFAR networks (e.g. resnet20, plain56)", "imagenet": "ImageNet networks (e.g. resnet50)"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,17 @@ class Setup:
         return Engine(device=self.device, precision=self.precision, compile=self.compile,
                       compile_mode=self.compile_mode, compile_backend=self.compile_backend,
                       one_forward=self.one_forward).resolve()
+
+
+def networks(names: list[str], dataset: str) -> list[str]:
+    """The networks a benchmark of `dataset` ("cifar" or "imagenet") measures, checked before anything is set up:
+    ValueError (one line) for none, an unknown name, or a network of the other dataset."""
+    if not names:
+        raise ValueError("--models names no network")
+    for name in names:
+        if parse_model_name(name).dataset != dataset:
+            raise ValueError(f"this benchmark measures {NETWORKS[dataset]}; {name} is not one")
+    return names
 
 
 def cifar_setup(setup: Setup) -> tuple[Engine, CifarData]:

@@ -27,6 +27,15 @@ def _counts(text: str, option: str) -> list[int]:
     return counts
 
 
+def _networks(text: str, dataset: str = "cifar") -> list[str]:
+    from resbench.bench.setup import networks
+
+    try:
+        return networks(comma_list(text) or [], dataset)
+    except ValueError as err:
+        fail(str(err))
+
+
 def _setup(**options):
     """(resolved engine, CIFAR-10) for a CIFAR benchmark (resbench.bench.setup), or a one-line error."""
     from resbench.bench.setup import Setup, cifar_setup
@@ -70,7 +79,7 @@ def bench_cifar(
     from resbench.host.machine import native_bf16
 
     try:
-        options = CifarBench(models=tuple(comma_list(models) or []), iterations=iterations, warmup=warmup,
+        options = CifarBench(models=tuple(_networks(models)), iterations=iterations, warmup=warmup,
                              precisions=tuple(comma_list(precisions) or []), workers=workers, bn_splits=bn_splits)
     except ValueError as err:
         fail(str(err))
@@ -107,7 +116,7 @@ def bench_jobs(
     """Aggregate img/s of N trainings sharing one device (resbench run --jobs N), for each N."""
     from resbench.bench.throughput import jobs_rows
 
-    names, counts = comma_list(models) or [], _counts(jobs, "--jobs")
+    names, counts = _networks(models), _counts(jobs, "--jobs")
     engine, data = _setup(device=device, compile=compile, compile_mode=compile_mode, data_root=data_root)
     try:
         results = list(jobs_rows(names, counts, iterations, data, engine, data_root=data_root))
@@ -141,7 +150,7 @@ def bench_fuse(
     --jobs processes, on one device (resbench run --fuse N)."""
     from resbench.bench.throughput import fuse_rows
 
-    names, counts = comma_list(models) or [], _counts(fuse, "--fuse")
+    names, counts = _networks(models), _counts(fuse, "--fuse")
     engine, data = _setup(device=device, compile=compile, compile_mode=compile_mode, data_root=data_root)
     try:
         results = list(fuse_rows(names, counts, iterations, data, engine, data_root=data_root,
@@ -181,7 +190,7 @@ def bench_pack(
     ratio to the first and its share of the device's measured bf16 peak."""
     from resbench.bench.packs import pack_bench
 
-    names, counts = comma_list(models) or ["resnet20"], _counts(sizes, "--sizes")
+    names, counts = _networks(models), _counts(sizes, "--sizes")
     engine, data = _setup(device=device, compile=False, data_root=data_root)
     try:
         rows = pack_bench(names, counts, iterations, data, engine, grow=grow, batch_size=batch_size, graph=graph)
@@ -213,7 +222,7 @@ def bench_step(
     img/s, set-up seconds, the iterations before compiling pays, the largest loss difference."""
     from resbench.bench.step import step_rows
 
-    names = comma_list(models) or []
+    names = _networks(models)
     engine, data = _setup(device=device, compile=False, compile_mode="default", compile_backend=compile_backend,
                           data_root=data_root)
     rows = []
@@ -263,7 +272,7 @@ def bench_imagenet(
     from resbench.data import DataError
 
     try:
-        options = ImageNetBench(models=tuple(comma_list(models) or []), iterations=iterations, warmup=warmup,
+        options = ImageNetBench(models=tuple(_networks(models, "imagenet")), iterations=iterations, warmup=warmup,
                                 batch_size=batch_size, workers=workers, decode=decode, images=images, crop=crop)
         engine, data, r = imagenet_bench(options, Setup(device=device, compile=compile, data_root=data_root),
                                          say=console.print)
