@@ -16,7 +16,9 @@ kernels are the same) or the pack is not used.
 """
 from __future__ import annotations
 
+import tempfile
 import time
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -94,6 +96,16 @@ def pack_table(models: list[str], sizes: list[int], iterations: int, data: Cifar
         if grow and not sizes and len(rows) > 1 and row["steady_img_per_s"] >= GROW * rows[-2]["steady_img_per_s"]:
             sizes.append(2 * k)
     return rows
+
+
+def pack_bench(models: list[str], sizes: list[int], iterations: int, data: CifarData, engine: Engine, *,
+               grow: bool = True, batch_size: int = 128, graph: bool | None = None) -> list[dict]:
+    """`pack_table` in a temporary results folder, each run's step captured in a CUDA graph on a GPU (unless
+    `graph` is False), elsewhere in the graph's dry mode (the same code, never captured)."""
+    captured = engine.device.startswith("cuda") and graph is not False
+    engine = replace(engine, graph="cuda" if captured else "dry")
+    with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+        return pack_table(models, sizes, iterations, data, engine, Path(tmp), grow, batch_size)
 
 
 def chosen_size(rows: list[dict]) -> int:

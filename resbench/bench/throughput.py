@@ -13,11 +13,13 @@ Both train the same model with the same recipe and batch size; only the loop dif
 """
 from __future__ import annotations
 
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
-from resbench.host.vision import has_image_ops  # before torchvision: see resbench/host/vision.py
+from resbench.host import vision as _vision  # noqa: F401  (before torchvision: see resbench/host/vision.py)
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -25,15 +27,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from resbench.data.cifar import CifarData
-from resbench.data.imagenet import FolderLoader
 from resbench.data.pipeline import DeviceLoader
 from resbench.models import build_model
-from resbench.paper.recipes import CifarRecipe, ImageNetRecipe
+from resbench.paper.recipes import CifarRecipe
 from resbench.runs.rundir import read_metrics
 from resbench.sweep.launch import launch_local
 from resbench.sweep.options import Schedule
 from resbench.sweep.plan import resolve
-from resbench.train.engine import Engine, make_optimizer, sync
+from resbench.train.engine import PRECISIONS, Engine, make_optimizer, sync
 from resbench.train.fused import train_fused
 from resbench.train.cifar import CifarRun, train_cifar
 from resbench.train.steps import make_train_step
@@ -47,6 +48,25 @@ class BenchResult:
     iterations: int
     device: str
     detail: str
+
+
+@dataclass(frozen=True)
+class CifarBench:
+    """What `bench cifar` measures: for each model the plain loop, then the fast loop in each precision."""
+    models: tuple[str, ...] = ("resnet20", "resnet56", "resnet110")
+    iterations: int = 200  # timed iterations per loop
+    warmup: int = 30  # untimed iterations first (compilation, cudnn autotune)
+    precisions: tuple[str, ...] = ("fp32", "bf16")  # the fast loop's, side by side; the first is the reference
+    workers: int = 8  # DataLoader workers of the plain loop
+    bn_splits: int = 2  # fast loop: BN groups per batch (2 = the paper's 2x64)
+
+    def __post_init__(self):  # refused here, before the device or the data is looked for
+        self.recipe()
+        if not self.precisions or set(self.precisions) - set(PRECISIONS):
+            raise ValueError(f"--precisions takes a comma-separated subset of {', '.join(PRECISIONS)}")
+
+    def recipe(self) -> CifarRecipe:
+        return CifarRecipe(bn_splits=self.bn_splits).validate()
 
 
 class PilCifar(Dataset):
@@ -122,6 +142,16 @@ def fast_loop(model_name: str, data: CifarData, engine: Engine, iterations: int,
     return BenchResult(model_name, f"fast {engine.precision}", rate, iterations, device, detail)
 
 
+def cifar_bench(options: CifarBench, data: CifarData, engine: Engine) -> Iterator[BenchResult]:
+    """Each model's plain loop, then its fast loop in each of `options.precisions`, as each is measured."""
+    recipe = options.recipe()
+    for name in options.models:
+        yield plain_loop(name, data, engine.device, options.iterations, options.warmup, options.workers)
+        for precision in options.precisions:
+            yield fast_loop(name, data, replace(engine, precision=precision), options.iterations, options.warmup,
+                            recipe)
+
+
 def _bench_recipe(iterations: int, batch_size: int = 128) -> CifarRecipe:
     """The paper's recipe for `iterations` steps, logged 20 times, tested only at the end."""
     return CifarRecipe().with_options(iterations=iterations, milestones=(iterations,), eval_every=iterations,
@@ -181,58 +211,26 @@ def jobs_throughput(model_name: str, workers: int, iterations: int, data: CifarD
             "wall_img_per_s": round(workers * iterations * recipe.batch_size / wall, 1), "wall_s": round(wall, 1)}
 
 
-def imagenet_throughput(model_names: list[str], data, engine: Engine, iterations: int, warmup: int,
-                        batch_size: int = 256, workers: int = 8, recipe=None, decode: str = "workers") -> dict:
-    """ImageNet training img/s on one device: data pipeline alone, model alone, and end to end.
-
-    pipeline: decode + augment, no model, both ways (`decode_place`): "workers" (PIL in
-    `workers` DataLoader processes) and "device" (the workers read bytes, the device decodes).
-    model: training steps on a batch already on the device, for each model. end to end:
-    ResNet-50 (the first model) fed by the `decode` pipeline, as `resbench run` trains it.
-    """
-    recipe = recipe or ImageNetRecipe()
-
-    def loader(decode: str) -> FolderLoader:
-        return FolderLoader(data, recipe.views(), batch_size, seed=0, workers=workers,
-                            decode_on=engine.device if decode == "device" else None)
-
-    def fed():
-        for x, y in loader(decode).batches(0):
-            yield (x.to(engine.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
-                   y.to(engine.device, non_blocking=True), recipe.lr)
-
-    def resident():
-        x = torch.randn(batch_size, 3, recipe.crop, recipe.crop, device=engine.device)
-        x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 1000, (batch_size,), device=engine.device)
-        while True:
-            yield x, y, recipe.lr
-
-    def steps(name: str, feed) -> float:
-        model = build_model(name).to(engine.device, memory_format=torch.channels_last)
-        optimizer = make_optimizer(model, recipe.lr, recipe.momentum, recipe.weight_decay, engine.device)
-        step = make_train_step(model, optimizer, batch_size // recipe.bn_group, engine)
-        return _timed(step, feed(), warmup, iterations, batch_size, engine.device)
-
-    def no_step(x, y, lr):
-        pass
-
-    pipeline = {decode: _timed(no_step, ((x, y, 0) for x, y in loader(decode).batches(0)), warmup, iterations,
-                               batch_size, engine.device)
-                if decode == "workers" or has_image_ops() else None  # torchvision.io needs a CUDA build of torch
-                for decode in ("workers", "device")}
-    model_only = {name: steps(name, resident) for name in model_names}
-    end_to_end = steps(model_names[0], fed)
-    return {"pipeline_img_per_s": pipeline, "model_img_per_s": model_only,
-            "end_to_end": {"model": model_names[0], "img_per_s": end_to_end, "decode": decode},
-            "workers": workers, "batch_size": batch_size, "crop": recipe.crop, "device": engine.device,
-            "projected_hours": {name: projected_hours(min(rate, pipeline[decode]), recipe.iterations,
-                                                      batch_size)
-                                for name, rate in model_only.items()}}
+def jobs_rows(models: list[str], counts: list[int], iterations: int, data: CifarData, engine: Engine, *,
+              data_root: Path | None = None) -> Iterator[dict]:
+    """`jobs_throughput` for each model and each number of jobs, each in a temporary results folder."""
+    for name in models:
+        for n in counts:
+            with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+                row = jobs_throughput(name, n, iterations, data, str(data_root) if data_root else None, engine,
+                                      Path(tmp))
+            yield row
 
 
-def projected_hours(img_per_s: float, iterations: int, batch_size: int) -> dict:
-    """Wall time of `iterations` steps at `img_per_s` per GPU, on 1 GPU and on 8 (linear scaling
-    assumed: each GPU with its own share of the cores decoding, as on a DGX node)."""
-    hours = iterations * batch_size / img_per_s / 3600
-    return {"1 GPU": round(hours, 1), "8 GPUs": round(hours / 8, 1)}
+def fuse_rows(models: list[str], counts: list[int], iterations: int, data: CifarData, engine: Engine, *,
+              data_root: Path | None = None, jobs: bool = True) -> Iterator[dict]:
+    """`fused_throughput` for each model and each number of seeds; with `jobs`, beside it (under "jobs") as
+    many runs as `jobs_throughput`'s worker processes."""
+    for name in models:
+        for n in counts:
+            with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+                row = fused_throughput(name, n, iterations, data, engine, Path(tmp))
+                if jobs and n > 1:
+                    row["jobs"] = jobs_throughput(name, n, iterations, data, str(data_root) if data_root else None,
+                                                  engine, Path(tmp) / "jobs")
+            yield row

@@ -17,35 +17,41 @@ DATA_ROOT = typer.Option(None, help="folder holding CIFAR-10")
 OUT = typer.Option(None, help="also write the results as JSON here")
 
 
-def _setup(device: str, compile: Optional[bool], compile_mode: str, data_root: Optional[Path], **engine):
-    """(resolved engine, CIFAR-10) for a CIFAR benchmark, or a one-line error."""
-    from resbench.data import DataError
-    from resbench.data.cifar import load_cifar10
-    from resbench.train.engine import Engine
+def _counts(text: str, option: str) -> list[int]:
+    try:
+        counts = [int(n) for n in comma_list(text) or []]
+    except ValueError:
+        fail(f"expected comma-separated numbers, got {text!r}")
+    if not counts or min(counts) < 1:
+        fail(f"{option} takes comma-separated numbers of 1 or more, got {text!r}")
+    return counts
+
+
+def _networks(text: str, dataset: str = "cifar") -> list[str]:
+    from resbench.bench.setup import networks
 
     try:
-        engine = Engine(device=device, compile=compile, compile_mode=compile_mode, **engine).resolve()
-        return engine, load_cifar10(data_root)
+        return networks(comma_list(text) or [], dataset)
+    except ValueError as err:
+        fail(str(err))
+
+
+def _setup(**options):
+    """(resolved engine, CIFAR-10) for a CIFAR benchmark (resbench.bench.setup), or a one-line error."""
+    from resbench.bench.setup import Setup, cifar_setup
+    from resbench.data import DataError
+
+    try:
+        return cifar_setup(Setup(**options))
     except (DataError, ValueError) as err:
         fail(str(err))
 
 
-def _counts(text: str) -> list[int]:
-    try:
-        return [int(n) for n in comma_list(text) or []]
-    except ValueError:
-        fail(f"expected comma-separated numbers, got {text!r}")
-
-
-def _write(out: Optional[Path], results: list, engine, data, quiet: bool = False) -> None:
-    """The results and the machine they were measured on (GPU name, versions, data) as JSON."""
+def _write(out: Optional[Path], results: list | dict, engine, data, quiet: bool = False) -> None:
     if out:
-        import torch
+        from resbench.bench.setup import write_results
 
-        from resbench.host.files import write_json
-        from resbench.runs.provenance import environment
-
-        write_json(out, {"results": results, "env": environment(torch.device(engine.device), data.provenance())})
+        write_results(out, results, engine, data)
         if not quiet:
             console.print(f"wrote {out}")
 
@@ -67,38 +73,31 @@ def bench_cifar(
     out: Optional[Path] = OUT,
 ) -> None:
     """The plain loop (DataLoader + PIL + fp32 eager) vs resbench's fast loop in each precision: img/s, ratios."""
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
-    from resbench.bench.throughput import fast_loop, plain_loop
+    from resbench.bench.throughput import CifarBench, cifar_bench
     from resbench.host.machine import native_bf16
-    from resbench.train.engine import PRECISIONS
-    from resbench.paper.recipes import CifarRecipe
 
     try:
-        recipe = CifarRecipe(bn_splits=bn_splits).validate()
-        arithmetics = comma_list(precisions) or []
-        if not arithmetics or set(arithmetics) - set(PRECISIONS):
-            raise ValueError(f"--precisions takes a comma-separated subset of {', '.join(PRECISIONS)}")
+        options = CifarBench(models=tuple(_networks(models)), iterations=iterations, warmup=warmup,
+                             precisions=tuple(comma_list(precisions) or []), workers=workers, bn_splits=bn_splits)
     except ValueError as err:
         fail(str(err))
-    engine, data = _setup(device, compile, compile_mode, data_root, one_forward=one_forward,
-                          precision=arithmetics[0])
+    engine, data = _setup(device=device, compile=compile, compile_mode=compile_mode, data_root=data_root,
+                          one_forward=one_forward, precision=options.precisions[0])
     cpu = "" if engine.device.startswith("cuda") else f" ({'native' if native_bf16() else 'no native'} bf16)"
     table = Table(title=f"CIFAR-10 training throughput on {engine.device}{cpu}, batch 128")
-    for col in ("model", "loop", "img/s", "vs plain", f"vs fast {arithmetics[0]}", "detail"):
+    for col in ("model", "loop", "img/s", "vs plain", f"vs fast {options.precisions[0]}", "detail"):
         table.add_column(col, justify="left" if col in ("model", "loop", "detail") else "right")
-    results = []
-    for name in comma_list(models) or []:
-        plain = plain_loop(name, data, engine.device, iterations, warmup, workers)
-        table.add_row(name, "plain", f"{plain.img_per_s:,.0f}", "1.00x", "", plain.detail)
-        results.append(plain)
-        reference = None
-        for arithmetic in arithmetics:
-            fast = fast_loop(name, data, replace(engine, precision=arithmetic), iterations, warmup, recipe)
-            reference = reference or fast
-            table.add_row("", f"fast {arithmetic}", f"{fast.img_per_s:,.0f}", f"{fast.img_per_s / plain.img_per_s:.2f}x",
-                          f"{fast.img_per_s / reference.img_per_s:.2f}x", fast.detail)
-            results.append(fast)
+    results = list(cifar_bench(options, data, engine))
+    for r in results:
+        if r.loop == "plain":
+            plain, reference = r, None
+            table.add_row(r.model, "plain", f"{r.img_per_s:,.0f}", "1.00x", "", r.detail)
+            continue
+        reference = reference or r
+        table.add_row("", r.loop, f"{r.img_per_s:,.0f}", f"{r.img_per_s / plain.img_per_s:.2f}x",
+                      f"{r.img_per_s / reference.img_per_s:.2f}x", r.detail)
     console.print(table)
     _write(out, [asdict(r) for r in results], engine, data)
 
@@ -115,29 +114,22 @@ def bench_jobs(
     out: Optional[Path] = OUT,
 ) -> None:
     """Aggregate img/s of N trainings sharing one device (resbench run --jobs N), for each N."""
-    import tempfile
+    from resbench.bench.throughput import jobs_rows
 
-    from resbench.bench.throughput import jobs_throughput
-
-    counts = _counts(jobs)
-    engine, data = _setup(device, compile, compile_mode, data_root)
+    names, counts = _networks(models), _counts(jobs, "--jobs")
+    engine, data = _setup(device=device, compile=compile, compile_mode=compile_mode, data_root=data_root)
+    try:
+        results = list(jobs_rows(names, counts, iterations, data, engine, data_root=data_root))
+    except RuntimeError as err:
+        fail(str(err))
     table = Table(title=f"N trainings as worker processes on {engine.device}: aggregate img/s ({iterations} iterations each)")
     for col in ("model", "jobs", "steady img/s", "per run", "vs 1 job", "wall img/s"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    results = []
-    for name in comma_list(models) or []:
-        for n in counts:
-            with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
-                try:
-                    r = jobs_throughput(name, n, iterations, data, str(data_root) if data_root else None,
-                                          engine, Path(tmp))
-                except RuntimeError as err:
-                    fail(str(err))
-            results.append(r)
-            one = next((x for x in results if x["model"] == name and x["jobs"] == 1), None)
-            ratio = f"{r['steady_img_per_s'] / one['steady_img_per_s']:.2f}x" if one else ""
-            table.add_row(name, str(n), f"{r['steady_img_per_s']:,.0f}", f"{r['per_run_img_per_s']:,.0f}", ratio,
-                          f"{r['wall_img_per_s']:,.0f}")
+    for i, r in enumerate(results):
+        one = next((x for x in results[:i + 1] if x["model"] == r["model"] and x["jobs"] == 1), None)
+        ratio = f"{r['steady_img_per_s'] / one['steady_img_per_s']:.2f}x" if one else ""
+        table.add_row(r["model"], str(r["jobs"]), f"{r['steady_img_per_s']:,.0f}", f"{r['per_run_img_per_s']:,.0f}",
+                      ratio, f"{r['wall_img_per_s']:,.0f}")
     console.print(table)
     _write(out, results, engine, data)
 
@@ -156,33 +148,26 @@ def bench_fuse(
 ) -> None:
     """Aggregate img/s of N seeds fused into one training, next to N runs one after another and as N
     --jobs processes, on one device (resbench run --fuse N)."""
-    import tempfile
+    from resbench.bench.throughput import fuse_rows
 
-    from resbench.bench.throughput import fused_throughput, jobs_throughput
-
-    counts = _counts(fuse)
-    engine, data = _setup(device, compile, compile_mode, data_root)
+    names, counts = _networks(models), _counts(fuse, "--fuse")
+    engine, data = _setup(device=device, compile=compile, compile_mode=compile_mode, data_root=data_root)
+    try:
+        results = list(fuse_rows(names, counts, iterations, data, engine, data_root=data_root,
+                                 jobs=jobs))
+    except RuntimeError as err:
+        fail(str(err))
     table = Table(title=f"N seeds on {engine.device}: aggregate img/s ({iterations} iterations each)")
     for col in ("model", "N", "fused", "vs 1 run", "one after another", *(["N --jobs"] if jobs else [])):
         table.add_column(col, justify="left" if col == "model" else "right")
-    results = []
-    for name in comma_list(models) or []:
-        one = None
-        for n in counts:
-            with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
-                try:
-                    r = fused_throughput(name, n, iterations, data, engine, Path(tmp))
-                    if jobs and n > 1:
-                        r["jobs"] = jobs_throughput(name, n, iterations, data, str(data_root) if data_root else None,
-                                                      engine, Path(tmp) / "jobs")
-                except RuntimeError as err:
-                    fail(str(err))
-            one = r if n == 1 else one
-            results.append(r)
-            ratio = f"{r['steady_img_per_s'] / one['steady_img_per_s']:.2f}x" if one else ""
-            table.add_row(name, str(n), f"{r['steady_img_per_s']:,.0f}", ratio,
-                          f"{one['steady_img_per_s']:,.0f}" if one else "",
-                          *([f"{r['jobs']['steady_img_per_s']:,.0f}" if "jobs" in r else ""] if jobs else []))
+    for i, r in enumerate(results):
+        if i % len(counts) == 0:
+            one = None  # the next model: its N = 1 line, once measured
+        one = r if r["fuse"] == 1 else one
+        ratio = f"{r['steady_img_per_s'] / one['steady_img_per_s']:.2f}x" if one else ""
+        table.add_row(r["model"], str(r["fuse"]), f"{r['steady_img_per_s']:,.0f}", ratio,
+                      f"{one['steady_img_per_s']:,.0f}" if one else "",
+                      *([f"{r['jobs']['steady_img_per_s']:,.0f}" if "jobs" in r else ""] if jobs else []))
     console.print(table)
     console.print("one after another: N runs back to back have the aggregate rate of one run (the N = 1 line)")
     _write(out, results, engine, data)
@@ -203,20 +188,14 @@ def bench_pack(
 ) -> None:
     """Aggregate img/s of K runs packed side by side in one process (resbench run --pack K), each K's
     ratio to the first and its share of the device's measured bf16 peak."""
-    import tempfile
-    from dataclasses import replace
+    from resbench.bench.packs import pack_bench
 
-    from resbench.bench.packs import pack_table
-
-    engine, data = _setup(device, False, "reduce-overhead", data_root)
-    cuda = engine.device.startswith("cuda")
-    engine = replace(engine, graph="cuda" if (graph is None and cuda) or (graph and cuda) else "dry")
-    with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
-        try:
-            rows = pack_table(comma_list(models) or ["resnet20"], _counts(sizes), iterations, data, engine, Path(tmp),
-                              grow, batch_size)
-        except (RuntimeError, ValueError) as err:
-            fail(str(err))
+    names, counts = _networks(models), _counts(sizes, "--sizes")
+    engine, data = _setup(device=device, compile=False, data_root=data_root)
+    try:
+        rows = pack_bench(names, counts, iterations, data, engine, grow=grow, batch_size=batch_size, graph=graph)
+    except (RuntimeError, ValueError) as err:
+        fail(str(err))
     table = Table(title=f"packs on {engine.device} ({engine.precision}, step: {rows[0]['step']}): "
                         f"{iterations} iterations per run, batch {batch_size}")
     for col in ("K", "img/s, all runs", f"vs K={rows[0]['slots']}", "img/s per run", "TFLOP/s", "share of peak"):
@@ -243,9 +222,11 @@ def bench_step(
     img/s, set-up seconds, the iterations before compiling pays, the largest loss difference."""
     from resbench.bench.step import step_rows
 
-    engine, data = _setup(device, False, "default", data_root, compile_backend=compile_backend)
+    names = _networks(models)
+    engine, data = _setup(device=device, compile=False, compile_mode="default", compile_backend=compile_backend,
+                          data_root=data_root)
     rows = []
-    for row in step_rows(comma_list(models) or [], data, engine, iterations):
+    for row in step_rows(names, data, engine, iterations):
         rows.append(row)
         _write(out, rows, engine, data, quiet=True)  # each way as it is measured: a cut keeps what was
     table = Table(title=f"a captured step on {engine.device} ({engine.precision}), batch 128, "
@@ -286,43 +267,24 @@ def bench_imagenet(
 ) -> None:
     """ImageNet training img/s: decoding alone, each model alone, ResNet-50 end to end; projected
     wall time of the paper's 600k iterations on 1 and 8 GPUs."""
-    import os
-    import tempfile
-
-    import torch
-
-    from resbench.bench.throughput import imagenet_throughput
+    from resbench.bench.imagenet import ImageNetBench, imagenet_bench
+    from resbench.bench.setup import Setup
     from resbench.data import DataError
-    from resbench.data.imagenet import decode_place, find_imagenet, make_synthetic
-    from resbench.host.files import write_json
-    from resbench.runs.provenance import environment
-    from resbench.train.engine import Engine
-    from resbench.paper.recipes import ImageNetRecipe
 
-    names = comma_list(models) or []
-    workers = len(os.sched_getaffinity(0)) if workers is None else workers
-    with tempfile.TemporaryDirectory(prefix="resbench-imagenet-") as tmp:
-        try:
-            engine = Engine(device=device, compile=compile).resolve()
-            decode = decode_place(decode, engine.device)
-            recipe = ImageNetRecipe(crop=crop, scale_min=max(crop, min(256, 2 * crop)),
-                                    scale_max=max(crop, min(480, 4 * crop)), test_size=max(crop, 256 * crop // 224),
-                                    bn_group=min(32, batch_size)).validate()
-            if data_root is None:
-                console.print(f"generating {images} JPEGs (sides 300-500 px) in {tmp} ...")
-                make_synthetic(Path(tmp), classes=10, per_class=max(1, images // 10), val_per_class=1,
-                               sides=(300, 500))
-            data = find_imagenet(data_root or tmp)
-            r = imagenet_throughput(names, data, engine, iterations, warmup, batch_size, workers, recipe, decode)
-        except (DataError, ValueError) as err:
-            fail(str(err))
+    try:
+        options = ImageNetBench(models=tuple(_networks(models, "imagenet")), iterations=iterations, warmup=warmup,
+                                batch_size=batch_size, workers=workers, decode=decode, images=images, crop=crop)
+        engine, data, r = imagenet_bench(options, Setup(device=device, compile=compile, data_root=data_root),
+                                         say=console.print)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    workers, decode = r["workers"], r["end_to_end"]["decode"]
     table = Table(title=f"ImageNet training throughput on {engine.device}, batch {batch_size}, crop {crop}, "
                         f"{workers} decoding processes")
     for col in ("measured", "img/s", "600k iterations: 1 GPU (h)", "8 GPUs (h)"):
         table.add_column(col, justify="left" if col == "measured" else "right")
     decoder = "nvJPEG" if engine.device.startswith("cuda") else "torchvision"
-    table.add_row(f"decoding: PIL, {workers} workers", f"{r['pipeline_img_per_s']['workers']:,.0f}",
-                  "", "")
+    table.add_row(f"decoding: PIL, {workers} workers", f"{r['pipeline_img_per_s']['workers']:,.0f}", "", "")
     device_rate = r["pipeline_img_per_s"]["device"]
     table.add_row(f"decoding: {decoder} on {engine.device}",
                   "unavailable" if device_rate is None else f"{device_rate:,.0f}", "", "")
@@ -334,6 +296,4 @@ def bench_imagenet(
     console.print(table)
     console.print(f"projection: min(model only, decoding on {decode}) per GPU, "
                   "linear scaling to 8 GPUs assumed")
-    if out:
-        write_json(out, {**r, "env": environment(torch.device(engine.device), data.provenance())})
-        console.print(f"wrote {out}")
+    _write(out, r, engine, data)

@@ -1,7 +1,9 @@
 """Reports: our runs diffed against the paper, as tables, figures and verdicts.
 
-`Report` is imported on first use: reading run directories (`report.runs`, which `resbench status`
-needs) must work where fvcore and papermill are not installed, as on the GPU machine.
+`Report` is imported on first use: `resbench status` reads run directories through `report.runs`
+alone, which imports seconds faster than `report.core` with its figures (matplotlib, seaborn) and
+statistics (scipy). fvcore and papermill are imported only where they are used (probes/complexity.py,
+report/build.py): importing either module needs neither.
 """
 __all__ = ["Report"]
 

@@ -22,10 +22,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from resbench.runs.provenance import PACKAGE_DIR
+from resbench.runs.rundir import run_dirs
 from resbench.paper.declarations import load_experiment
 from resbench.report.counts import cached, counted, counted_models
 from resbench.report.folder import read_report, write_report
 from resbench.report.index import build_index
+from resbench.report.runs import load_runs
 
 NOTEBOOK = "report.ipynb"  # analysis/report.ipynb: one notebook shows every report's sections
 TIMINGS = ("start_time", "end_time", "duration")  # papermill's clock readings, per notebook and per cell
@@ -72,9 +74,6 @@ def writable(out: Path) -> None:
 def check(names: list[str], runs: str | Path, out: str | Path, replace: bool = False) -> None:
     """Everything that can refuse a build, before anything is written: unknown names, unreadable runs,
     no runs where a report reads them, a report folder built from another runs folder, one not writable."""
-    from resbench.runs.rundir import run_dirs
-    from resbench.report.runs import load_runs
-
     experiments = [load_experiment(name) for name in names]  # clear errors for an unknown name first
     if any(exp.kind != "complexity" for exp in experiments):
         if not Path(runs).is_dir() or not run_dirs(runs):
@@ -155,10 +154,12 @@ def _build(kernel: "Kernel", name: str, runs: str | Path, out: str | Path, prese
 
 class Kernel:
     """One Python kernel that executes several notebooks, each in its own folder. It talks over local
-    IPC sockets, not unencrypted loopback TCP."""
+    IPC sockets, not unencrypted loopback TCP. Jupyter (jupyter_client, nbclient, papermill, nbconvert) is
+    imported where a notebook is executed, not at the top: it is optional (a GPU node's python lacks it),
+    and the checks before a build and `resbench report --index` need none of it."""
 
     def __enter__(self) -> "Kernel":
-        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_client.manager import AsyncKernelManager  # optional: see the class docstring
         from nbclient.util import run_sync
 
         self._sockets = tempfile.TemporaryDirectory(prefix="resbench-kernel-")
@@ -168,13 +169,13 @@ class Kernel:
         return self
 
     def __exit__(self, *exc) -> None:
-        from nbclient.util import run_sync
+        from nbclient.util import run_sync  # optional: see the class docstring
 
         run_sync(self.manager.shutdown_kernel)(now=True)
         self._sockets.cleanup()
 
     def execute(self, source: Path, executed: Path, cwd: Path, parameters: dict) -> None:
-        import papermill
+        import papermill  # optional: see the class docstring
         from nbclient.util import run_sync
 
         client = self.manager.client()
@@ -195,7 +196,7 @@ class Kernel:
 
 def _execute(kernel: Kernel, name: str, runs: str | Path, out_dir: Path, preset: str | None,
              data_variant: str | None) -> None:
-    import nbformat
+    import nbformat  # optional, as Kernel's imports
     from nbconvert import HTMLExporter
 
     executed = out_dir / f"{name}.ipynb"

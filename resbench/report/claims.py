@@ -30,6 +30,7 @@ import pandas as pd
 from resbench.models import canonical_name
 from resbench.probes.responses import READINGS
 from resbench.paper.declarations import Experiment
+from resbench.paper.tiers import is_exact
 from resbench.report import stats
 from resbench.report.diff import row_runs
 
@@ -164,8 +165,6 @@ FIG7_CLAIMS = {c.name: c for c in (
 
 def tiers_of(runs: pd.DataFrame) -> list[str]:
     """The tiers of the finished runs, exact ones first (`resbench.paper.tiers`)."""
-    from resbench.paper.tiers import is_exact
-
     finished = runs[runs["status"] == "done"]
     return sorted(set(finished["tier"].dropna()), key=lambda t: (not is_exact(t), t))
 

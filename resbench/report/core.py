@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import pandas as pd
 
 from resbench.probes.complexity import Complexity
+from resbench.probes.responses import READINGS
 from resbench.paper.tiers import is_exact
 from resbench.report.counts import counted, counted_models
 from resbench.report.runs import DEVICES_SEP, load_curves, load_responses, load_runs
@@ -93,8 +95,6 @@ class Report:
 
     def budgets_read(self) -> list[str]:
         """The budgets of the finished runs read ("1": the full schedule), smallest first."""
-        from fractions import Fraction
-
         done = self.runs[self.runs["status"] == "done"]
         return sorted(set(done["budget"].fillna("1")), key=Fraction) if "budget" in done else []
 
@@ -138,8 +138,6 @@ class Report:
 
     def response_means(self) -> pd.DataFrame:
         """Fig. 7: each network's mean response per tier, under every reading of "std"."""
-        from resbench.probes.responses import READINGS
-
         if self.responses.empty:
             return pd.DataFrame()
         tiers = self.runs.set_index("run")["tier"]
@@ -180,8 +178,6 @@ class Report:
 
     def where(self) -> list[dict]:
         """Per budget (the full schedule first), what finished and where: runs per network and devices."""
-        from fractions import Fraction
-
         done = self.runs[self.runs["status"] == "done"]
         found = []
         for budget, group in sorted(done.groupby(done["budget"].fillna("1")), key=lambda bg: -Fraction(bg[0])):

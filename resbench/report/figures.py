@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from resbench.paper.declarations import Experiment, load_experiment
+from resbench.report.diff import metric_column, row_runs
 
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
 # the same figure, the same SVG bytes: element ids hashed from a fixed salt (else a random one), no date
@@ -137,8 +138,6 @@ def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd
                  preset: str) -> plt.Figure | None:
     """Tables: per row (and tier) each seed's error as a dot, their mean with the 95% CI its verdict reads
     (`diff.error_verdict`), and the paper's number as a red tick; the complexity if no error was measured."""
-    from resbench.report.diff import metric_column, row_runs
-
     errors = diff[diff["metric"].isin(["error", "top1_err", "top5_err"]) & diff["ours_mean"].notna()]
     if errors.empty:
         return _complexity_figure(exp, complexity)

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from resbench.paper.declarations import load_experiment
+from resbench.paper.declarations import all_experiments, load_experiment
+from resbench.report.calibration import calibration_table, load_calibration, sentence
 from resbench.report.claims import CLAIM_STATUSES
+from resbench.report.diff import row_runs
 from resbench.report.folder import built_reports, read_report
+from resbench.report.markdown import schedule_name
+from resbench.report.runs import load_repeats, load_runs
 
 TRAINED_ORDER = ("reproduced", "not reproduced", "inconclusive", "proxy", "demo", "smoke", "not run")
 COMPUTED_ORDER = ("reproduced", "close", "not reproduced")  # params and FLOPs: the models' definition
@@ -30,10 +34,6 @@ INTRO = ("Each folder regenerates one table or figure of He et al. (2015) from r
 def owed_runs(runs: str | Path) -> dict[str, list[str]]:
     """Per trainable experiment, its rows with fewer finished runs of the paper's recipe in `runs`
     than the paper's number summarises (one; five for ResNet-110)."""
-    from resbench.paper.declarations import all_experiments
-    from resbench.report.runs import load_runs
-    from resbench.report.diff import row_runs
-
     table = load_runs(runs)
     owed = {}
     for exp in all_experiments():
@@ -89,8 +89,6 @@ def _real(reports: list[dict]) -> str:
 
 def where(reports: list[dict]) -> list[str]:
     """What was run where, over every report's runs: one line per budget ('full recipe' first)."""
-    from resbench.report.core import schedule_name
-
     seen: dict[str, dict] = {}
     for s in reports:
         for w in s.get("where", []):
@@ -107,8 +105,6 @@ def where(reports: list[dict]) -> list[str]:
 
 def repeated(runs: str | Path | None) -> list[str]:
     """Each run trained again, and how far the two agree (see `runs.load_repeats`)."""
-    from resbench.report.runs import load_repeats
-
     return [f"`{r.run}` trained again ({r.device or 'another machine'}, {r.repeat}): {r.train_identical} of "
             f"{r.train_points} logged training losses identical to the last bit; final test error {r.test_error} vs "
             f"{r.repeat_test_error} ({r.test_error_identical} of {r.test_points} test evaluations equal, test losses "
@@ -121,8 +117,6 @@ def _counts(counts: dict, order: tuple[str, ...]) -> str:
 
 def calibrated(runs: str | Path | None) -> list[str]:
     """What the data costs airbench, per variant (`report.calibration`), or that it is not measured yet."""
-    from resbench.report.calibration import calibration_table, load_calibration, sentence
-
     if runs is None:
         return []
     table = calibration_table(load_calibration(runs))
