@@ -11,9 +11,9 @@ import torch.multiprocessing as mp
 
 from resbench.host.vision import has_image_ops
 from resbench.data import DataError
-from resbench.data.imagenet import (MEAN_RGB, FolderLoader, Views, center_view, find_imagenet, make_synthetic,
-                                    normalize,
-                                    read_jpeg_bytes, sample_generator, ten_views, train_view)
+from resbench.data.imagenet import find_imagenet, make_synthetic
+from resbench.data.imagenet_views import (MEAN_RGB, FolderLoader, Views, center_view, normalize, read_jpeg_bytes,
+                                          sample_generator, ten_views, train_view)
 from resbench.evaluation.imagenet import crop_scores, dense_scores, ensemble_scores, multiscale_scores, topk_wrong
 from resbench.models import build_model
 from resbench.train.engine import Engine

@@ -18,7 +18,8 @@ import torch
 
 from resbench.bench.setup import Setup
 from resbench.bench.throughput import _timed
-from resbench.data.imagenet import FolderLoader, ImageFolderData, decode_place, find_imagenet, make_synthetic
+from resbench.data.imagenet import ImageFolderData, decode_place, find_imagenet, make_synthetic
+from resbench.data.imagenet_views import FolderLoader
 from resbench.models import build_model
 from resbench.paper.recipes import ImageNetRecipe
 from resbench.train.engine import Engine, make_optimizer

@@ -13,7 +13,8 @@ from resbench.host import vision as _vision  # noqa: F401  (before torchvision: 
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 
-from resbench.data.imagenet import ImageFolderData, Views, normalize, read_image, test_loader
+from resbench.data.imagenet import ImageFolderData, read_image
+from resbench.data.imagenet_views import Views, normalize, test_loader
 from resbench.paper.tiers import IMAGENET_TESTS
 
 SCALES = (224, 256, 384, 480, 640)  # shorter sides of the multi-scale test (Sec. 3.4)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from resbench.data.imagenet import FolderLoader, ImageFolderData
+from resbench.data.imagenet import ImageFolderData
+from resbench.data.imagenet_views import FolderLoader
 from resbench.evaluation.imagenet import TESTS, evaluate
 from resbench.models import build_model
 from resbench.runs.provenance import environment
