@@ -16,8 +16,7 @@ from typing import Callable
 from resbench.host.vision import has_image_ops  # before torchvision: see resbench/host/vision.py
 import torch
 
-from resbench.bench.setup import Setup
-from resbench.bench.throughput import _timed
+from resbench.bench.setup import Setup, timed_rate
 from resbench.data.imagenet import ImageFolderData, decode_place, find_imagenet, make_synthetic
 from resbench.data.imagenet_views import FolderLoader
 from resbench.models import build_model
@@ -97,12 +96,12 @@ def imagenet_throughput(model_names: list[str], data: ImageFolderData, engine: E
         model = build_model(name).to(engine.device, memory_format=torch.channels_last)
         optimizer = make_optimizer(model, recipe.lr, recipe.momentum, recipe.weight_decay, engine.device)
         step = make_train_step(model, optimizer, batch_size // recipe.bn_group, engine)
-        return _timed(step, feed(), warmup, iterations, batch_size, engine.device)
+        return timed_rate(step, feed(), warmup, iterations, batch_size, engine.device)
 
     def no_step(x, y, lr):
         pass
 
-    pipeline = {decode: _timed(no_step, ((x, y, 0) for x, y in loader(decode).batches(0)), warmup, iterations,
+    pipeline = {decode: timed_rate(no_step, ((x, y, 0) for x, y in loader(decode).batches(0)), warmup, iterations,
                                batch_size, engine.device)
                 if decode == "workers" or has_image_ops() else None  # torchvision.io needs a CUDA build of torch
                 for decode in ("workers", "device")}

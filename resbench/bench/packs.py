@@ -1,6 +1,6 @@
 """How full a pack keeps the device: `resbench bench pack`, and what `resbench tune` measures of packs.
 
-For each pack size K, K runs of the paper's recipe (`bench._bench_recipe`: iterations steps,
+For each pack size K, K runs of the paper's recipe (`bench.setup.bench_recipe`: iterations steps,
 tested once at the end) train side by side (`resbench.train.pack`) and their steady img/s add
 up; the table gives each K's ratio to K = 1 and its share of the device's peak, both measured
 in the same run:
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from resbench.bench.throughput import _bench_recipe, _steady_rate
+from resbench.bench.setup import bench_recipe, steady_rate
 from resbench.data.cifar import CifarData
 from resbench.models import build_model, parse_model_name
 from resbench.probes.complexity import macs_flop_counter
@@ -65,14 +65,14 @@ def pack_throughput(models: list[str], slots: int, iterations: int, data: CifarD
                     out: Path, batch_size: int = 128, time_limit_s: float | None = None) -> dict:
     """Aggregate img/s of `slots` runs packed (the models taken in turn: mixed depths if several); raises
     RuntimeError where a run did not end done (paused by `time_limit_s` or a signal, failed, out of memory)."""
-    recipe = _bench_recipe(iterations, batch_size)
+    recipe = bench_recipe(iterations, batch_size)
     runs = [(CifarRun(models[i % len(models)], recipe, i, "bench"), out / f"pack{slots}-{i}") for i in range(slots)]
     started = time.perf_counter()
     ended = dict(train_packed(runs, data, engine, slots, progress=False, time_limit_s=time_limit_s))
     wall = time.perf_counter() - started
     if any(s["status"] != "done" for s in ended.values()):
         raise RuntimeError(f"a pack of {slots} ended {[s.get('error', s['status']) for s in ended.values()]}")
-    rates = [_steady_rate(run_dir, iterations) for _, run_dir in runs]
+    rates = [steady_rate(run_dir, iterations) for _, run_dir in runs]
     return {"models": models, "slots": slots, "iterations": iterations, "device": engine.device,
             "steady_img_per_s": round(sum(rates), 1), "per_run_img_per_s": round(sum(rates) / slots, 1),
             "tflop_per_s": round(sum(r * train_flops(run.model) for r, (run, _) in zip(rates, runs)) / 1e12, 3),

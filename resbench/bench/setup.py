@@ -2,6 +2,7 @@
 the results written beside the machine that measured them."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import torch
 from resbench.data.cifar import CifarData, load_cifar10
 from resbench.host.files import write_json
 from resbench.models import parse_model_name
+from resbench.paper.recipes import CifarRecipe
 from resbench.runs.provenance import environment
-from resbench.train.engine import Engine
+from resbench.runs.rundir import read_metrics
+from resbench.train.engine import Engine, sync
 
 NETWORKS = {"cifar": "CIFAR networks (e.g. resnet20, plain56)", "imagenet": "ImageNet networks (e.g. resnet50)"}
 
@@ -57,3 +60,29 @@ def write_results(out: Path, results: list | dict, engine: Engine, data) -> None
     a benchmark's rows under "results", or one benchmark's dict (`bench imagenet`) with "env" beside its keys."""
     env = environment(torch.device(engine.device), data.provenance())
     write_json(out, {**results, "env": env} if isinstance(results, dict) else {"results": results, "env": env})
+
+
+def timed_rate(step, batches, warmup: int, iterations: int, batch_size: int, device: str) -> float:
+    """img/s of `iterations` calls of `step` on `batches` after `warmup` untimed ones, the device waited for
+    at both ends: how every benchmark times a loop."""
+    for _ in range(warmup):
+        step(*next(batches))
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step(*next(batches))
+    sync(device)
+    return iterations * batch_size / (time.perf_counter() - start)
+
+
+def bench_recipe(iterations: int, batch_size: int = 128) -> CifarRecipe:
+    """The paper's recipe for `iterations` steps, logged 20 times, tested only at the end."""
+    return CifarRecipe().with_options(iterations=iterations, milestones=(iterations,), eval_every=iterations,
+                                      log_every=max(1, iterations // 20), checkpoint_every=iterations,
+                                      test_subset=1000, batch_size=batch_size)
+
+
+def steady_rate(run_dir: Path, iterations: int) -> float:
+    """A run's img/s in the middle of training (30-80% of the iterations: compilation over)."""
+    rates = [r["img_per_s"] for r in read_metrics(run_dir, "train") if 0.3 * iterations < r["iter"] <= 0.8 * iterations]
+    return sum(rates) / len(rates) if rates else float("nan")

@@ -26,15 +26,15 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from resbench.bench.setup import bench_recipe, steady_rate, timed_rate
 from resbench.data.cifar import CifarData
 from resbench.data.pipeline import DeviceLoader
 from resbench.models import build_model
 from resbench.paper.recipes import CifarRecipe
-from resbench.runs.rundir import read_metrics
 from resbench.sweep.launch import launch_local
 from resbench.sweep.options import Schedule
 from resbench.sweep.plan import resolve
-from resbench.train.engine import PRECISIONS, Engine, make_optimizer, sync
+from resbench.train.engine import PRECISIONS, Engine, make_optimizer
 from resbench.train.fused import train_fused
 from resbench.train.cifar import CifarRun, train_cifar
 from resbench.train.steps import make_train_step
@@ -82,17 +82,6 @@ class PilCifar(Dataset):
         return self.transform(Image.fromarray(self.images[i])), self.labels[i]
 
 
-def _timed(step, batches, warmup: int, iterations: int, batch_size: int, device: str) -> float:
-    for _ in range(warmup):
-        step(*next(batches))
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(iterations):
-        step(*next(batches))
-    sync(device)
-    return iterations * batch_size / (time.perf_counter() - start)
-
-
 def plain_loop(model_name: str, data: CifarData, device: str, iterations: int, warmup: int,
                workers: int, recipe: CifarRecipe = CifarRecipe()) -> BenchResult:
     model = build_model(model_name).to(device)
@@ -113,7 +102,7 @@ def plain_loop(model_name: str, data: CifarData, device: str, iterations: int, w
         loss.backward()
         optimizer.step()
 
-    rate = _timed(step, batches(), warmup, iterations, recipe.batch_size, device)
+    rate = timed_rate(step, batches(), warmup, iterations, recipe.batch_size, device)
     return BenchResult(model_name, "plain", rate, iterations, device, f"fp32 eager, DataLoader({workers} workers)")
 
 
@@ -136,7 +125,7 @@ def fast_loop(model_name: str, data: CifarData, engine: Engine, iterations: int,
             it += 1
             yield x, y, recipe.lr
 
-    rate = _timed(step, batches(), warmup, iterations, recipe.batch_size, device)
+    rate = timed_rate(step, batches(), warmup, iterations, recipe.batch_size, device)
     detail = f"{engine.precision}, {'compile ' + engine.compile_mode if engine.compile else 'eager'}, " \
              f"bn_splits {recipe.bn_splits}{' in one forward' if engine.one_forward else ''}"
     return BenchResult(model_name, f"fast {engine.precision}", rate, iterations, device, detail)
@@ -152,24 +141,11 @@ def cifar_bench(options: CifarBench, data: CifarData, engine: Engine) -> Iterato
                             recipe)
 
 
-def _bench_recipe(iterations: int, batch_size: int = 128) -> CifarRecipe:
-    """The paper's recipe for `iterations` steps, logged 20 times, tested only at the end."""
-    return CifarRecipe().with_options(iterations=iterations, milestones=(iterations,), eval_every=iterations,
-                                      log_every=max(1, iterations // 20), checkpoint_every=iterations,
-                                      test_subset=1000, batch_size=batch_size)
-
-
-def _steady_rate(run_dir: Path, iterations: int) -> float:
-    """A run's img/s in the middle of training (30-80% of the iterations: compilation over)."""
-    rates = [r["img_per_s"] for r in read_metrics(run_dir, "train") if 0.3 * iterations < r["iter"] <= 0.8 * iterations]
-    return sum(rates) / len(rates) if rates else float("nan")
-
-
 def fused_throughput(model_name: str, runs: int, iterations: int, data: CifarData, engine: Engine,
                      out: Path, batch_size: int = 128) -> dict:
     """Aggregate img/s of `runs` seeds of one model trained as one fused group (`resbench run --fuse`);
     one run alone (runs=1) is the rate of any number of runs trained one after another."""
-    recipe = _bench_recipe(iterations, batch_size)
+    recipe = bench_recipe(iterations, batch_size)
     group = [CifarRun(model_name, recipe, seed, "bench") for seed in range(runs)]
     dirs = [out / f"{model_name}-fuse{runs}-s{seed}" for seed in range(runs)]
     started = time.perf_counter()
@@ -180,7 +156,7 @@ def fused_throughput(model_name: str, runs: int, iterations: int, data: CifarDat
     wall = time.perf_counter() - started
     if any(s["status"] != "done" for s in summaries):
         raise RuntimeError(f"a fused {model_name} training of the benchmark ended {summaries}")
-    steady = sum(_steady_rate(d, iterations) for d in dirs)
+    steady = sum(steady_rate(d, iterations) for d in dirs)
     return {"model": model_name, "fuse": runs, "iterations": iterations, "device": engine.device,
             "steady_img_per_s": round(steady, 1), "per_run_img_per_s": round(steady / runs, 1),
             "wall_img_per_s": round(runs * iterations * recipe.batch_size / wall, 1), "wall_s": round(wall, 1)}
@@ -195,7 +171,7 @@ def jobs_throughput(model_name: str, workers: int, iterations: int, data: CifarD
     the iterations: all workers running, compilation over); wall_img_per_s counts every
     image over the whole wall time, start-up and compilation included.
     """
-    recipe = _bench_recipe(iterations)
+    recipe = bench_recipe(iterations)
     jobs = [resolve(CifarRun(model_name, recipe, seed, "bench"), data, engine, out) for seed in range(workers)]
     started = time.perf_counter()
     results = launch_local(jobs, engine, out, Schedule("local", workers, progress=False), data_root,
@@ -205,7 +181,7 @@ def jobs_throughput(model_name: str, workers: int, iterations: int, data: CifarD
         if r["status"] != "done":
             raise RuntimeError(f"a {model_name} training of the benchmark ended {r['status']}: "
                                f"{r.get('error', 'see ' + r['dir'])}")
-    steady = [_steady_rate(job.dir, iterations) for job in jobs]
+    steady = [steady_rate(job.dir, iterations) for job in jobs]
     return {"model": model_name, "jobs": workers, "iterations": iterations, "device": engine.device,
             "steady_img_per_s": round(sum(steady), 1), "per_run_img_per_s": round(sum(steady) / workers, 1),
             "wall_img_per_s": round(workers * iterations * recipe.batch_size / wall, 1), "wall_s": round(wall, 1)}
