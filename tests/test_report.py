@@ -342,7 +342,7 @@ def test_a_runs_devices_name_every_machine_it_trained_on(tmp_path):
     log.append({"iter": 200, "record": "event", "event": "resumed", "gpu": None})
     log.append({"iter": 300, "record": "event", "event": "resumed", "gpu": None, "cpu": "AMD EPYC"})
     assert devices(tmp_path, {"gpu": None, "cpu": "Intel Xeon"}) == [
-        "Intel Xeon", "AMD EPYC", "machine of a resume, not recorded"]
+        "Intel Xeon", "AMD EPYC", "an unrecorded machine"]
     assert devices(tmp_path / "fresh", {"gpu": "NVIDIA H200", "cpu": "AMD EPYC"}) == ["NVIDIA H200"]
 
 

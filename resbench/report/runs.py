@@ -31,7 +31,7 @@ def devices(run_dir: Path, env: dict) -> list[str]:
     """Every machine a run trained on, in order: where it started (env.json), then where each resume ran
     (its `resumed` event; those written before 2026-12-03 named a GPU but no CPU)."""
     legs = [env.get("gpu") or env.get("cpu") or "CPU"]
-    legs += [e.get("gpu") or e.get("cpu") or "machine of a resume, not recorded" for e in read_metrics(run_dir, "event")
+    legs += [e.get("gpu") or e.get("cpu") or "an unrecorded machine" for e in read_metrics(run_dir, "event")
              if e.get("event") == "resumed"]
     return list(dict.fromkeys(legs))
 
