@@ -19,6 +19,8 @@ from resbench.runs.store import ENDED
 from resbench.sweep.options import Schedule
 from resbench.train.distributed import claim_once, world
 from resbench.train.engine import Engine
+from resbench.train.fused import fusable, train_fused
+from resbench.train.pack import train_packed
 from resbench.train.cifar import train_cifar
 from resbench.train.runspec import CifarRun, ImageNetRun
 from resbench.train.stop import Deadline, requested, stop_on_signals
@@ -87,8 +89,6 @@ def resolve_fuse(fuse: int | str, engine: Engine) -> int:
     """--fuse: a number, or auto: what the GPU measurement chose (FUSE_AUTO), 1 off the GPU and where
     runs cannot be fused (`fused.fusable`). An engine resolved already is the one the runs train with
     (for Slurm's GPU nodes, from a login node without one): it is judged as it is, not for this machine."""
-    from resbench.train.fused import fusable
-
     engine = engine if engine.is_resolved else engine.resolve()
     if fuse == "auto":
         return FUSE_AUTO if engine.device.startswith("cuda") and not fusable(engine) else 1
@@ -131,8 +131,6 @@ def train_pack(jobs: list[Job], data: Data, engine: Engine, slots: int, *, progr
     held; yields each job's summary as it ends (finished and taken ones at once, as they come up).
     `admit(job, deadline, active)`: whether a job may start now beside the pack's running jobs (e.g.
     whether it fits before a deadline); a refused one is left as it is."""
-    from resbench.train.pack import train_packed
-
     data = data.load() if isinstance(data, CifarFiles) else data
     by_dir, held, skipped = {job.dir: job for job in jobs}, {}, []
 
@@ -190,8 +188,6 @@ def _failed(run_dir: Path, error: str, trace: str) -> dict:
 def _train(jobs: list[Job], data: Data, engine: Engine, progress: bool, time_limit_s: float | None) -> list[dict]:
     if len(jobs) == 1:
         return [train_run(jobs[0].run, data, jobs[0].dir, engine, progress, time_limit_s)]
-    from resbench.train.fused import train_fused
-
     data = data.load() if isinstance(data, CifarFiles) else data
     return train_fused([j.run for j in jobs], data, [j.dir for j in jobs], engine, progress, time_limit_s)
 
