@@ -11,25 +11,24 @@ import json
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from resbench.data.cifar import CifarData, CifarFiles
+from resbench.data.imagenet import ImageFolderData
 from resbench.runs.rundir import read_status, read_summary, write_config, write_error, write_summary
 from resbench.runs.store import ENDED
 from resbench.sweep.options import Schedule
 from resbench.train.distributed import claim_once, world
 from resbench.train.engine import Engine
 from resbench.train.fused import fusable, train_fused
+from resbench.train.imagenet import train_imagenet
 from resbench.train.pack import train_packed
 from resbench.train.cifar import train_cifar
 from resbench.train.runspec import CifarRun, ImageNetRun
 from resbench.train.stop import Deadline, requested, stop_on_signals
 
-if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
-    from resbench.data.imagenet import ImageFolderData
-
-    Run = CifarRun | ImageNetRun
-    Data = CifarData | CifarFiles | ImageFolderData
+Run = CifarRun | ImageNetRun
+Data = CifarData | CifarFiles | ImageFolderData
 
 # --fuse auto on a GPU: runs fused per process. 1 until `resbench bench fuse` has been measured on
 # the GPU; off the GPU fusing saves little and it is always 1.
@@ -64,8 +63,6 @@ def train_run(run: Run, data: Data, run_dir: Path, engine: Engine, progress: boo
     if isinstance(run, CifarRun):
         data = data.load() if isinstance(data, CifarFiles) else data
         return train_cifar(run, data, run_dir, engine, progress, time_limit_s)
-    from resbench.train.imagenet import train_imagenet
-
     return train_imagenet(run, data, run_dir, engine, progress, time_limit_s)
 
 

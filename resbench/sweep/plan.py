@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from resbench.data.cifar import CifarData, CifarFiles, cifar10_files
+from resbench.data.imagenet import ImageFolderData, decode_place, find_imagenet, make_synthetic
 from resbench.models import canonical_name, parse_model_name
 from resbench.paper.tiers import tier
 from resbench.runs.rundir import config_key, forget_results, forget_summary, read_status, run_dir_for
@@ -24,11 +25,8 @@ from resbench.train.engine import Engine
 from resbench.train.runspec import CifarRun, ImageNetRun
 from resbench.paper.recipes import cifar_recipe, imagenet_recipe, parse_budget
 
-if TYPE_CHECKING:  # the ImageNet track (and torchvision) is imported only for ImageNet runs
-    from resbench.data.imagenet import ImageFolderData
-
-    Run = CifarRun | ImageNetRun
-    Data = CifarData | CifarFiles | ImageFolderData
+Run = CifarRun | ImageNetRun
+Data = CifarData | CifarFiles | ImageFolderData
 
 # the short presets (smoke, demo) skip the deepest nets unless they are named with --models
 SMOKE_MAX_DEPTH = {"cifar": 110, "imagenet": 50}
@@ -106,8 +104,6 @@ def load_data(runs: list[Run], data_root: str | None = None, synthetic: Path | N
     """The data the runs train on: CIFAR-10, ImageNet, or (`synthetic`) a generated image folder.
     ImageNet's JPEGs are decoded where `decode` says, on `device` or in workers (`decode_place`)."""
     if not all(isinstance(r, CifarRun) for r in runs):
-        from resbench.data.imagenet import decode_place, find_imagenet, make_synthetic
-
         if synthetic is not None:
             if data_root:
                 raise ValueError("--synthetic generates its own images; leave out --data-root")
