@@ -10,13 +10,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from resbench.data.cifar import CifarData, CifarFiles, cifar10_files
-from resbench.data.imagenet import ImageFolderData, decode_place, find_imagenet, make_synthetic
+from resbench.data.cifar import cifar10_files
+from resbench.data.imagenet import decode_place, find_imagenet, make_synthetic
 from resbench.models import canonical_name, parse_model_name
 from resbench.paper.tiers import tier
 from resbench.runs.rundir import config_key, forget_results, forget_summary, read_status, run_dir_for
 from resbench.paper.declarations import Experiment, load_experiment
-from resbench.sweep.jobs import Job, job_engine, resolve_fuse, train_jobs
+from resbench.sweep.jobs import Data, Job, Run, job_engine, resolve_fuse, train_jobs
 from resbench.sweep.options import Schedule, Sweep
 from resbench.runs.store import is_locked
 from resbench.sweep.timebox import START_S, Pace, Paces, TimeBox
@@ -25,8 +25,6 @@ from resbench.train.engine import Engine
 from resbench.train.runspec import CifarRun, ImageNetRun
 from resbench.paper.recipes import cifar_recipe, imagenet_recipe, parse_budget
 
-Run = CifarRun | ImageNetRun
-Data = CifarData | CifarFiles | ImageFolderData
 
 # the short presets (smoke, demo) skip the deepest nets unless they are named with --models
 SMOKE_MAX_DEPTH = {"cifar": 110, "imagenet": 50}
