@@ -218,7 +218,9 @@ def _faulty_worker(rank: int, world: int, port: int, root: str, out: str, fault:
         imagenet.Window.read = lambda self: (float("nan"), read(self)[1])
     if fault == "slow tests" and rank == 0:  # the final tests outlast the training group's timeout
         evaluate = imagenet.evaluate
-        imagenet.evaluate = lambda *a, **k: (time.sleep(12), evaluate(*a, **k))[1]
+        # 12 s within the final tests (10-crop is one of them; the validation at the last iteration is not),
+        # once: beyond the group's 10 s wherever the others wait
+        imagenet.evaluate = lambda *a, **k: (time.sleep(12 if a[4] == "10crop" else 0), evaluate(*a, **k))[1]
         distributed.LEAD_WORK_TIMEOUT = datetime.timedelta(seconds=120)
     summary = train_imagenet(smoke_run(eval_every=100, checkpoint_every=100, iterations=4, log_every=2),
                              find_imagenet(root), Path(out), CPU, progress=False, workers=0)
