@@ -177,6 +177,8 @@ def read_metrics(run_dir: Path, record: str | None = None) -> list[dict]:
     lines = path.read_text().splitlines()
     records = []
     for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             records.append(_parse(line))
         except ValueError:
