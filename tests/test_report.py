@@ -335,15 +335,15 @@ def test_a_runs_devices_name_every_machine_it_trained_on(tmp_path):
     """A run paused on one machine and resumed on others is shown with each of them, not only the first
     (env.json); a resume logged before machines were recorded says so rather than guess."""
     from resbench.report.runs import devices
-    from resbench.runs.rundir import MetricsLog
+    from resbench.runs.rundir import MetricsLog, read_metrics
 
     log = MetricsLog(tmp_path)
     log.append({"iter": 100, "record": "event", "event": "resumed", "gpu": None, "cpu": "AMD EPYC"})
     log.append({"iter": 200, "record": "event", "event": "resumed", "gpu": None})
     log.append({"iter": 300, "record": "event", "event": "resumed", "gpu": None, "cpu": "AMD EPYC"})
-    assert devices(tmp_path, {"gpu": None, "cpu": "Intel Xeon"}) == [
+    assert devices({"gpu": None, "cpu": "Intel Xeon"}, read_metrics(tmp_path)) == [
         "Intel Xeon", "AMD EPYC", "an unrecorded machine"]
-    assert devices(tmp_path / "fresh", {"gpu": "NVIDIA H200", "cpu": "AMD EPYC"}) == ["NVIDIA H200"]
+    assert devices({"gpu": "NVIDIA H200", "cpu": "AMD EPYC"}, read_metrics(tmp_path / "fresh")) == ["NVIDIA H200"]
 
 
 def test_the_header_counts_computed_verdicts_apart_from_trained_ones(smoke_runs):

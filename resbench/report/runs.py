@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from resbench.paper.tiers import IMAGENET_TESTS, tier
-from resbench.runs.rundir import (last_error, last_iteration, read_config, read_env, read_metrics, read_repeat,
+from resbench.runs.rundir import (last_error, read_config, read_env, read_metrics, read_repeat,
                                   read_responses, read_summary, repeat_dirs, run_dirs)
 from resbench.runs.store import ENDED, eta_s, run_state
 
@@ -27,12 +27,11 @@ RUN_COLUMNS = ["run", "dir", "model", "preset", "seed", "key", "options", "overr
 DEVICES_SEP = "; "  # between the machines of a run's legs, in its "devices" column
 
 
-def devices(run_dir: Path, env: dict) -> list[str]:
+def devices(env: dict, records: list[dict]) -> list[str]:
     """Every machine a run trained on, in order: where it started (env.json), then where each resume ran
-    (its `resumed` event; those written before 2026-12-03 named a GPU but no CPU)."""
+    (its `resumed` event among the metrics `records`; those written before 2026-12-03 named a GPU but no CPU)."""
     legs = [env.get("gpu") or env.get("cpu") or "CPU"]
-    legs += [e.get("gpu") or e.get("cpu") or "an unrecorded machine" for e in read_metrics(run_dir, "event")
-             if e.get("event") == "resumed"]
+    legs += [e.get("gpu") or e.get("cpu") or "an unrecorded machine" for e in records if e.get("event") == "resumed"]
     return list(dict.fromkeys(legs))
 
 
@@ -47,11 +46,12 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for d in run_dirs(Path(root)):
         cfg = read_config(d)
-        env, summary = read_env(d), read_summary(d)
+        env, summary, records = read_env(d), read_summary(d), read_metrics(d)
         summary["status"] = run_state(d)
         if summary["status"] == "done" and summary.get("train_error") is None:
             # older code left it out of a run resumed at its last iteration; the run's log has it
-            summary["train_error"] = last_error(read_metrics(d))
+            summary["train_error"] = last_error(records)
+        iteration = summary.get("iteration") or (int(records[-1]["iter"]) if records else 0)  # where it has got to
         rows.append({
             "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
             "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),
@@ -64,13 +64,13 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
                                            "params")},
             **{f"{metric}_{test}": summary.get("tests", {}).get(test, {}).get(metric)
                for test in IMAGENET_TESTS for metric in ("top1_err", "top5_err")},
-            "iteration": summary.get("iteration") or last_iteration(d),
+            "iteration": iteration,
             "fused_with": summary.get("fused_with", env.get("fused_with", [])),  # the runs trained with it
             "note": summary.get("error") or summary.get("reason"),
             "eta_s": None if summary["status"] in ENDED else eta_s(
-                d, cfg["recipe"]["iterations"] - (summary.get("iteration") or last_iteration(d)),
+                d, cfg["recipe"]["iterations"] - iteration,
                 cfg["recipe"]["batch_size"], summary.get("img_per_s")),
-            "budget": cfg.get("budget", "1"), "cpu": env.get("cpu"), "devices": DEVICES_SEP.join(devices(d, env)),
+            "budget": cfg.get("budget", "1"), "cpu": env.get("cpu"), "devices": DEVICES_SEP.join(devices(env, records)),
             "dataset": "imagenet" if "bn_group" in cfg["recipe"] else "cifar",
             "family": tier({**cfg, "budget": "1"}),  # the tier but for the schedule's budget
         })
