@@ -105,7 +105,7 @@ def test_status_shows_an_eta_from_the_measured_rate(tiny_data, tmp_path):
     from resbench.cli.main import app
     from resbench.runs.store import eta_s
     from resbench.train.engine import Engine
-    from resbench.train.cifar import CifarRun, train_cifar
+    from resbench.train.loop import CifarRun, train_cifar
 
     recipe = CifarRecipe(batch_size=32, iterations=40, milestones=(30,), log_every=4, eval_every=20,
                          checkpoint_every=20, test_subset=None)

@@ -12,7 +12,7 @@ import torch
 from resbench.data.cifar import CifarData
 from resbench.train.engine import Engine
 from resbench.train.fused import train_fused
-from resbench.train.cifar import CifarRun, train_cifar
+from resbench.train.loop import CifarRun, train_cifar
 from resbench.paper.recipes import CifarRecipe
 from resbench.runs.rundir import read_metrics
 

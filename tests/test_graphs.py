@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from resbench.train.engine import Engine, train_forward
-from resbench.train.cifar import CifarRun, train_cifar
+from resbench.train.loop import CifarRun, train_cifar
 from resbench.paper.recipes import CifarRecipe
 from resbench.runs.rundir import read_metrics
 
@@ -97,7 +97,7 @@ def test_the_fused_forward_compiles_as_one_graph(tiny_data, tmp_path):
     import torch._dynamo
 
     from resbench.train.fused import Stack, make_fused_step
-    from resbench.train.cifar import Member
+    from resbench.train.loop import Member
 
     torch._dynamo.reset()
     recipe = CifarRecipe(batch_size=32, iterations=4, milestones=(), log_every=2, eval_every=4,

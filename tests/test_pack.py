@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from resbench.train.engine import Engine
-from resbench.train.cifar import CifarRun, train_cifar
+from resbench.train.loop import CifarRun, train_cifar
 from resbench.train.pack import train_packed
 from resbench.paper.recipes import CifarRecipe
 from resbench.runs.rundir import read_metrics

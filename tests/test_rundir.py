@@ -80,7 +80,7 @@ def test_a_run_resumed_on_another_machine_names_that_machine_in_its_log(tiny_dat
     from resbench.paper.recipes import CifarRecipe
     from resbench.train import cifar
     from resbench.train.engine import Engine
-    from resbench.train.cifar import CifarRun, train_cifar
+    from resbench.train.loop import CifarRun, train_cifar
 
     run = CifarRun("resnet8", CifarRecipe(batch_size=32, iterations=8, milestones=(6, 7), log_every=2, eval_every=4,
                                           checkpoint_every=4).validate(), seed=0)

@@ -5,7 +5,7 @@ import torch
 
 from resbench.probes.responses import response_layers, response_stds
 from resbench.models import build_model
-from resbench.train.cifar import CifarRun, train_cifar
+from resbench.train.loop import CifarRun, train_cifar
 from resbench.paper.recipes import CifarRecipe, cifar_recipe
 from resbench.runs.rundir import read_env, read_metrics, read_responses
 

@@ -31,7 +31,7 @@ from resbench.probes.complexity import macs_flop_counter
 from resbench.runs.checkpoint import load_checkpoint
 from resbench.runs.rundir import read_metrics
 from resbench.train.engine import Engine, sync
-from resbench.train.cifar import train_cifar
+from resbench.train.loop import train_cifar
 from resbench.train.pack import train_packed
 from resbench.paper.recipes import CifarRecipe
 from resbench.train.runspec import CifarRun

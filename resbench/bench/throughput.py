@@ -36,7 +36,7 @@ from resbench.sweep.options import Schedule
 from resbench.sweep.plan import resolve
 from resbench.train.engine import PRECISIONS, Engine, make_optimizer
 from resbench.train.fused import train_fused
-from resbench.train.cifar import CifarRun, train_cifar
+from resbench.train.loop import CifarRun, train_cifar
 from resbench.train.steps import make_train_step
 
 

@@ -23,7 +23,7 @@ from resbench.train.engine import Engine
 from resbench.train.fused import fusable, train_fused
 from resbench.train.imagenet import train_imagenet
 from resbench.train.pack import train_packed
-from resbench.train.cifar import train_cifar
+from resbench.train.loop import train_cifar
 from resbench.train.runspec import CifarRun, ImageNetRun
 from resbench.train.stop import Deadline, requested, stop_on_signals
 

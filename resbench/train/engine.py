@@ -184,3 +184,30 @@ def loss_and_error(model: nn.Module, batches, engine: Engine) -> tuple[float, fl
         n += len(y)
     model.train(was_training)
     return loss_sum / n, 100.0 * wrong / n
+
+
+class Window:
+    """Sums of loss and wrong predictions since the last read, on the device; images on the host."""
+
+    def __init__(self, device: str):
+        self.sums = torch.zeros(2, device=device, dtype=torch.float64)
+        self.images = 0
+
+    def add(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> None:
+        self.sums += torch.stack([loss.double() * n, wrong.double()])
+        self.images += n
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of a window cut short by a pause, so the next record is whole."""
+        return {"sums": self.sums.tolist(), "images": self.images}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums.copy_(torch.tensor(state["sums"], dtype=torch.float64))
+        self.images = state["images"]
+
+    def read(self) -> tuple[float, float]:
+        """(mean loss, error %) since the last read; synchronises with the device once."""
+        loss_sum, wrong = self.sums.tolist()
+        n, self.images = self.images, 0
+        self.sums.zero_()
+        return loss_sum / n, 100.0 * wrong / n

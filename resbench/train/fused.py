@@ -30,9 +30,8 @@ from torch.func import stack_module_state, vmap
 
 from resbench.data.cifar import CifarData
 from resbench.train.engine import Engine, compile_for_run, graphs_compiled, sgd_update, step_path
-from resbench.train.cifar import Member
-from resbench.train.runspec import CifarRun
-from resbench.train.skeleton import Schedule, drive
+from resbench.train.loop import Member, drive
+from resbench.train.runspec import CifarRun, Schedule
 from resbench.train.splits import bn_momenta, split_loss
 from resbench.train.stop import Deadline, stop_on_signals
 

@@ -8,7 +8,7 @@ same `resbench run` command and takes 1/N of each global batch:
 
 Process 0 writes the run directory (metrics, checkpoints, summary); all processes take
 the same learning rate, because the plateau decision is made on process 0 and broadcast.
-It is a driver of the one loop skeleton (`resbench.train.skeleton`), as the CIFAR runs are.
+It is a driver of the one loop skeleton (`resbench.train.loop`), as the CIFAR runs are.
 """
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from resbench.runs.provenance import environment
 from resbench.runs.rundir import MetricsLog, last_error, write_env, write_summary
 from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
 from resbench.train.distributed import after_lead, any_rank, broadcast, world
-from resbench.train.engine import Engine, graphs_compiled, make_optimizer, step_path
+from resbench.train.engine import Engine, Window, graphs_compiled, make_optimizer, step_path
+from resbench.train.loop import drive
+from resbench.train.runspec import ImageNetRun, Schedule
 from resbench.train.steps import make_train_step
-from resbench.train.runspec import ImageNetRun
-from resbench.train.skeleton import Schedule, Window, drive
 from resbench.train.stop import Deadline
 
 __all__ = ["ImageNetRun", "train_imagenet"]

@@ -3,7 +3,7 @@
 A batch-128 step of a small CIFAR net is a chain of tiny kernels: one run leaves an H200 idle
 99% of the time. A pack keeps K runs in flight: each has its own model, optimizer, data order,
 checkpoints and run directory (`cifar.Member`, driven by `cifar.OneRun` through the one loop
-skeleton), and on a GPU its slot's CUDA stream, so the kernels of different runs overlap. Each
+loop skeleton), and on a GPU its slot's CUDA stream, so the kernels of different runs overlap. Each
 run's step is the engine's step (on CUDA by default a captured CUDA graph, replayed onto the
 slot's stream), so a packed run computes what it computes alone, operation for operation; only
 the interleaving differs. The runs may differ in depth, recipe and seed.
@@ -14,7 +14,7 @@ the interleaving differs. The runs may differ in depth, recipe and seed.
 * A run that joins a running pack waits for its own stream only (its capture too:
   `graphs.CapturedStep`), never for the whole device.
 * One copy of the data on the device, read by every run.
-* The host never waits in the hot loop: losses and errors add up on the device (`skeleton.Window`);
+* The host never waits in the hot loop: losses and errors add up on the device (`engine.Window`);
   a run waits for its own stream only at its due points (log, test, checkpoint).
 * A run that ends (done, paused, diverged, failed) leaves the pack and the next run the caller
   admits takes its slot, so the device stays full until the deadline.
@@ -35,9 +35,8 @@ import torch
 
 from resbench.data.cifar import CifarData
 from resbench.train.engine import Engine
-from resbench.train.cifar import Member, OneRun
+from resbench.train.loop import Member, OneRun, Training, progress_bar
 from resbench.train.runspec import CifarRun
-from resbench.train.skeleton import Training, progress_bar
 from resbench.train.stop import Deadline, stop_on_signals
 
 

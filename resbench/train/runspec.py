@@ -2,7 +2,8 @@
 
 A run is a network, a recipe, a seed and the labels that say where they came from (the preset,
 the row's options, --set overrides). `config` is what config.json holds; the run's key hashes
-the part of it that determines the result (`resbench.runs.rundir.identity`).
+the part of it that determines the result (`resbench.runs.rundir.identity`). `Schedule`: when a run
+logs, tests and checkpoints, from its recipe.
 """
 from __future__ import annotations
 
@@ -64,3 +65,35 @@ class ImageNetRun(RunSpec):
     def data_config(self, data) -> dict:
         return {"variant": data.variant, "source": data.root, "train": len(data.train), "val": len(data.val),
                 "split": "train/val"}
+
+
+@dataclass(frozen=True)
+class Due:
+    log: bool
+    eval: bool
+    checkpoint: bool
+    last: bool
+
+    @property
+    def any(self) -> bool:
+        return self.log or self.eval or self.checkpoint
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a run logs, tests and checkpoints (every N iterations, and at its last)."""
+
+    iterations: int
+    log_every: int
+    eval_every: int
+    checkpoint_every: int
+
+    @classmethod
+    def of(cls, recipe) -> "Schedule":
+        return cls(recipe.iterations, recipe.log_every, recipe.eval_every, recipe.checkpoint_every)
+
+    def after(self, done: int) -> Due:
+        """What is due once `done` iterations are done."""
+        last = done == self.iterations
+        return Due(*(last or done % every == 0 for every in (self.log_every, self.eval_every, self.checkpoint_every)),
+                   last)

@@ -1,29 +1,123 @@
-"""One CIFAR-10 run: its state as a training loop keeps it (`Member`: model, optimizer, data order,
-counters, files), the skeleton's driver that steps it (`OneRun`), and `train_cifar`, which trains one."""
+"""The training loop: the skeleton every training goes through, and one CIFAR-10 run driven by it.
+
+A driver knows one kind of training (one CIFAR run, a fused group of seeds, an ImageNet run
+over data-parallel processes): how to take a step, and how to log, test, checkpoint, pause
+and finish. `drive` runs any of them the same way:
+
+    for each iteration: step -> Schedule.after(done) says what is due, and the deadline
+    whether to pause -> (nothing due: next step) -> wait for the device, count the time ->
+    log (a diverged run ends here) -> test -> checkpoint -> pause -> ... -> finish
+
+Training time excludes tests and checkpoints. The deadline (`resbench.train.stop`) is read
+after every step; a driver whose processes must agree (ImageNet) decides at due points only.
+
+One CIFAR-10 run, the paper's unit: its state as the loop keeps it (`Member`: model, optimizer,
+data order, counters, files), the driver that steps it (`OneRun`), and `train_cifar`, which trains
+one to its summary.json. Fused seeds (`resbench.train.fused`) and packs (`resbench.train.pack`) drive
+the same Members; ImageNet (`resbench.train.imagenet`) has a driver of its own.
+"""
 from __future__ import annotations
 
 import math
 import time
 from pathlib import Path
+from typing import Protocol
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from resbench.data.cifar import CifarData, stratified_split
 from resbench.data.pipeline import DeviceLoader
 from resbench.models import build_model
 from resbench.probes.responses import response_stds
+from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
 from resbench.runs.provenance import environment
 from resbench.runs.rundir import MetricsLog, last_error, write_env, write_responses, write_summary
-from resbench.runs.checkpoint import load_checkpoint, save_checkpoint
-from resbench.train.engine import Engine, graphs_compiled, loss_and_error, make_optimizer, step_path
+from resbench.train.engine import Engine, Window, graphs_compiled, loss_and_error, make_optimizer, step_path, sync
 from resbench.train.graphs import WARMUP_STEPS
-from resbench.train.runspec import CifarRun
-from resbench.train.skeleton import Schedule, Window, drive
+from resbench.train.runspec import CifarRun, Schedule
 from resbench.train.steps import make_train_step
 from resbench.train.stop import Deadline, stop_on_signals
 
-__all__ = ["CifarRun", "Member", "OneRun", "train_cifar"]
+__all__ = ["CifarRun", "Member", "OneRun", "drive", "train_cifar"]
 
+
+class Driver(Protocol):
+    name: str  # the progress bar's label
+    first: int  # the iteration training starts (or resumes) from
+    schedule: Schedule
+
+    def step(self, iteration: int) -> None: ...
+    def add_time(self, seconds: float) -> None: ...  # training time since the last due point
+    def log(self) -> tuple[str, dict | None]: ...  # (progress text, the summary if the run diverged)
+    def test(self) -> None: ...
+    def checkpoint(self) -> None: ...
+    def pause(self, reason: str) -> dict: ...
+    def finish(self) -> dict: ...
+
+
+def progress_bar(enabled: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                    TextColumn("{task.fields[status]}"), disable=not enabled)
+
+
+class Training:
+    """One driver through the loop, an iteration at a time: `drive` runs one to its end; a pack
+    (`resbench.train.pack`) interleaves several, each waiting only for its own work (`wait`)."""
+
+    def __init__(self, driver: Driver, deadline: Deadline, wait, bar: Progress,
+                 agree=lambda reason, due: reason):
+        self.driver, self.deadline, self.wait, self.agree, self.bar = driver, deadline, wait, agree, bar
+        self.it = driver.first
+        self.task = bar.add_task(driver.name, total=driver.schedule.iterations, completed=driver.first, rate="",
+                                 status="")
+        self.started = self.tick = time.perf_counter()
+
+    def advance(self) -> dict | None:
+        """One step and what is due after it; the run's summary once it has ended, else None."""
+        driver, schedule = self.driver, self.driver.schedule
+        if self.it >= schedule.iterations:  # resumed at its last iteration
+            return driver.finish()
+        driver.step(self.it)
+        self.it += 1
+        due = schedule.after(self.it)
+        pause = None if due.last else self.agree(self.deadline.reason(), due)
+        if not (due.any or pause):
+            return None
+        self.wait()
+        now = time.perf_counter()
+        driver.add_time(now - self.tick)
+        if due.log:
+            status, diverged = driver.log()
+            self.bar.update(self.task, completed=self.it, status=status,
+                            rate=f"{(self.it - driver.first) / (now - self.started):.1f} it/s")
+            if diverged is not None:
+                return diverged
+        if due.eval:
+            driver.test()
+        if due.checkpoint or pause:
+            driver.checkpoint()
+        if pause:
+            return driver.pause(pause)
+        self.tick = time.perf_counter()
+        return driver.finish() if due.last else None
+
+
+def drive(driver: Driver, deadline: Deadline, device: str, progress: bool,
+          agree=lambda reason, due: reason) -> dict:
+    """Train `driver` to its last iteration, or until the deadline pauses it; returns its summary.
+
+    `agree(reason, due)` turns this process's reason to pause into the decision every process
+    takes (data-parallel runs: at due points only, where they meet anyway)."""
+    with progress_bar(progress) as bar:
+        training = Training(driver, deadline, lambda: sync(device), bar, agree)
+        while (summary := training.advance()) is None:
+            pass
+        return summary
+
+
+# One CIFAR-10 run
 
 class Member:
     """One run as a training loop keeps it: model, optimizer, data order, log, counters, files.
