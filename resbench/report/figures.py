@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -122,16 +123,24 @@ def responses_figure(exp: Experiment, responses: pd.DataFrame, tiers: dict[str, 
 
 
 def short_tier(tier: str) -> str:
-    """A tier as a tick label: 'proxy: JPEG q75 data, schedule 1/32 (2,000 iterations) (bf16)' ->
-    'proxy: JPEG, 1/32\nbf16'; the full schedule is 'full'."""
+    """A tier as a tick label, a few short lines: 'proxy: JPEG q75 data, schedule 1/32 (2,000 iterations) (bf16)'
+    -> 'proxy: JPEG, 1/32\nbf16'; the full schedule is 'full'; BN statistics over 16 images -> 'BN over 16';
+    --set overrides by their keys (or their number, past two): the whole tier is in the table beside it."""
     if not tier:
         return ""
     departures, _, arithmetic = tier.rpartition(" (")
-    departures = re.sub(r" \([\d,]+ iterations\)", "", departures).replace("schedule ", "")
-    departures = departures.replace("JPEG q75 data", "JPEG")
-    if departures.startswith("proxy") and "1/" not in departures and "preset" not in departures:
-        departures += ", full"
-    return f"{departures}\n{arithmetic.rstrip(')')}"
+    kind, _, listed = departures.partition(": ")
+    overridden = re.findall(r"--set (\w+)=", listed)
+    listed = re.sub(r"(^|, )--set .*$", "", listed)  # overrides come last (resbench.paper.tiers)
+    listed = re.sub(r" \([\d,]+ iterations\)", "", listed).replace("schedule ", "").replace("JPEG q75 data", "JPEG")
+    listed = re.sub(r"BN statistics over (\d+) images \(paper: \d+\)", r"BN over \1", listed)
+    items = [listed] if listed else []
+    if kind == "proxy" and "1/" not in listed and "preset" not in listed:
+        items.append("full")
+    if overridden:
+        items.append("--set " + (", ".join(overridden) if len(overridden) <= 2 else f"{len(overridden)} options"))
+    label = kind + (": " + ", ".join(items) if items else "")
+    return "\n".join(textwrap.wrap(label, 24)) + f"\n{arithmetic.rstrip(')')}"
 
 
 def table_figure(exp: Experiment, diff: pd.DataFrame, complexity: dict, runs: pd.DataFrame,
