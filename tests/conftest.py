@@ -13,6 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+def one_line_error(args: list[str]) -> str:
+    """Runs `resbench ARGS` in this process (a subprocess would add seconds of imports and test nothing more: the
+    exit code and stderr are the same); checks it is an error, exit 2, in one line; returns that line."""
+    from typer.testing import CliRunner
+
+    from resbench.cli.main import app
+
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2, (args, result.output, result.exception)
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error:"), result.stderr
+    return result.stderr
+
+
 @pytest.fixture(autouse=True)
 def no_stop_request():
     """Each test starts as a new process does: no SIGTERM of an earlier test holds (resbench.train.stop)."""

@@ -1,17 +1,12 @@
 """Reports never destroy evidence: no runs, another runs folder's report, stale files of a build before."""
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import one_line_error
 from resbench.report.build import ReportError, build_reports, reports_folder
 from resbench.report.folder import read_report
 from resbench.runs.rundir import MetricsLog, write_config, write_summary
-
-
-def report(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "resbench", "report", *args], capture_output=True, text=True)
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -25,14 +20,13 @@ def test_no_runs_is_one_line_a_nonzero_exit_and_nothing_written(runs, tmp_path):
     (out / "table6").mkdir(parents=True)
     (out / "table6" / "README.md").write_text("the committed evidence")
     before = files(out)
-    proc = report("--table", "6", "--runs", str(tmp_path / runs), "--out", str(out))
-    assert proc.returncode == 2 and "no runs in" in proc.stderr and "nothing written" in proc.stderr, proc
-    assert len(proc.stderr.strip().splitlines()) == 1 and files(out) == before
+    said = one_line_error(["report", "--table", "6", "--runs", str(tmp_path / runs), "--out", str(out)])
+    assert "no runs in" in said and "nothing written" in said and files(out) == before
 
 
 def test_a_name_is_checked_before_the_runs_are_looked_for(tmp_path):
-    proc = report("--figure", "99", "--runs", str(tmp_path / "missing"), "--out", str(tmp_path))
-    assert proc.returncode == 2 and "unknown experiment" in proc.stderr and "no runs" not in proc.stderr
+    said = one_line_error(["report", "--figure", "99", "--runs", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert "unknown experiment" in said and "no runs" not in said
 
 
 def test_a_report_of_one_runs_folder_is_not_rebuilt_from_another_unless_replaced(tmp_path):
