@@ -245,7 +245,17 @@ def report(
     jobs: Optional[int] = typer.Option(None, min=1, help="reports built at once (default: one per core)"),
 ) -> None:
     """Regenerate tables and figures from runs (papermill notebooks) and diff them against the paper."""
-    from resbench.paper.declarations import experiment_names
+    from resbench.paper.declarations import experiment_names, load_experiment
+
+    names = list(experiment_names()) if all_ else \
+        [f"table{n}" for n in table or []] + [f"figure{n}" for n in figure or []]
+    if not names and not index:
+        fail("say what to report: --table N, --figure N or --all")
+    try:
+        for name in names:  # a wrong number is refused before the reports' libraries load (seconds)
+            load_experiment(name)
+    except KeyError as err:
+        fail(message(err))
     from resbench.report.build import ReportError, build_reports, reports_folder, writable
     from resbench.report.claims import claims_line
     from resbench.report.core import counts_line
@@ -254,10 +264,6 @@ def report(
 
     runs = one(runs_, "--runs")
     out = reports_folder(runs, one(out_, "--out") if out_ else None)
-    names = list(experiment_names()) if all_ else \
-        [f"table{n}" for n in table or []] + [f"figure{n}" for n in figure or []]
-    if not names and not index:
-        fail("say what to report: --table N, --figure N or --all")
     try:
         if index:
             if not runs.is_dir():

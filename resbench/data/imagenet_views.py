@@ -25,7 +25,6 @@ import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,7 +34,7 @@ import torchvision.transforms.v2.functional as TF
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from resbench.data import DataError
+from resbench.data import DataError, Views
 from resbench.data.imagenet import ImageFolderData, read_image
 
 MEAN_RGB = (0.485, 0.456, 0.406)  # ImageNet training-set channel means, pixels in [0, 1]
@@ -47,17 +46,6 @@ PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, 
 # not per call: catch_warnings is not thread-safe and decoding runs in a helper thread.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                         category=DeprecationWarning)
-
-
-@dataclass(frozen=True)
-class Views:
-    """Sizes of the training crop and test views (the paper's by default; smoke runs shrink them)."""
-
-    scale_min: int = 256  # shorter side, random in [scale_min, scale_max] (Sec. 3.4)
-    scale_max: int = 480
-    crop: int = 224  # training and test crop (Sec. 3.4)
-    test_size: int = 256  # shorter side before the center crop / 10-crop (standard 10-crop)
-    pca_std: float = 0.1  # std of AlexNet's colour-augmentation coefficients
 
 
 def sample_generator(seed: int, epoch: int, position: int) -> torch.Generator:

@@ -6,7 +6,7 @@ import typing
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 
-from resbench.data.imagenet_views import Views
+from resbench.data import Views
 
 
 class Options:
