@@ -13,14 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
-def one_line_error(args: list[str]) -> str:
-    """Runs `resbench ARGS` in this process (a subprocess would add seconds of imports and test nothing more: the
-    exit code and stderr are the same); checks it is an error, exit 2, in one line; returns that line."""
+def cli(*args: str, columns: int = 250):
+    """`resbench ARGS` run in this process: the exit code, stdout and stderr a subprocess would give, without its
+    seconds of imports (a test of what only a process shows, a signal or a second process, starts one)."""
     from typer.testing import CliRunner
 
     from resbench.cli.main import app
 
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns)})
+
+
+def one_line_error(args: list[str]) -> str:
+    """Runs `resbench ARGS` in this process; checks it is an error, exit 2, in one line; returns that line."""
+    result = cli(*args, columns=300)
     assert result.exit_code == 2, (args, result.output, result.exception)
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error:"), result.stderr
     return result.stderr

@@ -1,15 +1,13 @@
 """--deadline and durations with units: runs start only when their estimate fits, the rest of the time goes
 to shorter runs, a run still training at the deadline pauses and the same command resumes it."""
-import os
 import re
-import subprocess
-import sys
 import time
 from datetime import datetime
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import cli
 from resbench.cli.main import app
 from resbench.paper.recipes import CifarRecipe
 from resbench.runs.rundir import (MetricsLog, read_metrics, read_status, read_summary, run_dirs, write_config,
@@ -106,10 +104,9 @@ def test_paces_come_from_the_runs_own_log_else_runs_of_its_network_else_a_measur
 
 
 def test_a_deadline_too_short_for_any_run_starts_none_and_says_so(jpeg_root, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "resbench", "run", "table6", "--preset", "smoke", "--models",
-                           "resnet20", "--device", "cpu", "-q", "--deadline", "2s", "--data-root", str(jpeg_root),
-                           "--out", str(tmp_path)], capture_output=True, text=True, env={"COLUMNS": "250"})
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("run", "table6", "--preset", "smoke", "--models", "resnet20", "--device", "cpu", "-q", "--deadline", "2s",
+               "--data-root", str(jpeg_root), "--runs", str(tmp_path))
+    assert proc.exit_code == 0, proc.output
     assert "0 run(s) finished, 0 paused, 1 not started" in proc.stdout
     assert "not started: resnet20-smoke-" in proc.stdout
     assert not [d for d in run_dirs(tmp_path) if read_summary(d)]
@@ -193,11 +190,9 @@ def test_workers_under_a_deadline_start_only_what_fits_and_say_what_was_not_star
     runs = tmp_path / "runs"
     plant_pace(runs, "resnet20", 1e4)  # 15 steps of 32 images in well under a second: it fits
     plant_pace(runs, "resnet32", 1.0)  # about half an hour: it does not
-    proc = subprocess.run([sys.executable, "-m", "resbench", "run", "table6", "--preset", "smoke", "--budget", "1/4",
-                           "--models", "resnet20,resnet32", "--device", "cpu", "-q", "--jobs", "2", "--deadline", "10m",
-                           "--data-root", str(jpeg_root), "--runs", str(runs)], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "250"})
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("run", "table6", "--preset", "smoke", "--budget", "1/4", "--models", "resnet20,resnet32", "--device",
+               "cpu", "-q", "--jobs", "2", "--deadline", "10m", "--data-root", str(jpeg_root), "--runs", str(runs))
+    assert proc.exit_code == 0, proc.output
     assert "1 run(s) finished, 0 paused, 1 not started" in proc.stdout, proc.stdout
     assert re.search(r"not started: resnet32-smoke-1of4-\w+-s0 \(needs about [\dhms]+, [\dhms]+ left\)", proc.stdout)
     assert "1/2 runs done, 1 not started" in proc.stdout

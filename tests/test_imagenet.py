@@ -1,14 +1,13 @@
 """ImageNet track on a generated image folder: augmentation, test protocols, DDP, resume, errors."""
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from conftest import cli, one_line_error
 from resbench.host.vision import has_image_ops
 from resbench.data import DataError
 from resbench.data.imagenet import find_imagenet, make_synthetic
@@ -253,29 +252,23 @@ def test_missing_or_malformed_folders_fail_cleanly(tmp_path):
         read_image(str(tmp_path / "train" / "n01" / "a.JPEG"))
 
 
-def resbench(*args):
-    return subprocess.run([sys.executable, "-m", "resbench", *args], capture_output=True, text=True)
-
-
 def test_cli_smoke_on_synthetic_images_and_a_clean_error_without_imagenet(tmp_path):
-    proc = resbench("run", "table2", "--preset", "smoke", "--synthetic", "--models", "resnet18", "--device", "cpu",
-                    "-q", "--runs", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("run", "table2", "--preset", "smoke", "--synthetic", "--models", "resnet18", "--device", "cpu", "-q",
+               "--runs", str(tmp_path))
+    assert proc.exit_code == 0, proc.output
     from resbench.report.runs import load_runs
 
     runs = load_runs(tmp_path)
     assert runs["data_variant"].tolist() == ["synthetic"] and runs["status"].tolist() == ["done"]
     assert runs["top1_err_10crop"].notna().all() and runs["top1_err_multiscale"].notna().all()
-    proc = resbench("run", "table3", "--device", "cpu", "--runs", str(tmp_path))
-    assert proc.returncode == 2 and "ImageNet is needed" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "ImageNet is needed" in one_line_error(["run", "table3", "--device", "cpu", "--runs", str(tmp_path)])
 
 
 def test_bench_imagenet_measures_pipeline_models_and_end_to_end(tmp_path):
-    proc = resbench("bench", "imagenet", "--models", "resnet18,plain18", "--iterations", "2", "--warmup", "1",
-                    "--batch-size", "8", "--workers", "0", "--device", "cpu", "--images", "20", "--crop", "32",
-                    "--out", str(tmp_path / "b.json"))
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("bench", "imagenet", "--models", "resnet18,plain18", "--iterations", "2", "--warmup", "1",
+               "--batch-size", "8", "--workers", "0", "--device", "cpu", "--images", "20", "--crop", "32",
+               "--out", str(tmp_path / "b.json"))
+    assert proc.exit_code == 0, proc.output
     r = json.loads((tmp_path / "b.json").read_text())
     assert r["pipeline_img_per_s"]["workers"] > 0
     if has_image_ops():

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from conftest import cli, one_line_error
 from resbench.train.engine import Engine
 from resbench.train.loop import CifarRun, train_cifar
 from resbench.train.pack import train_packed
@@ -135,36 +136,25 @@ def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tiny_data, tmp_pa
 
 
 def test_resbench_run_pack_trains_a_row_side_by_side_and_a_rerun_skips_it(jpeg_root, tmp_path):
-    import subprocess
-    import sys
-
-    from typer.testing import CliRunner
-
-    from resbench.cli.main import app
     from resbench.report.runs import load_runs
 
     args = ["run", "table6", "--preset", "smoke", "--set", "iterations=20", "--models", "resnet20",
             "--seeds", "2", "--pack", "2", "--device", "cpu", "-q", "--data-root", str(jpeg_root),
             "--runs", str(tmp_path / "runs")]
-    first = subprocess.run([sys.executable, "-m", "resbench", *args], capture_output=True, text=True)
-    assert first.returncode == 0 and "2/2 runs done" in first.stdout, first.stdout + first.stderr
+    first = cli(*args)
+    assert first.exit_code == 0 and "2/2 runs done" in first.stdout, first.output
     runs = load_runs(tmp_path / "runs")
     assert sorted(runs["seed"]) == [0, 1] and set(runs["status"]) == {"done"}
-    again = CliRunner().invoke(app, args, env={"COLUMNS": "200"})  # in this process: nothing left to train
+    again = cli(*args)  # nothing left to train
     assert again.exit_code == 0 and again.stdout.count("done already") == 2, again.output
-    bad = CliRunner().invoke(app, args + ["--fuse", "2"])
-    assert bad.exit_code == 2 and "does not combine with --fuse" in bad.stderr
+    assert "does not combine with --fuse" in one_line_error(args + ["--fuse", "2"])
 
 
 def test_bench_pack_measures_each_size_against_the_first_and_the_peak_in_one_run(bench_root, tmp_path):
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "resbench", "bench", "pack", "--device", "cpu", "--models",
-                           "resnet8,plain8", "--sizes", "1,2", "--no-grow", "--iterations", "8", "--batch-size", "32",
-                           "--data-root", str(bench_root), "--out", str(tmp_path / "pack.json")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("bench", "pack", "--device", "cpu", "--models", "resnet8,plain8", "--sizes", "1,2", "--no-grow",
+               "--iterations", "8", "--batch-size", "32", "--data-root", str(bench_root),
+               "--out", str(tmp_path / "pack.json"))
+    assert proc.exit_code == 0, proc.output
     rows = json.loads((tmp_path / "pack.json").read_text())["results"]
     assert [r["slots"] for r in rows] == [1, 2] and rows[0]["ratio"] == 1.0
     assert rows[1]["ratio"] == round(rows[1]["steady_img_per_s"] / rows[0]["steady_img_per_s"], 2)

@@ -1,11 +1,9 @@
 import json
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
 
-from conftest import one_line_error
+from conftest import cli, one_line_error
 from fractions import Fraction
 
 from resbench.sweep.options import Schedule, Sweep
@@ -96,14 +94,10 @@ def test_a_row_shared_by_two_experiments_is_trained_once(tiny_data, tmp_path):
     assert said[-1].startswith("done already") and len(load_runs(tmp_path)) == 1
 
 
-def resbench(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "resbench", *args], capture_output=True, text=True, cwd=cwd)
-
-
 def test_cli_runs_a_smoke_row_on_a_jpeg_folder(jpeg_root, tmp_path):
-    proc = resbench("run", "figure1", "--preset", "smoke", "--models", "plain20", "--device", "cpu", "-q",
+    proc = cli("run", "figure1", "--preset", "smoke", "--models", "plain20", "--device", "cpu", "-q",
                     "--data-root", str(jpeg_root), "--runs", str(tmp_path / "runs"))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.output
     runs = load_runs(tmp_path / "runs")
     assert runs["model"].tolist() == ["plain20"] and runs["data_variant"].tolist() == ["cifar10-jpeg-q75"]
 
@@ -120,10 +114,10 @@ def test_cli_bad_inputs_are_one_line_errors(args, message):
 
 
 def test_bench_cifar_measures_the_plain_loop_and_the_fast_one_in_fp32_and_bf16(bench_root, tmp_path):
-    proc = resbench("bench", "cifar", "--models", "resnet8", "--iterations", "2", "--warmup", "1",
+    proc = cli("bench", "cifar", "--models", "resnet8", "--iterations", "2", "--warmup", "1",
                     "--workers", "0", "--device", "cpu", "--data-root", str(bench_root),
                     "--out", str(tmp_path / "bench.json"))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.output
     results = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert [r["loop"] for r in results] == ["plain", "fast fp32", "fast bf16"]
     assert all(r["img_per_s"] > 0 for r in results)
@@ -132,9 +126,9 @@ def test_bench_cifar_measures_the_plain_loop_and_the_fast_one_in_fp32_and_bf16(b
 
 
 def test_bench_jobs_measures_packed_trainings(bench_root, tmp_path):
-    proc = resbench("bench", "jobs", "--models", "resnet8", "--jobs", "1,2", "--iterations", "20",
+    proc = cli("bench", "jobs", "--models", "resnet8", "--jobs", "1,2", "--iterations", "20",
                     "--device", "cpu", "--data-root", str(bench_root), "--out", str(tmp_path / "jobs.json"))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.output
     results = json.loads((tmp_path / "jobs.json").read_text())["results"]
     assert [r["jobs"] for r in results] == [1, 2]
     assert all(r["steady_img_per_s"] > 0 and r["wall_img_per_s"] > 0 for r in results)
@@ -212,9 +206,9 @@ def test_a_bad_fuse_is_a_one_line_error():
 
 
 def test_bench_fuse_measures_fused_groups_beside_one_run_and_jobs(bench_root, tmp_path):
-    proc = resbench("bench", "fuse", "--models", "resnet8", "--fuse", "1,2", "--iterations", "20", "--device", "cpu",
+    proc = cli("bench", "fuse", "--models", "resnet8", "--fuse", "1,2", "--iterations", "20", "--device", "cpu",
                     "--data-root", str(bench_root), "--out", str(tmp_path / "fuse.json"))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.output
     results = json.loads((tmp_path / "fuse.json").read_text())["results"]
     assert [r["fuse"] for r in results] == [1, 2] and all(r["steady_img_per_s"] > 0 for r in results)
     assert results[1]["jobs"]["jobs"] == 2 and results[1]["jobs"]["steady_img_per_s"] > 0

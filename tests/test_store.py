@@ -23,7 +23,7 @@ from resbench.runs.rundir import last_iteration, read_metrics, read_summary
 from resbench.runs.store import claim, is_locked, run_state
 from resbench.train.engine import Engine
 
-from conftest import make_images
+from conftest import make_images, one_line_error
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
 SMOKE = ["--preset", "smoke", "--device", "cpu", "-q", "--deterministic"]
@@ -242,10 +242,8 @@ def test_bad_values_are_one_line_errors(args, message):
 
 def test_an_unwritable_results_folder_is_a_one_line_error(jpeg_root, tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    proc = resbench("run", "table6", "--models", "resnet20", *SMOKE, "--data-root", str(jpeg_root),
-                    "--runs", str(tmp_path / "file" / "runs"))
-    assert proc.returncode == 2 and "cannot write results to" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "cannot write results to" in one_line_error(["run", "table6", "--models", "resnet20", *SMOKE, "--data-root",
+                                                         str(jpeg_root), "--runs", str(tmp_path / "file" / "runs")])
 
 
 def test_a_full_disk_mid_run_is_a_one_line_error_and_nothing_looks_finished(jpeg_root, tmp_path, monkeypatch):
