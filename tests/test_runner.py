@@ -14,6 +14,8 @@ from resbench.train.engine import Engine
 
 CPU = Engine(device="cpu", precision="fp32", compile=False)
 QUIET = Schedule(progress=False)
+# a third of the smoke preset: what these tests check (skips, reruns, fused groups) does not need more
+SHORT = {"iterations": 20, "milestones": [10, 15], "log_every": 5, "eval_every": 10, "checkpoint_every": 20}
 
 
 def test_plan_covers_rows_and_seeds_with_row_options():
@@ -57,7 +59,7 @@ def test_plan_refuses_what_it_cannot_run(name, models, message):
 
 
 def test_run_experiment_skips_finished_runs_and_loads_as_dataframes(tiny_data, tmp_path):
-    sweep = Sweep("figure1", "smoke", ["plain20"], seeds=2, out=tmp_path)
+    sweep = Sweep("figure1", "smoke", ["plain20"], seeds=2, overrides=SHORT, out=tmp_path)
     first = run_experiment(sweep, CPU, QUIET, tiny_data, say=lambda _: None)
     assert [r["status"] for r in first] == ["done", "done"]
     said = []
@@ -72,22 +74,22 @@ def test_run_experiment_skips_finished_runs_and_loads_as_dataframes(tiny_data, t
         {"seed": int(d.rsplit("-s", 1)[1]), "test_error": s["test_error"]} for d, s in
         ((x["dir"], x) for x in first))}
     curves = load_curves(tmp_path)
-    assert {"train", "test"} <= set(curves["record"]) and curves["iter"].max() == 60
+    assert {"train", "test"} <= set(curves["record"]) and curves["iter"].max() == 20
     responses = load_responses(tmp_path)
     assert len(responses) == 2 * 19
 
 
 def test_fresh_trains_a_finished_run_again(tiny_data, tmp_path):
-    sweep = Sweep("table6", "smoke", ["resnet20"], out=tmp_path)
+    sweep = Sweep("table6", "smoke", ["resnet20"], overrides=SHORT, out=tmp_path)
     run_experiment(sweep, CPU, QUIET, tiny_data, say=lambda _: None)
     said = []
     again = run_experiment(replace(sweep, fresh=True), CPU, QUIET, tiny_data, say=said.append)
-    assert said[0].startswith("done:") and again[0]["iteration"] == 60
+    assert said[0].startswith("done:") and again[0]["iteration"] == 20
     assert len(load_runs(tmp_path)) == 1
 
 
 def test_a_row_shared_by_two_experiments_is_trained_once(tiny_data, tmp_path):
-    sweep = Sweep("table6", "smoke", ["resnet20"], out=tmp_path)
+    sweep = Sweep("table6", "smoke", ["resnet20"], overrides=SHORT, out=tmp_path)
     said = []
     run_experiment(sweep, CPU, QUIET, tiny_data, say=said.append)
     run_experiment(replace(sweep, experiment="figure7"), CPU, QUIET, tiny_data, say=said.append)
@@ -167,7 +169,7 @@ def test_fuse_trains_the_seeds_of_a_row_together_and_status_shows_the_groups(tin
 
     from resbench.cli.main import app
 
-    results = run_experiment(Sweep("table6", "smoke", ["resnet20"], seeds=3, out=tmp_path), CPU,
+    results = run_experiment(Sweep("table6", "smoke", ["resnet20"], seeds=3, overrides=SHORT, out=tmp_path), CPU,
                              replace(QUIET, fuse=2), tiny_data, say=lambda _: None)
     assert [r["status"] for r in results] == ["done", "done", "done"]
     runs = load_runs(tmp_path).sort_values("seed")
