@@ -494,18 +494,17 @@ def test_index_and_report_pages_load_in_chromium_and_a_missing_image_is_caught(b
         pytest.skip("Debian's chromium is not installed")
     pages = tmp_path / "reports"
     shutil.copytree(built, pages)
-    for page, images in ((pages / "index.html", 2), (pages / "table6" / "table6.html", 1)):
-        result = check_page(page)
-        assert len(result["images"]) >= images and result["broken_images"] == [], result
-        assert result["broken_links"] == [] and result["links"], result
+    result = check_page(pages / "table6" / "table6.html")
+    assert result["images"] and result["broken_images"] == [] and result["links"] and result["broken_links"] == []
     shot = screenshot(pages / "index.html", tmp_path / "index.png")
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100  # not a blank page
     (pages / "table6" / "table6.png").unlink()
     (pages / "figure1" / "README.md").unlink()
-    result = check_page(pages / "index.html")
-    assert result["broken_images"] == ["table6/table6.png"]
-    assert [link for link in result["broken_links"] if link.endswith("README.md")] == ["figure1/README.md"]
+    result = check_page(pages / "index.html")  # every other image and link of the index is whole
+    assert len(result["images"]) >= 2 and result["broken_images"] == ["table6/table6.png"], result
+    assert "figure1/README.md" in result["broken_links"], result
+    assert set(result["broken_links"]) <= {"figure1/README.md", "table6/table6.png"}, result
 
 
 def test_cli_report_needs_a_target_and_a_known_name(tmp_path):
