@@ -78,7 +78,7 @@ def test_a_run_resumed_on_another_machine_names_that_machine_in_its_log(tiny_dat
     second one in its `resumed` event (a CPU run's machine is its CPU: `gpu` alone said nothing)."""
     from resbench.data.pipeline import DeviceLoader
     from resbench.paper.recipes import CifarRecipe
-    from resbench.train import cifar
+    from resbench.train import loop
     from resbench.train.engine import Engine
     from resbench.train.loop import CifarRun, train_cifar
 
@@ -96,8 +96,8 @@ def test_a_run_resumed_on_another_machine_names_that_machine_in_its_log(tiny_dat
         train_cifar(run, tiny_data, tmp_path, cpu, progress=False)
     monkeypatch.setattr(DeviceLoader, "batch", real_batch)
     first = read_env(tmp_path)["cpu"]
-    real_environment = cifar.environment
-    monkeypatch.setattr(cifar, "environment", lambda *a: {**real_environment(*a), "cpu": "Another CPU", "host": "b"})
+    real_environment = loop.environment
+    monkeypatch.setattr(loop, "environment", lambda *a: {**real_environment(*a), "cpu": "Another CPU", "host": "b"})
     train_cifar(run, tiny_data, tmp_path, cpu, progress=False)
     resumed, = [r for r in read_metrics(tmp_path) if r.get("event") == "resumed"]
     assert (resumed["iter"], resumed["cpu"], resumed["host"]) == (4, "Another CPU", "b")
