@@ -1,4 +1,5 @@
-"""How a step runs on the hardware: device, precision, memory layout, compilation.
+"""How a step runs on the hardware: device, precision, memory layout, compilation; and what its losses add up to
+on the device (`Window`, `loss_and_error`), read by the host only at due points.
 
 Layout, compilation and the fused optimizer change only how fast a step runs. Precision
 changes what is computed: bf16 autocast rounds every convolution's inputs and outputs, the
