@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from resbench.paper.tiers import IMAGENET_TESTS, tier
-from resbench.runs.rundir import (last_error, read_config, read_env, read_metrics, read_repeat,
+from resbench.runs.rundir import (last_error, reached, read_config, read_env, read_metrics, read_repeat,
                                   read_responses, read_summary, repeat_dirs, run_dirs)
 from resbench.runs.store import ENDED, eta_s, run_state
 
@@ -51,7 +51,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
         if summary["status"] == "done" and summary.get("train_error") is None:
             # older code left it out of a run resumed at its last iteration; the run's log has it
             summary["train_error"] = last_error(records)
-        iteration = summary.get("iteration") or (int(records[-1]["iter"]) if records else 0)  # where it has got to
+        iteration = summary.get("iteration") or reached(records)
         rows.append({
             "run": d.name, "dir": str(d), "model": cfg["model"], "preset": cfg["preset"], "seed": cfg["seed"],
             "key": cfg["key"], "options": json.dumps(cfg["options"], sort_keys=True),

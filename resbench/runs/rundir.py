@@ -219,7 +219,11 @@ def _of_kind(records: list[dict], record: str | None) -> list[dict]:
 
 def last_iteration(run_dir: Path) -> int:
     """The iteration of the last metrics record."""
-    records = tail_metrics(run_dir)
+    return reached(tail_metrics(run_dir))
+
+
+def reached(records: list[dict]) -> int:
+    """The iteration of the last of a run's metrics `records` (0 for none): where the run has got to."""
     return int(records[-1]["iter"]) if records else 0
 
 
